@@ -1,0 +1,48 @@
+"""Shared test fixtures.
+
+Tests that read the shared material (golden tensors, real images) use the ``shared`` fixture, which
+resolves the one setting ``RESSHIFT_SHARED`` (default ``../shared``) and skips with the reason when
+the folder is absent.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from resshift.paths import SHARED_ENV, shared_dir
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    root = shared_dir()
+    if not root.is_dir():
+        pytest.skip(f"shared test material not found at {root} (set {SHARED_ENV} to its location)")
+    return root
+
+
+@pytest.fixture(scope="session")
+def golden(shared: Path) -> Path:
+    path = shared / "golden"
+    if not (path / "index.json").is_file():
+        pytest.skip(f"golden fixtures not found at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_datasets(shared: Path) -> Path:
+    path = shared / "datasets"
+    if not path.is_dir():
+        pytest.skip(f"data mirror not found at {path}")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _deterministic_threads():
+    """Keep the thread count fixed so numerical comparisons do not depend on the machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(min(2, before))
+    yield
+    torch.set_num_threads(before)
