@@ -11,7 +11,9 @@ import importlib
 import sys
 
 # Modules that contribute sub-commands. Each has ``register(subparsers) -> None``.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = (
+    "resshift.reports.cli",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
