@@ -310,6 +310,10 @@ def run(spec: RunSpec) -> dict[str, Any]:
     # Phase 2: metrics, on the PNGs written by phase 1.
     metrics, unavailable = build_metrics(list(spec.metrics), device=spec.device)
     m_counts = run_metrics_phase(spec, dataset, metrics)
+    if spec.world_size > 1:
+        _barrier()
+        if spec.rank != 0:
+            return {}
     specs = {name: get_spec(name) for name in spec.metrics}
     extra = {
         "protocol_id": dataset.card.protocol_id,
@@ -331,3 +335,12 @@ def _previous_timing(spec: RunSpec) -> dict[str, Any]:
     if path.is_file():
         return json.loads(path.read_text(encoding="utf-8")).get("timing", {})
     return {}
+
+
+def _barrier() -> None:
+    """Wait for every rank (torchrun) before rank 0 merges the shards' rows."""
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group(backend="gloo")
+    dist.barrier()
