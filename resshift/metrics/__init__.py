@@ -1,0 +1,83 @@
+"""Metrics: the registry of names, the paper's Y-channel PSNR/SSIM, learned metrics through pyiqa.
+
+Public API used by the runner::
+
+    available, unavailable = build_metrics(["psnr", "ssim", "lpips"], device="cuda")
+    scores = available["psnr"].compute(sr, hr)     # (B,) float32; sr, hr: (B, 3, H, W) in [0, 1]
+    unavailable  # {"lpips": "weights file ... not found in ... (fetch with ...)"}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+
+from resshift.metrics.availability import unavailable_reason
+from resshift.metrics.base import Metric, MetricInputError, PaperYMetric
+from resshift.metrics.registry import (
+    METRICS,
+    PAPER_METRICS,
+    MetricSpec,
+    get_spec,
+    metric_names,
+)
+from resshift.metrics.weights import fetch_metric_weights, metric_weights_dir
+
+__all__ = [
+    "METRICS",
+    "PAPER_METRICS",
+    "Metric",
+    "MetricInputError",
+    "MetricSpec",
+    "build_metric",
+    "build_metrics",
+    "fetch_metric_weights",
+    "get_spec",
+    "metric_names",
+    "metric_weights_dir",
+]
+
+
+def build_metric(
+    name: str, device: str | torch.device = "cpu", weights_dir: str | Path | None = None
+) -> Metric:
+    """Build one metric; raises ``RuntimeError`` with the reason when it is unavailable here."""
+    spec = get_spec(name)
+    root = Path(weights_dir) if weights_dir is not None else metric_weights_dir()
+    reason = unavailable_reason(spec, root)
+    if reason is not None:
+        raise RuntimeError(f"metric {name!r} unavailable: {reason}")
+    if spec.backend == "resshift":
+        return PaperYMetric(spec, device)
+    from resshift.metrics.pyiqa_backend import PyiqaMetric
+
+    return PyiqaMetric(spec, device, root)
+
+
+def build_metrics(
+    names: Iterable[str], device: str | torch.device = "cpu", weights_dir: str | Path | None = None
+) -> tuple[dict[str, Metric], dict[str, str]]:
+    """Build every metric in ``names`` that can run here.
+
+    Returns ``(available, unavailable)``: built metrics by name, and for the others the reason
+    (missing weights file and how to fetch it, missing package, or the construction error). Unknown
+    names raise ``KeyError`` at once: a typo is a configuration error, not an unavailable metric.
+    """
+    names = list(dict.fromkeys(names))
+    for name in names:
+        get_spec(name)
+    available: dict[str, Metric] = {}
+    unavailable: dict[str, str] = {}
+    for name in names:
+        try:
+            available[name] = build_metric(name, device, weights_dir)
+        except Exception as exc:  # noqa: BLE001 - recorded, the other metrics go on
+            msg = str(exc)
+            prefix = f"metric {name!r} unavailable: "
+            if msg.startswith(prefix):
+                unavailable[name] = msg[len(prefix) :]
+            else:
+                unavailable[name] = f"{type(exc).__name__}: {msg}"
+    return available, unavailable

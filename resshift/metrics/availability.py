@@ -1,0 +1,35 @@
+"""Can a metric be built here? Decided from files and imports only, never by trying a download."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from resshift.metrics.registry import BACKEND_PYIQA, MetricSpec
+from resshift.metrics.weights import metric_weights_dir, weight_problem
+
+# Python packages each pyiqa metric imports beyond pyiqa itself (import name, distribution name).
+_EXTRA_IMPORTS: dict[str, tuple[tuple[str, str], ...]] = {
+    "clipiqa": (("clip", "openai-clip"),),
+}
+
+
+def unavailable_reason(spec: MetricSpec, directory: str | Path | None = None) -> str | None:
+    """Why ``spec`` cannot be computed on this machine, or ``None`` when it can.
+
+    Checks the backend package, extra imports and every weight file (presence, and the full SHA-256
+    where one is published) in ``directory`` (default: the metric weight directory).
+    """
+    if spec.backend != BACKEND_PYIQA:
+        return None
+    if importlib.util.find_spec("pyiqa") is None:
+        return "pyiqa is not installed (pip install 'pyiqa>=0.1.16,<0.2')"
+    for module, dist in _EXTRA_IMPORTS.get(spec.pyiqa_name or "", ()):
+        if importlib.util.find_spec(module) is None:
+            return f"python package {dist} (import {module}) is not installed"
+    root = Path(directory) if directory is not None else metric_weights_dir()
+    for key in spec.weights:
+        problem = weight_problem(key, root)
+        if problem is not None:
+            return problem
+    return None

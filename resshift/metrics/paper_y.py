@@ -1,0 +1,155 @@
+"""PSNR and SSIM exactly as the ResShift paper computes them (the one home of this convention).
+
+Protocol (``psnr_y_ycbcr@1`` / ``ssim_y_ycbcr@1``):
+
+1. Inputs are RGB images in ``[0, 1]``. They are quantised to 8 bits first with the rule used to write
+   the SR outputs as PNG, ``round(clamp(x, 0, 1) * 255)`` (float32 arithmetic, as
+   :func:`resshift.io.tensor_to_uint8`), so a tensor and the PNG written from it score the same.
+   ``uint8`` tensors are taken as they are.
+2. Luma is MATLAB's ``rgb2ycbcr`` (ITU-R BT.601, limited range) on those 8-bit values:
+   ``Y = 16 + (65.481 R + 128.553 G + 24.966 B) / 255`` with R, G, B in 0..255, rounded to the
+   nearest integer (ties to even, as NumPy), so Y is an integer in 16..235.
+3. ``border`` pixels are cut from every side (0 in the paper protocol).
+4. PSNR = ``10 log10(255^2 / MSE)`` per image (``inf`` for identical images).
+   SSIM uses an 11x11 Gaussian window with sigma 1.5, only the 'valid' region (no padding), and
+   ``C1 = (0.01 * 255)^2``, ``C2 = (0.03 * 255)^2``; the score is the mean of the SSIM map.
+   This is the classic Wang et al. MATLAB ``ssim_index`` setting; scikit-image's
+   ``structural_similarity(gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+   data_range=255)`` computes the same number.
+
+The RGB variants (``psnr_rgb@1``, ``ssim_rgb@1``) skip step 2: PSNR uses the MSE over the three
+channels, SSIM is the mean of the per-channel SSIM.
+
+Everything is computed in float64 on the inputs' device and batched; results are float32.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+# ITU-R BT.601 limited-range luma, as MATLAB's rgb2ycbcr (coefficients for 0..255 inputs).
+YCBCR_Y_WEIGHTS: tuple[float, float, float] = (65.481, 128.553, 24.966)
+YCBCR_Y_OFFSET = 16.0
+
+SSIM_WINDOW = 11
+SSIM_SIGMA = 1.5
+SSIM_K1 = 0.01
+SSIM_K2 = 0.03
+DATA_RANGE = 255.0
+
+
+def quantize_to_uint8_values(x: torch.Tensor) -> torch.Tensor:
+    """``[0, 1]`` float (or ``uint8``) images -> float64 tensor of integer values 0..255.
+
+    Float inputs follow the PNG writing rule ``round(clamp(x, 0, 1) * 255)`` computed in float32.
+    """
+    if x.dtype == torch.uint8:
+        return x.to(torch.float64)
+    if not x.is_floating_point():
+        raise TypeError(f"expected a float tensor in [0, 1] or a uint8 tensor, got {x.dtype}")
+    return x.detach().to(torch.float32).clamp(0.0, 1.0).mul(255.0).round().to(torch.float64)
+
+
+def rgb_to_y_ycbcr(rgb255: torch.Tensor, *, round_result: bool = True) -> torch.Tensor:
+    """BT.601 limited-range luma of ``(B, 3, H, W)`` RGB values in 0..255 -> ``(B, 1, H, W)`` float64.
+
+    ``Y = 16 + (65.481 R + 128.553 G + 24.966 B) / 255``; rounded to integers when ``round_result``
+    (the MATLAB/uint8 behaviour the paper protocol uses).
+    """
+    if rgb255.ndim != 4 or rgb255.shape[1] != 3:
+        raise ValueError(f"expected (B, 3, H, W) RGB values, got shape {tuple(rgb255.shape)}")
+    x = rgb255.to(torch.float64)
+    wr, wg, wb = YCBCR_Y_WEIGHTS
+    y = (x[:, 0:1] * wr + x[:, 1:2] * wg + x[:, 2:3] * wb) / 255.0 + YCBCR_Y_OFFSET
+    return y.round() if round_result else y
+
+
+def gaussian_window_1d(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> torch.Tensor:
+    """Normalised 1-D Gaussian of ``size`` taps (float64), the separable factor of the SSIM window."""
+    half = (size - 1) / 2.0
+    t = torch.arange(size, dtype=torch.float64) - half
+    g = torch.exp(-(t * t) / (2.0 * sigma * sigma))
+    return g / g.sum()
+
+
+def _crop_border(x: torch.Tensor, border: int) -> torch.Tensor:
+    if border < 0:
+        raise ValueError(f"border must be >= 0, got {border}")
+    if border == 0:
+        return x
+    h, w = x.shape[-2:]
+    if h <= 2 * border or w <= 2 * border:
+        raise ValueError(f"border {border} leaves nothing of a {h}x{w} image")
+    return x[..., border : h - border, border : w - border]
+
+
+def _as_rgb255(x: torch.Tensor, what: str) -> torch.Tensor:
+    if x.ndim != 4 or x.shape[1] not in (1, 3):
+        raise ValueError(f"{what}: expected (B, 3, H, W) or (B, 1, H, W), got shape {tuple(x.shape)}")
+    x = quantize_to_uint8_values(x)
+    return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
+
+
+def _prepare(
+    sr: torch.Tensor, hr: torch.Tensor, y_channel: bool, border: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    a = _as_rgb255(sr, "sr")
+    b = _as_rgb255(hr, "hr").to(a.device)
+    if a.shape != b.shape:
+        raise ValueError(f"sr and hr shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}")
+    if y_channel:
+        a, b = rgb_to_y_ycbcr(a), rgb_to_y_ycbcr(b)
+    return _crop_border(a, border), _crop_border(b, border)
+
+
+def psnr(sr: torch.Tensor, hr: torch.Tensor, *, y_channel: bool = True, border: int = 0) -> torch.Tensor:
+    """Per-image PSNR in dB of ``(B, C, H, W)`` images in ``[0, 1]`` -> ``(B,)`` float32.
+
+    ``y_channel=True`` is the paper protocol (8-bit quantisation, rounded BT.601 Y); ``False`` uses the
+    MSE over the three RGB channels. Identical images give ``inf``.
+    """
+    a, b = _prepare(sr, hr, y_channel, border)
+    mse = (a - b).pow(2).flatten(1).mean(dim=1)
+    out = 10.0 * torch.log10(DATA_RANGE**2 / mse)  # mse == 0 -> inf
+    return out.to(torch.float32)
+
+
+def _ssim_per_channel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """SSIM of float64 ``(N, 1, H, W)`` planes in 0..255 -> ``(N,)`` float64 (valid region)."""
+    h, w = a.shape[-2:]
+    if h < SSIM_WINDOW or w < SSIM_WINDOW:
+        raise ValueError(f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels, got {h}x{w}")
+    g = gaussian_window_1d().to(a.device)
+    gv, gh = g.view(1, 1, -1, 1), g.view(1, 1, 1, -1)
+
+    def blur(x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(F.conv2d(x, gv), gh)
+
+    # One pass over the five statistics: stack them along the batch axis.
+    n = a.shape[0]
+    stats = blur(torch.cat([a, b, a * a, b * b, a * b], dim=0))
+    mu_a, mu_b, e_aa, e_bb, e_ab = stats.split(n, dim=0)
+    var_a = e_aa - mu_a * mu_a
+    var_b = e_bb - mu_b * mu_b
+    cov = e_ab - mu_a * mu_b
+    c1 = (SSIM_K1 * DATA_RANGE) ** 2
+    c2 = (SSIM_K2 * DATA_RANGE) ** 2
+    numerator = (2 * mu_a * mu_b + c1) * (2 * cov + c2)
+    denominator = (mu_a * mu_a + mu_b * mu_b + c1) * (var_a + var_b + c2)
+    ssim_map = numerator / denominator
+    return ssim_map.flatten(1).mean(dim=1)
+
+
+def ssim(sr: torch.Tensor, hr: torch.Tensor, *, y_channel: bool = True, border: int = 0) -> torch.Tensor:
+    """Per-image SSIM of ``(B, C, H, W)`` images in ``[0, 1]`` -> ``(B,)`` float32.
+
+    ``y_channel=True`` is the paper protocol; ``False`` averages the SSIM of the R, G and B planes.
+    """
+    a, b = _prepare(sr, hr, y_channel, border)
+    bsz, ch = a.shape[:2]
+    planes_a = a.reshape(bsz * ch, 1, *a.shape[-2:])
+    planes_b = b.reshape(bsz * ch, 1, *b.shape[-2:])
+    per_plane = _ssim_per_channel(planes_a, planes_b)
+    return per_plane.view(bsz, ch).mean(dim=1).to(torch.float32)
+

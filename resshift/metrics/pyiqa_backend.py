@@ -1,0 +1,70 @@
+"""Learned metrics through pyiqa: our glue only (paths, input convention, isolation), never the models.
+
+pyiqa is built with explicit file paths for every weight it would otherwise download
+(``pretrained_model_path`` for LPIPS/MUSIQ/NIQE, the CLIP file path as ``backbone`` for CLIP-IQA), and
+``TORCH_HOME`` points at the metric weight directory while the torchvision backbones load, so
+construction never reaches the network. Availability is decided before construction by
+:func:`resshift.metrics.availability.unavailable_reason`.
+
+Tested with pyiqa 0.1.16 (the range pinned in ``pyproject.toml``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from resshift.metrics.base import Metric
+from resshift.metrics.isolation import preserve_global_state
+from resshift.metrics.registry import MetricSpec
+from resshift.metrics.weights import torch_home, weight_path
+
+
+def pyiqa_overrides(spec: MetricSpec, directory: str | Path) -> dict[str, Any]:
+    """``create_metric`` keyword overrides that make pyiqa load our local files (no download)."""
+    name = spec.pyiqa_name
+    if name in ("lpips", "lpips-vgg"):
+        return {"pretrained_model_path": str(weight_path(spec.weights[0], directory))}
+    if name == "musiq":
+        return {"pretrained_model_path": str(weight_path("musiq-koniq", directory))}
+    if name == "niqe":
+        return {"pretrained_model_path": str(weight_path("niqe-params", directory))}
+    if name == "clipiqa":
+        # pyiqa's CLIP loader accepts a file path instead of a model name; the SHA-256 of the file is
+        # checked beforehand (availability), so this is the official RN50.
+        return {"backbone": str(weight_path("clip-rn50", directory))}
+    raise KeyError(f"{spec.name}: no pyiqa glue for pyiqa metric {name!r}")
+
+
+class PyiqaMetric(Metric):
+    """A pyiqa ``InferenceModel`` behind :class:`Metric`: float32 ``[0, 1]`` RGB in, ``(B,)`` out."""
+
+    def __init__(self, spec: MetricSpec, device: str | torch.device, directory: str | Path) -> None:
+        super().__init__(spec, device)
+        import pyiqa
+
+        self.weights_dir = Path(directory)
+        overrides = pyiqa_overrides(spec, self.weights_dir)
+        with preserve_global_state(), torch_home(self.weights_dir):
+            self.model = pyiqa.create_metric(spec.pyiqa_name, as_loss=False, device=self.device, **overrides)
+        self.model.eval()
+        self._check_metadata()
+
+    def _check_metadata(self) -> None:
+        """pyiqa's own FR/NR and direction must agree with our spec (catches renamed/changed metrics)."""
+        mode = getattr(self.model, "metric_mode", None)
+        lower = getattr(self.model, "lower_better", None)
+        if mode is not None and mode != self.spec.mode:
+            raise RuntimeError(f"{self.name}: pyiqa says mode {mode}, registry says {self.spec.mode}")
+        if lower is not None and bool(lower) != self.spec.lower_better:
+            raise RuntimeError(f"{self.name}: pyiqa says lower_better={lower}, registry disagrees")
+
+    def _compute(self, sr: torch.Tensor, hr: torch.Tensor | None) -> torch.Tensor:
+        with preserve_global_state(), torch_home(self.weights_dir):
+            if self.spec.full_reference:
+                out = self.model(sr, hr)
+            else:
+                out = self.model(sr)
+        return out.reshape(sr.shape[0])

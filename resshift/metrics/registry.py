@@ -1,0 +1,237 @@
+"""The metric registry: one frozen :class:`MetricSpec` per public metric name.
+
+A spec says what a number means (full- or no-reference, which direction is better, expected range,
+the input convention, who computes it and which version of our convention it follows). The
+``version`` tag changes whenever the meaning of a name changes, so stored rows stay comparable.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+
+FULL_REFERENCE = "FR"
+NO_REFERENCE = "NR"
+
+BACKEND_RESSHIFT = "resshift"
+BACKEND_PYIQA = "pyiqa"
+
+# The metrics the ResShift paper tables report (ImageNet-Test: all five; real data: the NR ones).
+PAPER_METRICS: tuple[str, ...] = ("psnr", "ssim", "lpips", "clipiqa", "musiq")
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """What a metric name means. Immutable; ``version`` changes when the meaning changes.
+
+    Attributes:
+        name: public name used in configs and result rows (``"psnr"``).
+        mode: ``"FR"`` (needs the HR reference) or ``"NR"`` (SR image alone).
+        lower_better: True when a smaller value is better (LPIPS, NIQE).
+        value_range: expected range ``(low, high)`` of the scores (rough for learned metrics).
+        input_convention: what the metric does with the ``[0, 1]`` RGB tensors it is given.
+        backend: ``"resshift"`` (computed here) or ``"pyiqa"``.
+        version: tag of our convention, e.g. ``"psnr_y_ycbcr@1"``.
+        description: one line for tables.
+        source: where the convention comes from (paper / script / library).
+        pyiqa_name: the pyiqa metric this wraps (pyiqa backend only).
+        weights: keys of :data:`resshift.metrics.weights.WEIGHT_FILES` the metric needs.
+        options: backend options (``y_channel``, ``border`` ...), as sorted ``(key, value)`` pairs.
+    """
+
+    name: str
+    mode: str
+    lower_better: bool
+    value_range: tuple[float, float]
+    input_convention: str
+    backend: str
+    version: str
+    description: str
+    source: str
+    pyiqa_name: str | None = None
+    weights: tuple[str, ...] = ()
+    options: tuple[tuple[str, object], ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if self.mode not in (FULL_REFERENCE, NO_REFERENCE):
+            raise ValueError(f"metric {self.name!r}: mode must be 'FR' or 'NR', got {self.mode!r}")
+        if self.backend not in (BACKEND_RESSHIFT, BACKEND_PYIQA):
+            raise ValueError(f"metric {self.name!r}: unknown backend {self.backend!r}")
+        if self.backend == BACKEND_PYIQA and not self.pyiqa_name:
+            raise ValueError(f"metric {self.name!r}: a pyiqa metric needs pyiqa_name")
+
+    @property
+    def full_reference(self) -> bool:
+        return self.mode == FULL_REFERENCE
+
+    @property
+    def option_dict(self) -> dict[str, object]:
+        return dict(self.options)
+
+    def backend_label(self) -> str:
+        """The backend with its installed version, e.g. ``"pyiqa 0.1.16"`` (``"pyiqa (not installed)"``)."""
+        dist = "resshift-bench" if self.backend == BACKEND_RESSHIFT else "pyiqa"
+        try:
+            return f"{self.backend} {metadata.version(dist)}"
+        except metadata.PackageNotFoundError:
+            if self.backend == BACKEND_RESSHIFT:
+                from resshift import __version__
+
+                return f"{self.backend} {__version__}"
+            return f"{self.backend} (not installed)"
+
+    def as_record(self) -> dict[str, object]:
+        """A JSON-friendly dict of the spec plus the resolved backend version (for provenance)."""
+        rec = asdict(self)
+        rec["value_range"] = list(self.value_range)
+        rec["options"] = self.option_dict
+        rec["weights"] = list(self.weights)
+        rec["backend_version"] = self.backend_label()
+        return rec
+
+
+_Y_CONVENTION = (
+    "RGB in [0,1] -> 8-bit round(clamp(x,0,1)*255) -> BT.601 Y = 16 + (65.481R + 128.553G + 24.966B)/255, "
+    "rounded; border 0"
+)
+_PAPER_Y_SOURCE = (
+    "ResShift util_image.calculate_psnr/ssim(ycbcr=True); MATLAB rgb2ycbcr; SSIM of Wang et al. 2004 "
+    "(11x11 Gaussian, sigma 1.5, valid region)"
+)
+
+_SPECS: tuple[MetricSpec, ...] = (
+    MetricSpec(
+        name="psnr",
+        mode=FULL_REFERENCE,
+        lower_better=False,
+        value_range=(0.0, math.inf),
+        input_convention=_Y_CONVENTION,
+        backend=BACKEND_RESSHIFT,
+        version="psnr_y_ycbcr@1",
+        description="PSNR (dB) on the BT.601 Y channel, paper protocol",
+        source=_PAPER_Y_SOURCE,
+        options=(("border", 0), ("statistic", "psnr"), ("y_channel", True)),
+    ),
+    MetricSpec(
+        name="ssim",
+        mode=FULL_REFERENCE,
+        lower_better=False,
+        value_range=(-1.0, 1.0),
+        input_convention=_Y_CONVENTION,
+        backend=BACKEND_RESSHIFT,
+        version="ssim_y_ycbcr@1",
+        description="SSIM on the BT.601 Y channel, paper protocol",
+        source=_PAPER_Y_SOURCE,
+        options=(("border", 0), ("statistic", "ssim"), ("y_channel", True)),
+    ),
+    MetricSpec(
+        name="psnr-rgb",
+        mode=FULL_REFERENCE,
+        lower_better=False,
+        value_range=(0.0, math.inf),
+        input_convention="RGB in [0,1] -> 8-bit round(clamp(x,0,1)*255); MSE over R, G, B; border 0",
+        backend=BACKEND_RESSHIFT,
+        version="psnr_rgb@1",
+        description="PSNR (dB) over the RGB channels (not the paper protocol)",
+        source="ResShift util_image.calculate_psnr(ycbcr=False)",
+        options=(("border", 0), ("statistic", "psnr"), ("y_channel", False)),
+    ),
+    MetricSpec(
+        name="ssim-rgb",
+        mode=FULL_REFERENCE,
+        lower_better=False,
+        value_range=(-1.0, 1.0),
+        input_convention="RGB in [0,1] -> 8-bit round(clamp(x,0,1)*255); mean of per-channel SSIM; border 0",
+        backend=BACKEND_RESSHIFT,
+        version="ssim_rgb@1",
+        description="SSIM averaged over R, G, B (not the paper protocol)",
+        source="ResShift util_image.calculate_ssim(ycbcr=False)",
+        options=(("border", 0), ("statistic", "ssim"), ("y_channel", False)),
+    ),
+    MetricSpec(
+        name="lpips",
+        mode=FULL_REFERENCE,
+        lower_better=True,
+        value_range=(0.0, 1.0),
+        input_convention="RGB in [0,1] float32, (sr, hr) order; pyiqa maps to [-1,1] internally",
+        backend=BACKEND_PYIQA,
+        version="lpips_alex_v0.1@1",
+        description="LPIPS, AlexNet backbone, linear layers v0.1 (the papers' LPIPS)",
+        source="Zhang et al. 2018; pyiqa 'lpips' as used by SinSR/OSEDiff evaluation scripts",
+        pyiqa_name="lpips",
+        weights=("lpips-alex-v0.1", "torchvision-alexnet"),
+    ),
+    MetricSpec(
+        name="lpips-vgg",
+        mode=FULL_REFERENCE,
+        lower_better=True,
+        value_range=(0.0, 1.0),
+        input_convention="RGB in [0,1] float32, (sr, hr) order; pyiqa maps to [-1,1] internally",
+        backend=BACKEND_PYIQA,
+        version="lpips_vgg_v0.1@1",
+        description="LPIPS, VGG-16 backbone, linear layers v0.1",
+        source="Zhang et al. 2018; pyiqa 'lpips-vgg'",
+        pyiqa_name="lpips-vgg",
+        weights=("lpips-vgg-v0.1", "torchvision-vgg16"),
+    ),
+    MetricSpec(
+        name="clipiqa",
+        mode=NO_REFERENCE,
+        lower_better=False,
+        value_range=(0.0, 1.0),
+        input_convention=(
+            "RGB in [0,1] float32 at full resolution (no resize); CLIP mean/std normalisation inside pyiqa"
+        ),
+        backend=BACKEND_PYIQA,
+        version="clipiqa_rn50_5pairs@1",
+        description="CLIP-IQA, CLIP RN50, 5 antonym prompt pairs, no positional embedding (pyiqa default)",
+        source="Wang et al. AAAI 2023; pyiqa 'clipiqa' (differs from the 1-pair original)",
+        pyiqa_name="clipiqa",
+        weights=("clip-rn50",),
+    ),
+    MetricSpec(
+        name="musiq",
+        mode=NO_REFERENCE,
+        lower_better=False,
+        value_range=(0.0, 100.0),
+        input_convention=(
+            "RGB in [0,1] float32 at full resolution; pyiqa maps to [-1,1] and builds multi-scale "
+            "patches (224, 384, original)"
+        ),
+        backend=BACKEND_PYIQA,
+        version="musiq_koniq@1",
+        description="MUSIQ trained on KonIQ-10k (pyiqa 'musiq')",
+        source="Ke et al. ICCV 2021; pyiqa 'musiq' (koniq10k checkpoint)",
+        pyiqa_name="musiq",
+        weights=("musiq-koniq",),
+    ),
+    MetricSpec(
+        name="niqe",
+        mode=NO_REFERENCE,
+        lower_better=True,
+        value_range=(0.0, 100.0),
+        input_convention="RGB in [0,1] float32; pyiqa uses the YIQ luma (x255); crop_border 0",
+        backend=BACKEND_PYIQA,
+        version="niqe_yiq_original@1",
+        description="NIQE with the original model parameters (pyiqa 'niqe')",
+        source="Mittal et al. 2013; pyiqa 'niqe' (not 'niqe_matlab')",
+        pyiqa_name="niqe",
+        weights=("niqe-params",),
+    ),
+)
+
+METRICS: dict[str, MetricSpec] = {spec.name: spec for spec in _SPECS}
+
+
+def metric_names() -> list[str]:
+    """Public metric names in registry order."""
+    return list(METRICS)
+
+
+def get_spec(name: str) -> MetricSpec:
+    """The spec of a public metric name; unknown names raise ``KeyError`` listing the known ones."""
+    try:
+        return METRICS[name]
+    except KeyError:
+        raise KeyError(f"unknown metric {name!r}; known: {', '.join(METRICS)}") from None

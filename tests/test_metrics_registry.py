@@ -1,0 +1,73 @@
+"""The metric registry: names, metadata, and agreement with pyiqa's own metadata."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from resshift.metrics import METRICS, PAPER_METRICS, build_metrics, get_spec, metric_names
+from resshift.metrics.registry import MetricSpec
+
+EXPECTED = {
+    # name: (mode, lower_better, backend, version)
+    "psnr": ("FR", False, "resshift", "psnr_y_ycbcr@1"),
+    "ssim": ("FR", False, "resshift", "ssim_y_ycbcr@1"),
+    "psnr-rgb": ("FR", False, "resshift", "psnr_rgb@1"),
+    "ssim-rgb": ("FR", False, "resshift", "ssim_rgb@1"),
+    "lpips": ("FR", True, "pyiqa", "lpips_alex_v0.1@1"),
+    "lpips-vgg": ("FR", True, "pyiqa", "lpips_vgg_v0.1@1"),
+    "clipiqa": ("NR", False, "pyiqa", "clipiqa_rn50_5pairs@1"),
+    "musiq": ("NR", False, "pyiqa", "musiq_koniq@1"),
+    "niqe": ("NR", True, "pyiqa", "niqe_yiq_original@1"),
+}
+
+
+def test_registry_contents():
+    assert set(metric_names()) == set(EXPECTED)
+    for name, (mode, lower, backend, version) in EXPECTED.items():
+        spec = get_spec(name)
+        assert (spec.mode, spec.lower_better, spec.backend, spec.version) == (mode, lower, backend, version)
+        assert spec.value_range[0] < spec.value_range[1]
+        assert spec.input_convention and spec.source and spec.description
+    assert set(PAPER_METRICS) <= set(METRICS)
+    assert len({s.version for s in METRICS.values()}) == len(METRICS)
+
+
+def test_specs_are_frozen_and_validated():
+    spec = get_spec("psnr")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.name = "x"  # type: ignore[misc]
+    with pytest.raises(ValueError, match="mode"):
+        MetricSpec("x", "XX", False, (0, 1), "", "resshift", "x@1", "", "")
+    with pytest.raises(ValueError, match="pyiqa_name"):
+        MetricSpec("x", "NR", False, (0, 1), "", "pyiqa", "x@1", "", "")
+
+
+def test_unknown_name_is_a_configuration_error():
+    with pytest.raises(KeyError, match="unknown metric 'psnr_y'.*known: psnr"):
+        get_spec("psnr_y")
+    with pytest.raises(KeyError, match="unknown metric"):
+        build_metrics(["psnr", "lpips_alex"])
+
+
+def test_backend_label_reports_installed_versions():
+    from importlib import metadata
+
+    assert get_spec("lpips").backend_label() == f"pyiqa {metadata.version('pyiqa')}"
+    assert get_spec("psnr").backend_label().startswith("resshift ")
+    rec = get_spec("musiq").as_record()
+    assert rec["backend_version"].startswith("pyiqa ") and rec["weights"] == ["musiq-koniq"]
+
+
+def test_pyiqa_metadata_agrees_with_registry():
+    """Our FR/NR and direction must match pyiqa's table for the metric we wrap."""
+    pytest.importorskip("pyiqa")
+    from pyiqa.default_model_configs import DEFAULT_CONFIGS
+
+    for spec in METRICS.values():
+        if spec.backend != "pyiqa":
+            continue
+        cfg = DEFAULT_CONFIGS[spec.pyiqa_name]
+        assert cfg["metric_mode"] == spec.mode, spec.name
+        assert bool(cfg.get("lower_better", False)) == spec.lower_better, spec.name
