@@ -39,7 +39,7 @@ def _visual_panels(df: pd.DataFrame, max_methods: int = 6) -> list[tuple[str, to
     params = {}
     if manifest:
         params = (json.loads(manifest[0].read_text()).get("config", {}).get("dataset", {}) or {}).get("params") or {}
-    sample = open_dataset(dataset, **params).load(name)
+    sample = open_dataset(dataset, **params).read(name)
     scale = 4
     lr_up = F.interpolate(sample.lr[None], scale_factor=scale, mode="nearest")[0]
     panels = [(f"LR ({name})", lr_up)]

@@ -102,7 +102,7 @@ def _load_samples(dataset: Any, names: Sequence[str], failed: list[tuple[str, st
     """Load samples one by one; a sample that fails to load is reported in ``failed`` and skipped."""
     for name in names:
         try:
-            yield dataset.load(name)
+            yield dataset.read(name)
         except Exception as err:  # noqa: BLE001 - recorded per image, the run goes on
             failed.append((name, f"{type(err).__name__}: {err}"))
 
@@ -178,7 +178,7 @@ def run_metrics_phase(spec: RunSpec, dataset: Any, metrics: dict[str, Any]) -> d
 
     for name in tqdm(pending, desc=f"metrics {spec.method} on {spec.dataset}", unit="img", leave=False):
         try:
-            sample = dataset.load(name)
+            sample = dataset.read(name)
             sr = read_image(spec.sr_dir / f"{name}.png").unsqueeze(0).to(device)
             hr = None if sample.hr is None else sample.hr.unsqueeze(0).to(device)
             values: dict[str, float] = {}
