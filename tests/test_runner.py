@@ -1,0 +1,139 @@
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hydra import compose, initialize_config_dir
+from PIL import Image
+
+from resshift.paths import PROJECT_ROOT
+from resshift.runner.app import spec_from_config
+from resshift.runner.run import RunSpec, all_rows, run
+from resshift.runner.store import RowStore
+
+
+def _spec(tmp_path: Path, **kw) -> RunSpec:
+    base = dict(run_dir=tmp_path / "run", method="bicubic", dataset="embedded", metrics=["psnr", "ssim"],
+                warmup=1)
+    base.update(kw)
+    return RunSpec(**base)
+
+
+@pytest.fixture(scope="module")
+def embedded_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[RunSpec, dict]:
+    spec = _spec(tmp_path_factory.mktemp("emb"), metrics=["psnr", "ssim", "lpips-vgg"])
+    return spec, run(spec)
+
+
+def test_end_to_end_on_embedded_set(embedded_run: tuple[RunSpec, dict]) -> None:
+    spec, summary = embedded_run
+    assert summary["n_ok"] == 8 and summary["n_failed"] == 0
+    assert summary["protocol_id"] == "embedded-bicubic-x4"
+    assert len(list(spec.sr_dir.glob("*.png"))) == 8
+    per_image = pd.read_csv(spec.run_dir / "per_image.csv")
+    assert set(per_image["status"]) == {"ok"}
+    # Bicubic x4 of a bicubic-x4-downscaled photo: PSNR-Y in the usual 20-40 dB band, SSIM in (0, 1).
+    assert 20 < summary["metrics"]["psnr"]["mean"] < 40
+    assert 0 < summary["metrics"]["ssim"]["mean"] < 1
+    assert summary["metrics"]["psnr"]["mean"] == pytest.approx(per_image["psnr"].mean())
+    assert (spec.run_dir / "summary.md").read_text().count("| psnr ↑") == 1
+    assert summary["timing"]["n_images"] >= 7  # the warm-up call is not timed
+
+
+def test_missing_weights_are_reported_not_invented(embedded_run: tuple[RunSpec, dict]) -> None:
+    spec, summary = embedded_run
+    if "lpips-vgg" not in summary["unavailable"]:
+        pytest.skip("lpips-vgg weights are present on this machine")
+    assert "lpips-vgg" not in summary["metrics"]
+    assert "not found" in summary["unavailable"]["lpips-vgg"]
+    per_image = pd.read_csv(spec.run_dir / "per_image.csv")
+    assert "lpips-vgg" not in per_image.columns
+    assert "lpips-vgg | unavailable" in (spec.run_dir / "summary.md").read_text()
+
+
+def test_per_image_psnr_matches_metric_on_files(embedded_run: tuple[RunSpec, dict]) -> None:
+    from resshift.data import open_dataset
+    from resshift.io import read_image
+    from resshift.metrics import build_metrics
+
+    spec, _ = embedded_run
+    metrics, _ = build_metrics(["psnr"])
+    sample = open_dataset("embedded").read("coffee")
+    sr = read_image(spec.sr_dir / "coffee.png")
+    expected = float(metrics["psnr"].compute(sr[None], sample.hr[None])[0])
+    row = next(r for r in all_rows(spec.records_dir, "metrics") if r["name"] == "coffee")
+    assert row["values"]["psnr"] == pytest.approx(expected, abs=1e-9)
+
+
+def test_rerun_resumes_without_duplicates(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, limit=4)
+    first = run(spec)
+    sr_file = next(spec.records_dir.glob("sr-*.jsonl"))
+    m_file = next(spec.records_dir.glob("metrics-*.jsonl"))
+    lines = sr_file.read_text().splitlines()
+    # Simulate a kill -9 in the middle of writing the last row, and lose the last metrics row too.
+    sr_file.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][: len(lines[-1]) // 2])
+    m_lines = m_file.read_text().splitlines()
+    m_file.write_text("\n".join(m_lines[:-1]) + "\n")
+    second = run(spec)
+    assert second["counts"]["sr"] == {"done": 1, "skipped": 3, "failed": 0}
+    names = [json.loads(x)["name"] for x in sr_file.read_text().splitlines()]
+    assert sorted(names) == sorted(set(names)) and len(names) == 4
+    assert second["metrics"]["psnr"]["mean"] == pytest.approx(first["metrics"]["psnr"]["mean"], abs=1e-12)
+    third = run(spec)
+    assert third["counts"]["sr"]["done"] == 0 and third["counts"]["metrics"]["done"] == 0
+
+
+def test_bad_image_is_recorded_and_run_goes_on(tmp_path: Path) -> None:
+    lr_dir = tmp_path / "lr"
+    lr_dir.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(lr_dir / f"img{i}.png")
+    (lr_dir / "img1.png").write_bytes(b"garbage")
+    spec = _spec(tmp_path, dataset="folder", dataset_params={"root": str(lr_dir)}, metrics=["psnr"])
+    summary = run(spec)
+    assert summary["n_ok"] == 2 and summary["n_failed"] == 1
+    failed = [r for r in all_rows(spec.records_dir, "sr") if r["status"] == "failed"]
+    assert failed[0]["name"] == "img1" and "img1.png" in failed[0]["error"]
+    assert summary["metrics"] == {}  # PSNR needs HR; an LR-only set has none
+    assert (spec.sr_dir / "img2.png").is_file()
+
+
+def test_hydra_config_composes_with_overrides(tmp_path: Path) -> None:
+    with initialize_config_dir(str(PROJECT_ROOT / "eval"), version_base="1.3"):
+        cfg = compose("config", overrides=["method=bicubic", "dataset=embedded", "limit=2", "metrics=[psnr]"])
+    spec = spec_from_config(cfg, tmp_path)
+    assert (spec.method, spec.dataset, spec.limit, list(spec.metrics)) == ("bicubic", "embedded", 2, ["psnr"])
+    assert cfg.run.name == "bicubic__embedded"
+
+
+def test_sharded_run_equals_single_process(tmp_path: Path) -> None:
+    """Two gloo processes under torchrun split the images; merged rows equal a one-process run."""
+    single = _spec(tmp_path / "single", limit=5, metrics=["psnr"])
+    run(single)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(PROJECT_ROOT)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", "--master-port=29531",
+           "-m", "resshift.runner.app", "limit=5", "metrics=[psnr]", "report=false",
+           f"run.root={tmp_path / 'sharded'}", "hardware.warmup=0"]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_dir = tmp_path / "sharded" / "bicubic__embedded"
+    assert sorted(p.name for p in (run_dir / "records").glob("sr-*.jsonl")) == ["sr-0-of-2.jsonl", "sr-1-of-2.jsonl"]
+    shard0 = {r["name"] for r in RowStore(run_dir / "records" / "sr-0-of-2.jsonl").rows()}
+    shard1 = {r["name"] for r in RowStore(run_dir / "records" / "sr-1-of-2.jsonl").rows()}
+    assert not shard0 & shard1 and len(shard0 | shard1) == 5
+    merged = {r["name"]: r["values"]["psnr"] for r in all_rows(run_dir / "records", "metrics")}
+    ref = {r["name"]: r["values"]["psnr"] for r in all_rows(single.records_dir, "metrics")}
+    assert merged == ref
+    for name in ref:
+        a = np.asarray(Image.open(single.sr_dir / f"{name}.png"))
+        b = np.asarray(Image.open(run_dir / "sr" / f"{name}.png"))
+        assert np.array_equal(a, b)
+    assert json.loads((run_dir / "summary.json").read_text())["n_ok"] == 5
