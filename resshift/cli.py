@@ -11,7 +11,10 @@ import importlib
 import sys
 
 # Modules that contribute sub-commands. Each has ``register(subparsers) -> None``.
-COMMAND_MODULES: tuple[str, ...] = ("resshift.metrics.cli",)
+COMMAND_MODULES: tuple[str, ...] = (
+    "resshift.reports.cli",
+    "resshift.metrics.cli",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

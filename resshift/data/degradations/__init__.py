@@ -1,0 +1,1 @@
+"""Degradations that turn HR images into LR test inputs: MATLAB bicubic and Real-ESRGAN."""

@@ -1,0 +1,49 @@
+"""`resshift report RUN...` and `resshift compare BASELINE NEW`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def _report(args: argparse.Namespace) -> int:
+    from resshift.reports import write_report
+
+    out = write_report(args.runs, args.out, title=args.title)
+    print(out)
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from resshift.reports.compare import compare_results, load_results, save_baseline
+
+    if args.save_baseline:
+        print(save_baseline([args.new], args.baseline))
+        return 0
+    tolerances = {}
+    for item in args.tolerance or []:
+        name, _, value = item.partition("=")
+        tolerances[name] = float(value)
+    result = compare_results(load_results(args.baseline), load_results(args.new), tolerances=tolerances,
+                             max_runtime_ratio=args.max_runtime_ratio or None)
+    print(result.to_markdown())
+    print("REGRESSION" if result.failed else "no regression")
+    return 1 if result.failed else 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="write tables, comparison with published numbers and plots for runs")
+    p.add_argument("runs", nargs="+", help="run folders, or folders containing runs")
+    p.add_argument("-o", "--out", type=Path, default=Path("reports/latest"), help="output folder")
+    p.add_argument("--title", default="Evaluation report")
+    p.set_defaults(func=_report)
+
+    c = sub.add_parser("compare", help="exit non-zero when metrics move beyond tolerance or runtime regresses")
+    c.add_argument("baseline", help="baseline: run folder(s) root or a results CSV")
+    c.add_argument("new", help="new results: run folder(s) root or a results CSV")
+    c.add_argument("--tolerance", action="append", metavar="METRIC=VALUE", help="override a tolerance band")
+    c.add_argument("--max-runtime-ratio", type=float, default=1.5,
+                   help="fail when new/old median ms per image exceeds this (0 disables)")
+    c.add_argument("--save-baseline", action="store_true",
+                   help="instead of comparing, write the runs under NEW as the baseline CSV BASELINE")
+    c.set_defaults(func=_compare)

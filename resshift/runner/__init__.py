@@ -1,0 +1,1 @@
+"""Evaluation runner: Hydra app, resumable result stores, phases, sharding."""

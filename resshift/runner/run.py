@@ -1,0 +1,346 @@
+"""One evaluation run: one method on one data set with one setting, in resumable phases.
+
+Phases (each reads only what the previous one wrote, so each can be rerun alone):
+
+1. **SR**: stream the data set, batch images of equal size, run ``method.upscale`` under the timing
+   harness, write ``sr/<name>.png`` and one row per image to ``records/sr-<rank>.jsonl``.
+2. **Metrics**: read the SR PNGs (and the HR images), compute every available metric in batches,
+   write one row per image to ``records/metrics-<rank>.jsonl``. Metrics whose weights are missing are
+   recorded as unavailable with the reason.
+3. **Summary**: merge the rows into ``per_image.csv``, ``summary.json`` and ``summary.md``.
+
+A rerun of the same run folder skips images whose rows are finished; a killed run loses at most the
+batch in flight.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import traceback
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from resshift.io import read_image, write_png
+from resshift.runner.store import RowStore, write_json
+from resshift.seeding import image_generator
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+@dataclass
+class RunSpec:
+    """Everything a run needs, independent of Hydra (the app converts its config to this)."""
+
+    run_dir: Path
+    method: str
+    method_params: dict[str, Any] = field(default_factory=dict)
+    dataset: str = "embedded"
+    dataset_params: dict[str, Any] = field(default_factory=dict)
+    metrics: Sequence[str] = ("psnr", "ssim")
+    seed: int = 12345
+    device: str = "cpu"
+    dtype: str = "fp32"
+    batch_size: int = 1
+    warmup: int = 1
+    threads: int | None = None
+    limit: int | None = None
+    setting: dict[str, Any] = field(default_factory=dict)
+    rank: int = 0
+    world_size: int = 1
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def records_dir(self) -> Path:
+        return self.run_dir / "records"
+
+    @property
+    def sr_dir(self) -> Path:
+        return self.run_dir / "sr"
+
+
+def _shard_suffix(spec: RunSpec) -> str:
+    return f"{spec.rank}-of-{spec.world_size}"
+
+
+def sr_store(spec: RunSpec) -> RowStore:
+    return RowStore(spec.records_dir / f"sr-{_shard_suffix(spec)}.jsonl")
+
+
+def metrics_store(spec: RunSpec) -> RowStore:
+    return RowStore(spec.records_dir / f"metrics-{_shard_suffix(spec)}.jsonl")
+
+
+def all_rows(records_dir: Path, kind: str) -> list[dict[str, Any]]:
+    """Rows of one kind (``sr`` or ``metrics``) from every shard file, last row per image wins."""
+    merged: dict[str, dict[str, Any]] = {}
+    for path in sorted(records_dir.glob(f"{kind}-*.jsonl")):
+        for row in RowStore(path).rows():
+            merged[row["name"]] = row
+    return [merged[k] for k in sorted(merged)]
+
+
+def _batches(items: Iterator[Any], batch_size: int) -> Iterator[list[Any]]:
+    """Group consecutive samples whose LR shapes are equal into lists of at most ``batch_size``."""
+    batch: list[Any] = []
+    for item in items:
+        if batch and (len(batch) >= batch_size or batch[0].lr.shape != item.lr.shape):
+            yield batch
+            batch = []
+        batch.append(item)
+    if batch:
+        yield batch
+
+
+def _load_samples(dataset: Any, names: Sequence[str], failed: list[tuple[str, str]]) -> Iterator[Any]:
+    """Load samples one by one; a sample that fails to load is reported in ``failed`` and skipped."""
+    for name in names:
+        try:
+            yield dataset.read(name)
+        except Exception as err:  # noqa: BLE001 - recorded per image, the run goes on
+            failed.append((name, f"{type(err).__name__}: {err}"))
+
+
+def run_sr_phase(spec: RunSpec, method: Any, dataset: Any, timer: Any) -> dict[str, int]:
+    """Super-resolve every pending image of this shard; returns counts (done, skipped, failed)."""
+    store = sr_store(spec)
+    finished = set().union(*(RowStore(p).done() for p in spec.records_dir.glob("sr-*.jsonl")))
+    names = [n for n in dataset.names() if n not in finished]
+    counts = {"done": 0, "skipped": len(finished), "failed": 0}
+    if not names:
+        return counts
+    device = torch.device(spec.device)
+    failures: list[tuple[str, str]] = []
+    from tqdm import tqdm
+
+    progress = tqdm(total=len(names), desc=f"SR {spec.method} on {spec.dataset}", unit="img", leave=False)
+    for batch in _batches(_load_samples(dataset, names, failures), spec.batch_size):
+        for name, error in failures:
+            store.append({"name": name, "status": "failed", "error": error, "phase": "load"})
+            counts["failed"] += 1
+            progress.update(1)
+        failures.clear()
+        lr = torch.stack([s.lr for s in batch]).to(device)
+        gens = [image_generator(spec.seed, s.name, device=device) for s in batch]
+        try:
+            sr, seconds = timer.run(lambda lr=lr, gens=gens: method.upscale(lr, gens), n_images=len(batch))
+        except Exception as err:  # noqa: BLE001
+            log.error("SR failed on %s: %s", [s.name for s in batch], err)
+            for s in batch:
+                store.append({"name": s.name, "status": "failed", "phase": "sr",
+                              "error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc(limit=5)})
+                counts["failed"] += 1
+            progress.update(len(batch))
+            continue
+        sr = sr.float().cpu()
+        for s, img in zip(batch, sr, strict=True):
+            write_png(spec.sr_dir / f"{s.name}.png", img)
+            store.append({
+                "name": s.name,
+                "status": "ok",
+                "lr_hw": list(s.lr.shape[-2:]),
+                "sr_hw": list(img.shape[-2:]),
+                "batch": len(batch),
+                "latency_s": seconds / len(batch),
+                "batch_seconds": seconds,
+            })
+            counts["done"] += 1
+        progress.update(len(batch))
+    for name, error in failures:
+        store.append({"name": name, "status": "failed", "error": error, "phase": "load"})
+        counts["failed"] += 1
+    progress.close()
+    return counts
+
+
+def run_metrics_phase(spec: RunSpec, dataset: Any, metrics: dict[str, Any]) -> dict[str, int]:
+    """Compute every available metric for SR outputs that lack them; returns counts."""
+    store = metrics_store(spec)
+    sr_rows = {r["name"]: r for r in all_rows(spec.records_dir, "sr") if r.get("status") == "ok"}
+    have = {r["name"]: r for r in all_rows(spec.records_dir, "metrics")}
+    wanted = set(metrics)
+    shard_names = set(dataset.names())
+    pending = [
+        n for n in sorted(sr_rows)
+        if n in shard_names and not wanted <= set(have.get(n, {}).get("values", {}))
+    ]
+    counts = {"done": 0, "skipped": len(sr_rows) - len(pending), "failed": 0}
+    if not pending or not metrics:
+        return counts
+    device = torch.device(spec.device)
+    from tqdm import tqdm
+
+    for name in tqdm(pending, desc=f"metrics {spec.method} on {spec.dataset}", unit="img", leave=False):
+        try:
+            sample = dataset.read(name)
+            sr = read_image(spec.sr_dir / f"{name}.png").unsqueeze(0).to(device)
+            hr = None if sample.hr is None else sample.hr.unsqueeze(0).to(device)
+            values: dict[str, float] = {}
+            skipped: dict[str, str] = {}
+            for mname, metric in metrics.items():
+                if metric.spec.mode == "FR" and hr is None:
+                    skipped[mname] = "no HR image"
+                    continue
+                score = metric.compute(sr, hr if metric.spec.mode == "FR" else None)
+                values[mname] = float(score.reshape(-1)[0])
+            row: dict[str, Any] = {"name": name, "status": "ok", "values": values}
+            if skipped:
+                row["skipped"] = skipped
+            store.append(row)
+            counts["done"] += 1
+        except Exception as err:  # noqa: BLE001
+            store.append({"name": name, "status": "failed", "values": {}, "error": f"{type(err).__name__}: {err}"})
+            counts["failed"] += 1
+    return counts
+
+
+def summarize(spec: RunSpec, metric_specs: dict[str, Any], unavailable: dict[str, str],
+              extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Merge the row stores into ``per_image.csv``, ``summary.json`` and ``summary.md``."""
+    import pandas as pd
+
+    sr_rows = all_rows(spec.records_dir, "sr")
+    m_rows = {r["name"]: r for r in all_rows(spec.records_dir, "metrics")}
+    table = []
+    for r in sr_rows:
+        row = {"name": r["name"], "status": r.get("status"), "latency_s": r.get("latency_s"),
+               "error": r.get("error", "")}
+        mr = m_rows.get(r["name"])
+        if mr:
+            row.update(mr.get("values", {}))
+            if mr.get("status") != "ok":
+                row["error"] = mr.get("error", "")
+        table.append(row)
+    frame = pd.DataFrame(table)
+    frame.to_csv(spec.run_dir / "per_image.csv", index=False)
+    ok = frame[frame["status"] == "ok"] if len(frame) else frame
+    metric_summary: dict[str, Any] = {}
+    for name, mspec in metric_specs.items():
+        if name in unavailable:
+            continue
+        col = ok[name].dropna() if name in ok else pd.Series(dtype=float)
+        if len(col):
+            metric_summary[name] = {
+                "mean": float(col.mean()),
+                "std": float(col.std(ddof=0)),
+                "n": int(len(col)),
+                "lower_better": bool(mspec.lower_better),
+            }
+    summary = {
+        "method": spec.method,
+        "dataset": spec.dataset,
+        "setting": spec.setting,
+        "n_images": int(len(frame)),
+        "n_ok": int(len(ok)),
+        "n_failed": int(len(frame) - len(ok)),
+        "metrics": metric_summary,
+        "unavailable": dict(unavailable),
+        **(extra or {}),
+    }
+    write_json(spec.run_dir / "summary.json", summary)
+    (spec.run_dir / "summary.md").write_text(render_summary_md(summary), encoding="utf-8")
+    return summary
+
+
+def render_summary_md(summary: dict[str, Any]) -> str:
+    """A short Markdown summary of one run."""
+    lines = [f"# {summary['method']} on {summary['dataset']}", ""]
+    if summary.get("protocol_id"):
+        lines.append(f"Protocol: `{summary['protocol_id']}`  ")
+    lines.append(f"Images: {summary['n_ok']} ok, {summary['n_failed']} failed  ")
+    timing = summary.get("timing") or {}
+    if timing:
+        lines.append(
+            f"Timing ({timing.get('included', 'method.upscale only')}): median "
+            f"{timing.get('median_s', float('nan')) * 1e3:.1f} ms/img, p90 "
+            f"{timing.get('p90_s', float('nan')) * 1e3:.1f} ms/img, NFE {summary.get('nfe', '?')}, "
+            f"device {timing.get('device', '?')}"
+        )
+    lines += ["", "| metric | mean | std | n |", "|---|---|---|---|"]
+    for name, m in summary["metrics"].items():
+        arrow = "↓" if m["lower_better"] else "↑"
+        lines.append(f"| {name} {arrow} | {m['mean']:.4f} | {m['std']:.4f} | {m['n']} |")
+    for name, reason in summary.get("unavailable", {}).items():
+        lines.append(f"| {name} | unavailable | {reason} | 0 |")
+    return "\n".join(lines) + "\n"
+
+
+def run(spec: RunSpec) -> dict[str, Any]:
+    """Run (or resume) one evaluation and return its summary."""
+    from resshift.data import open_dataset
+    from resshift.methods import build_method
+    from resshift.metrics import build_metrics, get_spec
+    from resshift.provenance import collect_provenance
+    from resshift.timing import Timer
+
+    if spec.threads:
+        torch.set_num_threads(int(spec.threads))
+    spec.run_dir.mkdir(parents=True, exist_ok=True)
+    dataset = open_dataset(spec.dataset, **spec.dataset_params)
+    if spec.limit:
+        dataset = dataset.select(dataset.names()[: int(spec.limit)])
+    if spec.world_size > 1:
+        dataset = dataset.shard(spec.rank, spec.world_size)
+    method = build_method(spec.method, device=spec.device, dtype=spec.dtype, **spec.method_params)
+    provenance = collect_provenance(device=spec.device)
+    manifest = {
+        "config": spec.config,
+        "method": method.describe(),
+        "dataset": {"name": spec.dataset, "protocol_id": dataset.card.protocol_id,
+                    "card_sha256": dataset.card.card_sha256},
+        "provenance": provenance,
+    }
+    write_json(spec.run_dir / f"run-{_shard_suffix(spec)}.json", manifest)
+
+    # Phase 1: SR, timed. Metrics are not built yet, so nothing they do can touch SR outputs or timing.
+    timer = Timer(device=spec.device, warmup=spec.warmup, nfe=method.nfe,
+                  context={"dtype": spec.dtype, "batch_size": spec.batch_size, **spec.setting})
+    sr_counts = run_sr_phase(spec, method, dataset, timer)
+    timing = timer.summary()
+    del method
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+    # Phase 2: metrics, on the PNGs written by phase 1.
+    metrics, unavailable = build_metrics(list(spec.metrics), device=spec.device)
+    m_counts = run_metrics_phase(spec, dataset, metrics)
+    if spec.world_size > 1:
+        _barrier()
+        if spec.rank != 0:
+            return {}
+    specs = {name: get_spec(name) for name in spec.metrics}
+    extra = {
+        "protocol_id": dataset.card.protocol_id,
+        "card_sha256": dataset.card.card_sha256,
+        "nfe": manifest["method"].get("nfe"),
+        "method_info": manifest["method"],
+        "timing": timing if timing.get("n_images") else _previous_timing(spec),
+        "counts": {"sr": sr_counts, "metrics": m_counts},
+        "provenance": provenance,
+    }
+    return summarize(spec, specs, unavailable, extra)
+
+
+def _previous_timing(spec: RunSpec) -> dict[str, Any]:
+    """Timing of an earlier, complete SR phase (a resumed run that had nothing left to time)."""
+    import json
+
+    path = spec.run_dir / "summary.json"
+    if path.is_file():
+        return json.loads(path.read_text(encoding="utf-8")).get("timing", {})
+    return {}
+
+
+def _barrier() -> None:
+    """Wait for every rank (torchrun) before rank 0 merges the shards' rows."""
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group(backend="gloo")
+    dist.barrier()
