@@ -13,6 +13,7 @@ import sys
 # Modules that contribute sub-commands. Each has ``register(subparsers) -> None``.
 COMMAND_MODULES: tuple[str, ...] = (
     "resshift.reports.cli",
+    "resshift.metrics.cli",
 )
 
 

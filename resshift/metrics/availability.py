@@ -27,6 +27,13 @@ def unavailable_reason(spec: MetricSpec, directory: str | Path | None = None) ->
     for module, dist in _EXTRA_IMPORTS.get(spec.pyiqa_name or "", ()):
         if importlib.util.find_spec(module) is None:
             return f"python package {dist} (import {module}) is not installed"
+    if spec.pyiqa_name == "clipiqa":
+        from resshift.metrics.pyiqa_backend import import_clip_support
+
+        try:
+            import_clip_support()
+        except ImportError as exc:
+            return f"pyiqa's CLIP support does not import: {exc}"
     root = Path(directory) if directory is not None else metric_weights_dir()
     for key in spec.weights:
         problem = weight_problem(key, root)

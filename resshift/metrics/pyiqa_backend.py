@@ -11,6 +11,9 @@ Tested with pyiqa 0.1.16 (the range pinned in ``pyproject.toml``).
 
 from __future__ import annotations
 
+import importlib
+import sys
+import types
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,35 @@ from resshift.metrics.base import Metric
 from resshift.metrics.isolation import preserve_global_state
 from resshift.metrics.registry import MetricSpec
 from resshift.metrics.weights import torch_home, weight_path
+
+
+def import_clip_support() -> None:
+    """Import pyiqa's CLIP glue, working around ``openai-clip`` 1.0.1 needing ``pkg_resources``.
+
+    ``clip/clip.py`` does ``from pkg_resources import packaging`` (only for a torch version check);
+    setuptools >= 81 no longer ships ``pkg_resources``. When it is missing, a stand-in module exposing
+    just ``packaging`` is visible *only while* ``clip`` is imported, then removed again, so nobody else
+    sees it. Raises ``ImportError`` with the cause when the import still fails.
+    """
+    try:
+        importlib.import_module("pyiqa.archs.clip_imports")
+        return
+    except ModuleNotFoundError as exc:
+        if exc.name != "pkg_resources":
+            raise
+    import packaging.version
+
+    stand_in = types.ModuleType("pkg_resources")
+    stand_in.packaging = importlib.import_module("packaging")  # type: ignore[attr-defined]
+    sys.modules["pkg_resources"] = stand_in
+    try:
+        for name in [m for m in sys.modules if m == "clip" or m.startswith("clip.")]:
+            del sys.modules[name]  # a half-imported module from the failed attempt
+        importlib.import_module("pyiqa.archs.clip_imports")
+    finally:
+        if sys.modules.get("pkg_resources") is stand_in:
+            del sys.modules["pkg_resources"]
+    assert packaging.version  # imported so that the stand-in's attribute has the submodule
 
 
 def pyiqa_overrides(spec: MetricSpec, directory: str | Path) -> dict[str, Any]:
@@ -46,6 +78,8 @@ class PyiqaMetric(Metric):
         import pyiqa
 
         self.weights_dir = Path(directory)
+        if spec.pyiqa_name == "clipiqa":
+            import_clip_support()
         overrides = pyiqa_overrides(spec, self.weights_dir)
         with preserve_global_state(), torch_home(self.weights_dir):
             self.model = pyiqa.create_metric(spec.pyiqa_name, as_loss=False, device=self.device, **overrides)

@@ -1,0 +1,125 @@
+"""Offline metric weights: the catalogue, fetching (with local file:// URLs), checks and the CLI."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from resshift.cli import main
+from resshift.metrics import weights as wmod
+from resshift.metrics.weights import WeightFile, fetch_metric_weights, weights_for_metrics
+
+
+def _serve(monkeypatch, tmp_path: Path, key: str, payload: bytes, **changes) -> Path:
+    """Put ``payload`` at a file:// URL and point catalogue entry ``key`` at it."""
+    src = tmp_path / "server" / key
+    src.parent.mkdir(parents=True, exist_ok=True)
+    src.write_bytes(payload)
+    wf = wmod.WEIGHT_FILES[key]
+    fields = {**wf.__dict__, "url": src.as_uri(), **changes}
+    monkeypatch.setitem(wmod.WEIGHT_FILES, key, WeightFile(**fields))
+    return src
+
+
+def test_fetch_downloads_checks_and_then_keeps(monkeypatch, tmp_path):
+    payload = b"niqe parameters"
+    _serve(monkeypatch, tmp_path, "niqe-params", payload, sha256=hashlib.sha256(payload).hexdigest())
+    dest = tmp_path / "w"
+    (res,) = fetch_metric_weights(dest, ["niqe"])  # real torch.hub downloader, file:// URL
+    assert res.status == "downloaded" and res.sha256 == hashlib.sha256(payload).hexdigest()
+    assert (dest / "hub/pyiqa/niqe_modelparameters.mat").read_bytes() == payload
+    (again,) = fetch_metric_weights(dest, ["niqe"])
+    assert again.status == "present"
+    assert not list(dest.rglob("*.part"))
+
+
+def test_fetch_rejects_a_file_with_the_wrong_hash(monkeypatch, tmp_path):
+    _serve(monkeypatch, tmp_path, "niqe-params", b"tampered", sha256="0" * 64)
+    (res,) = fetch_metric_weights(tmp_path / "w", ["niqe"])
+    assert res.status == "failed" and "does not match the published" in res.message
+    assert not (tmp_path / "w/hub/pyiqa/niqe_modelparameters.mat").exists()
+    assert not list((tmp_path / "w").rglob("*.part"))
+
+
+def test_name_prefix_enforced_for_torchvision_reported_for_pyiqa(monkeypatch, tmp_path):
+    _serve(monkeypatch, tmp_path, "torchvision-alexnet", b"not alexnet")
+    _serve(monkeypatch, tmp_path, "lpips-alex-v0.1", b"not lpips")
+    by_key = {r.key: r for r in fetch_metric_weights(tmp_path / "w", ["lpips"])}
+    assert by_key["torchvision-alexnet"].status == "failed"
+    assert "does not start with the file name's 7be5be79" in by_key["torchvision-alexnet"].message
+    assert by_key["lpips-alex-v0.1"].status == "downloaded"
+    assert "not enforced" in by_key["lpips-alex-v0.1"].message
+
+
+def test_one_failed_download_does_not_stop_the_others(monkeypatch, tmp_path):
+    monkeypatch.setitem(
+        wmod.WEIGHT_FILES, "musiq-koniq",
+        WeightFile(**{**wmod.WEIGHT_FILES["musiq-koniq"].__dict__, "url": (tmp_path / "absent").as_uri()}),
+    )
+    _serve(monkeypatch, tmp_path, "niqe-params", b"ok")
+    results = {r.key: r.status for r in fetch_metric_weights(tmp_path / "w", ["musiq", "niqe"])}
+    assert results == {"musiq-koniq": "failed", "niqe-params": "downloaded"}
+
+
+def test_weights_for_metrics_order_and_dedup():
+    assert weights_for_metrics(["lpips", "lpips", "psnr", "niqe"]) == [
+        "lpips-alex-v0.1", "torchvision-alexnet", "niqe-params",
+    ]
+    assert set(weights_for_metrics()) == set(wmod.WEIGHT_FILES)
+
+
+def test_hf_endpoint_mirror(monkeypatch):
+    monkeypatch.setenv("HF_ENDPOINT", "https://mirror.example/")
+    assert wmod.WEIGHT_FILES["niqe-params"].resolved_url() == (
+        "https://mirror.example/chaofengc/IQA-PyTorch-Weights/resolve/main/niqe_modelparameters.mat"
+    )
+    assert wmod.WEIGHT_FILES["clip-rn50"].resolved_url().startswith("https://openaipublic.azureedge.net/")
+
+
+def test_empty_file_is_a_problem(tmp_path):
+    path = tmp_path / wmod.WEIGHT_FILES["niqe-params"].relpath
+    path.parent.mkdir(parents=True)
+    path.touch()
+    assert "is empty" in wmod.weight_problem("niqe-params", tmp_path)
+
+
+def test_catalogue_matches_the_installed_pyiqa_and_torchvision():
+    """Detects drift when pyiqa or torchvision rename or re-host a file."""
+    pytest.importorskip("pyiqa")
+    import torchvision.models as tvm
+    from pyiqa.archs import clip_model, lpips_arch, musiq_arch, niqe_arch
+
+    def name(url: str) -> str:
+        return url.rsplit("/", 1)[-1]
+
+    cat = wmod.WEIGHT_FILES
+    assert cat["lpips-alex-v0.1"].url == lpips_arch.default_model_urls["0.1_alex"]
+    assert cat["lpips-vgg-v0.1"].url == lpips_arch.default_model_urls["0.1_vgg"]
+    assert cat["musiq-koniq"].url == musiq_arch.default_model_urls["koniq10k"]
+    assert cat["niqe-params"].url == niqe_arch.default_model_urls["url"]
+    assert cat["clip-rn50"].url == clip_model._MODELS["RN50"]
+    assert cat["clip-rn50"].sha256 == clip_model._MODELS["RN50"].split("/")[-2]
+    assert cat["torchvision-alexnet"].url == tvm.AlexNet_Weights.IMAGENET1K_V1.url
+    assert cat["torchvision-vgg16"].url == tvm.VGG16_Weights.IMAGENET1K_V1.url
+    for wf in cat.values():
+        assert name(wf.url) == wf.filename
+
+
+def test_cli_list_and_check(tmp_path, capsys):
+    assert main(["metrics", "list"]) == 0
+    out = capsys.readouterr().out
+    for metric in ("psnr", "ssim", "lpips", "lpips-vgg", "clipiqa", "musiq", "niqe", "psnr_y_ycbcr@1"):
+        assert metric in out
+    assert main(["metrics", "check", "--dir", str(tmp_path), "--metrics", "psnr,ssim"]) == 0
+    assert main(["metrics", "check", "--dir", str(tmp_path), "--metrics", "psnr,niqe"]) == 1
+    out = capsys.readouterr().out
+    assert "niqe       unavailable: weights file niqe_modelparameters.mat not found" in out
+
+
+def test_cli_fetch_weights(monkeypatch, tmp_path, capsys):
+    _serve(monkeypatch, tmp_path, "niqe-params", b"params")
+    assert main(["metrics", "fetch-weights", "--dir", str(tmp_path / "w"), "--metrics", "niqe"]) == 0
+    assert "RESSHIFT_METRIC_WEIGHTS=" in capsys.readouterr().out
+    assert (tmp_path / "w/hub/pyiqa/niqe_modelparameters.mat").read_bytes() == b"params"
