@@ -231,9 +231,12 @@ def jpeg(img: torch.Tensor, quality: float) -> torch.Tensor:
     """Compress and decompress with libjpeg (CPU) or nvJPEG (CUDA) via torchvision."""
     q = int(min(100, max(1, round(quality))))
     x8 = img.clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8)
-    data = encode_jpeg(x8, quality=q)
-    out = decode_jpeg(data, device=img.device) if img.is_cuda else decode_jpeg(data)
-    return out.to(img.dtype).div(255.0)
+    try:
+        data = encode_jpeg(x8, quality=q)
+    except RuntimeError:  # a torchvision build without CUDA JPEG encoding
+        data = encode_jpeg(x8.cpu(), quality=q)
+    out = decode_jpeg(data.cpu(), device=img.device) if img.is_cuda else decode_jpeg(data)
+    return out.to(img.device, img.dtype).div(255.0)
 
 
 def _stage(img: torch.Tensor, gen: torch.Generator, st: StageParams, target: tuple[int, int],
