@@ -86,7 +86,8 @@ class DegradationParams:
 _MIXED = ("iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso", "plateau_aniso")
 _MIXED_PROB = (0.45, 0.25, 0.12, 0.03, 0.12, 0.03)
 
-#: ResShift's ImageNet-Test degradation (configs/degradation_testing_realesrgan.yaml).
+#: ResShift's ImageNet-Test degradation (configs/degradation_testing_realesrgan.yaml), with the
+#: final sinc kernel size drawn from {3, 5} as the spec records.
 TESTING = DegradationParams(
     name="testing",
     stage1=StageParams(
@@ -109,7 +110,9 @@ TESTING = DegradationParams(
     jpeg_range2=(80.0, 100.0),
 )
 
-#: ResShift's training degradation (RealESRGANDataset settings of the realsr configs).
+#: ResShift's training degradation (RealESRGANDataset settings of the realsr configs). Values the
+#: spec does not state are Real-ESRGAN's defaults: stage-2 resize probabilities (0.3, 0.4, 0.3) and
+#: the generalised/plateau beta ranges (0.5, 4) and (1, 2).
 TRAINING = DegradationParams(
     name="training",
     stage1=StageParams(
