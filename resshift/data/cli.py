@@ -9,6 +9,19 @@ from pathlib import Path
 from resshift.data.cards import list_cards, load_card
 
 
+def _friendly(func):
+    """Print data errors (missing files, bad checksums, bad cards) as one line and return 1."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return func(args)
+        except (OSError, ValueError, KeyError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+
+    return run
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``data`` command and its sub-commands."""
     data = subparsers.add_parser("data", help="benchmark data sets: list, fetch, build, verify")
@@ -17,13 +30,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("list", help="list the dataset cards and where each set is available")
     p.add_argument("--mirror", type=Path, default=None, help="data mirror root")
-    p.set_defaults(func=_list)
+    p.set_defaults(func=_friendly(_list))
 
     p = sub.add_parser("fetch", help="download (or copy from a mirror / local archive) into the cache")
     p.add_argument("name")
     p.add_argument("--mirror", type=Path, default=None, help="copy from this data mirror")
     p.add_argument("--archive", type=Path, default=None, help="a local copy of the set's archive (.zip)")
-    p.set_defaults(func=_fetch)
+    p.set_defaults(func=_friendly(_fetch))
 
     p = sub.add_parser("build", help="synthesise a set from source images (imagenet-test)")
     p.add_argument("name", choices=["imagenet-test"])
@@ -32,14 +45,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--count", type=int, default=None, help="number of images (default: the card's, 3000)")
     p.add_argument("--seed", type=int, default=None, help="degradation seed (default: the card's)")
     p.add_argument("--device", default="cpu")
-    p.set_defaults(func=_build)
+    p.set_defaults(func=_friendly(_build))
 
     p = sub.add_parser("verify", help="check a set's files against its card (checksums, pairs, sizes)")
     p.add_argument("name")
     p.add_argument("--root", type=Path, default=None, help="the set's folder (default: mirror, then cache)")
     p.add_argument("--mirror", type=Path, default=None)
     p.add_argument("--no-read", action="store_true", help="skip decoding every image")
-    p.set_defaults(func=_verify)
+    p.set_defaults(func=_friendly(_verify))
 
 
 def _list(args: argparse.Namespace) -> int:
