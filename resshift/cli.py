@@ -12,8 +12,9 @@ import sys
 
 # Modules that contribute sub-commands. Each has ``register(subparsers) -> None``.
 COMMAND_MODULES: tuple[str, ...] = (
-    "resshift.reports.cli",
+    "resshift.data.cli",
     "resshift.metrics.cli",
+    "resshift.reports.cli",
 )
 
 

@@ -9,6 +9,7 @@ name, protocol id, reader notes such as a dropped alpha channel).
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -224,6 +225,18 @@ class SRDataset:
             yield group
 
 
+def _apply_build_record(card: DatasetCard, root: Path) -> DatasetCard:
+    """A set made by a builder carries ``build.json``: its protocol id and count replace the card's."""
+    record_path = root / "build.json"
+    if not record_path.is_file():
+        return card
+    try:
+        record = json.loads(record_path.read_text())
+    except ValueError as exc:
+        raise DatasetError(f"{record_path}: unreadable build record ({exc})") from exc
+    return card.with_overrides(protocol_id=str(record["protocol_id"]), count=int(record["count"]))
+
+
 def open_dataset(
     name_or_card: str | Path | DatasetCard,
     root: str | Path | None = None,
@@ -267,6 +280,7 @@ def open_dataset(
         set_root = Path(root).resolve() if root is not None else build_embedded(card)
     else:
         set_root = locate(card, root=root, mirror=mirror)
+    card = _apply_build_record(card, set_root)
     items, found_hr = scan_folder_items(card, set_root)
     if found_hr != card.has_hr:
         card = dataclasses.replace(card, has_hr=found_hr)

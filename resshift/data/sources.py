@@ -28,7 +28,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import tempfile
 import urllib.request
 import zipfile
 from collections.abc import Callable
@@ -323,7 +322,3 @@ def verify_files(card: DatasetCard, root: Path) -> VerifyReport:
             report.problems.append(f"{path}: SHA-256 {got} != card {digest}")
     return report
 
-
-def tempdir() -> tempfile.TemporaryDirectory:
-    """A temporary folder (used when decoding in-memory image bytes through the file reader)."""
-    return tempfile.TemporaryDirectory(prefix="resshift-data-")

@@ -10,9 +10,9 @@ from resshift.data.sources import DATA_ROOT_ENV, MIRROR_ENV
 
 
 @pytest.fixture(autouse=True)
-def _isolated_data_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Never read or write the user's cache from tests; the mirror is opted into per test."""
-    root = tmp_path_factory.getbasetemp() / "data-cache"
+def _isolated_data_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh data cache per test (never the user's); the mirror is opted into per test."""
+    root = tmp_path / "data-cache"
     monkeypatch.setenv(DATA_ROOT_ENV, str(root))
     monkeypatch.delenv(MIRROR_ENV, raising=False)
     return root
