@@ -168,7 +168,9 @@ def test_training_loss_mse_and_perceptual_fallback():
     hr = torch.zeros(2, 3, 32, 32)
     decode = lambda z: torch.nn.functional.interpolate(z, scale_factor=4) * 5  # noqa: E731
     perc = lambda a, b: (a - b).abs().mean(dim=(1, 2, 3))  # noqa: E731
-    out = training_loss(denoiser, z0, zy, zy, s, t=t, noise=noise, decode=decode, target_image=hr, perceptual=perc)
+    out = training_loss(
+        denoiser, z0, zy, zy, s, t=t, noise=noise, decode=decode, target_image=hr, perceptual=perc
+    )
     expect_lp = decode(pred).clamp(-1, 1).abs().mean(dim=(1, 2, 3))
     torch.testing.assert_close(out["lpips"], expect_lp)
     torch.testing.assert_close(out["loss"], out["mse"] + expect_lp)

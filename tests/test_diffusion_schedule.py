@@ -92,7 +92,8 @@ def test_schedule_matches_official_recording(golden, cfg, params):
     s = ResShiftSchedule.from_config(**params)
     # float64: NumPy's vectorised pow may differ by 1 ulp between machines; 1e-14 relative holds
     for name in _F64:
-        np.testing.assert_allclose(getattr(s, name), g[f"{cfg}/{name}"].numpy(), rtol=1e-14, atol=0, err_msg=name)
+        ref = g[f"{cfg}/{name}"].numpy()
+        np.testing.assert_allclose(getattr(s, name), ref, rtol=1e-14, atol=0, err_msg=name)
     # float32 run-time coefficients: bit-identical
     for ref_name, name in _F32.items():
         assert torch.equal(getattr(s, name), g[f"{cfg}/{ref_name}"]), ref_name

@@ -40,7 +40,11 @@ def _as_index(t: torch.Tensor | int, batch: int, device: torch.device) -> torch.
 
 
 def q_sample(
-    x_start: torch.Tensor, y: torch.Tensor, t: torch.Tensor | int, noise: torch.Tensor, schedule: ResShiftSchedule
+    x_start: torch.Tensor,
+    y: torch.Tensor,
+    t: torch.Tensor | int,
+    noise: torch.Tensor,
+    schedule: ResShiftSchedule,
 ) -> torch.Tensor:
     """Forward marginal draw x_t = x0 + eta_t (y - x0) + kappa sqrt(eta_t) noise."""
     t = _as_index(t, x_start.shape[0], x_start.device)
@@ -146,17 +150,23 @@ class ChainNoise:
         generators: Sequence[torch.Generator] | None = None,
     ) -> None:
         if (noise is None) == (generators is None):
-            raise ValueError("give exactly one of `noise` (T+1 tensors) or `generators` (one per batch element)")
+            raise ValueError(
+                "give exactly one of `noise` (T+1 tensors) or `generators` (one per batch element)"
+            )
         self.shape = tuple(shape)
         self.device = device
         if noise is not None:
             if len(noise) != steps + 1:
-                raise ValueError(f"expected {steps + 1} noise tensors (prior + {steps} steps), got {len(noise)}")
+                raise ValueError(
+                    f"expected {steps + 1} noise tensors (prior + {steps} steps), got {len(noise)}"
+                )
             for k, n in enumerate(noise):
                 if tuple(n.shape) != self.shape:
                     raise ValueError(f"noise[{k}] has shape {tuple(n.shape)}, expected {self.shape}")
         elif len(generators) != self.shape[0]:  # type: ignore[arg-type]
-            raise ValueError(f"expected {self.shape[0]} generators (one per batch element), got {len(generators)}")
+            raise ValueError(
+                f"expected {self.shape[0]} generators (one per batch element), got {len(generators)}"
+            )
         self.noise = noise
         self.generators = generators
 
