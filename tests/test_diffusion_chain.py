@@ -175,6 +175,7 @@ def test_training_loss_mse_and_perceptual_fallback():
     torch.testing.assert_close(out["lpips"], expect_lp)
     torch.testing.assert_close(out["loss"], out["mse"] + expect_lp)
     nan_perc = lambda a, b: torch.tensor([0.1, float("nan")])  # noqa: E731
-    out = training_loss(denoiser, z0, zy, zy, s, t=t, noise=noise, decode=decode, target_image=hr,
-                        perceptual=nan_perc)
+    out = training_loss(
+        denoiser, z0, zy, zy, s, t=t, noise=noise, decode=decode, target_image=hr, perceptual=nan_perc
+    )
     assert torch.equal(out["loss"], out["mse"])

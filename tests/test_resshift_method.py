@@ -64,10 +64,17 @@ def test_tile_placement_matches_official_cases():
     assert tile_starts(80, 64, 32) == [0, 16] and tile_starts(144, 64, 32) == [0, 32, 64, 80]
     assert tile_starts(64, 64, 48) == [0] and tile_starts(1000, 512, 448) == [0, 448, 488]
     tiles = plan_tiles(112, 80, 64, 48)
-    assert [(t.h0, t.h1, t.w0, t.w1) for t in tiles] == [(0, 64, 0, 64), (0, 64, 16, 80),
-                                                         (48, 112, 0, 64), (48, 112, 16, 80)]
+    assert [(t.h0, t.h1, t.w0, t.w1) for t in tiles] == [
+        (0, 64, 0, 64),
+        (0, 64, 16, 80),
+        (48, 112, 0, 64),
+        (48, 112, 16, 80),
+    ]
     assert [(t.h0, t.h1, t.w0, t.w1) for t in plan_tiles(64, 64, 64, 48)] == [(0, 64, 0, 64)]
-    assert [(t.w0, t.w1) for t in plan_tiles(100, 40, 64, 48)] == [(0, 40), (0, 40)]  # narrow side: one column
+    assert [(t.w0, t.w1) for t in plan_tiles(100, 40, 64, 48)] == [
+        (0, 40),
+        (0, 40),
+    ]  # narrow side: one column
     assert default_stride(512) == 448 and default_stride(64) == 48
     with pytest.raises(ValueError, match="no default chop stride"):
         default_stride(100)
