@@ -37,6 +37,22 @@ DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 VERSIONS = ("v1", "v2", "v3", "bicsr")
 
 
+def schedule_for(version: str) -> ResShiftSchedule:
+    """The diffusion schedule of a released version (settings from :mod:`resshift.models.configs`)."""
+    from resshift.models.configs import released_config
+
+    cfg = released_config(version).diffusion
+    if cfg.schedule_name != "exponential":
+        raise ValueError(f"version {version!r} uses schedule {cfg.schedule_name!r}; only 'exponential' exists")
+    return ResShiftSchedule.from_config(
+        steps=cfg.steps,
+        kappa=cfg.kappa,
+        min_noise_level=cfg.min_noise_level,
+        etas_end=cfg.etas_end,
+        power=cfg.power,
+    )
+
+
 def per_tile_generators(generators: Sequence[torch.Generator]) -> TileNoise:
     """Noise from one generator per image: tile k of image b gets its own generator.
 
