@@ -1,0 +1,122 @@
+"""``resshift weights ...``: list, fetch, hash and verify the released checkpoints."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from resshift import weights as W
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("weights", help="released ResShift checkpoints: list, fetch, hash, verify")
+    sub = parser.add_subparsers(dest="weights_command", metavar="ACTION")
+    parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
+
+    def dirs(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--dir", dest="cache_dir", default=None,
+                       help="download cache / target folder (default: <resshift cache>/weights)")
+        p.add_argument("--offline-dir", default=None, help="folder searched first for existing files")
+
+    p = sub.add_parser("list", help="show the registry and which files are present")
+    dirs(p)
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("fetch", help="download checkpoints (default: all) and verify pinned hashes")
+    p.add_argument("keys", nargs="*", metavar="KEY", help=f"any of {', '.join(W.CHECKPOINTS)}")
+    dirs(p)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_fetch)
+
+    p = sub.add_parser("hash", help="print the SHA-256 of a file or a local checkpoint, to pin it")
+    p.add_argument("target", metavar="PATH|KEY")
+    dirs(p)
+    p.set_defaults(func=cmd_hash)
+
+    p = sub.add_parser("verify", help="check local files against pinned hashes and the architecture")
+    p.add_argument("keys", nargs="*", metavar="KEY", help="default: every registry entry present")
+    dirs(p)
+    p.add_argument("--no-keys", dest="check_keys", action="store_false",
+                   help="skip loading the files to check their keys and shapes")
+    p.set_defaults(func=cmd_verify)
+
+
+def _keys(requested: list[str]) -> list[str]:
+    for key in requested:
+        W.get_entry(key)  # raises with the list of known keys
+    return requested or list(W.CHECKPOINTS)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    print(f"{'key':6} {'kind':11} {'file':30} {'sha256':10} local")
+    for entry in W.CHECKPOINTS.values():
+        local = W.find_local(entry, args.offline_dir, args.cache_dir)
+        pinned = entry.sha256[:8] + ".." if entry.sha256 else "(unpinned)"
+        print(f"{entry.key:6} {entry.kind:11} {entry.filename:30} {pinned:10} {local or '-'}")
+    print(f"\nsource: {W.RELEASE_BASE_URL}\nlicence: {W.LICENCE}")
+    print(f"cache: {W.weights_cache_dir(args.cache_dir)}")
+    return 0
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    failures = 0
+    for key in _keys(args.keys):
+        try:
+            path = W.resolve_checkpoint(key, cache_dir=args.cache_dir, offline_dir=args.offline_dir,
+                                        progress=not args.quiet)
+        except (W.WeightsError, OSError) as exc:
+            print(f"{key}: FAILED: {exc}", file=sys.stderr)
+            failures += 1
+            continue
+        print(f"{key}: {path}")
+    return 1 if failures else 0
+
+
+def cmd_hash(args: argparse.Namespace) -> int:
+    target = Path(args.target)
+    if target.is_file():
+        print(f"{W.sha256sum(target)}  {target}")
+        return 0
+    if args.target not in W.CHECKPOINTS:
+        print(f"{args.target}: neither a file nor a checkpoint key ({', '.join(W.CHECKPOINTS)})",
+              file=sys.stderr)
+        return 2
+    path = W.find_local(args.target, args.offline_dir, args.cache_dir)
+    if path is None:
+        entry = W.get_entry(args.target)
+        print(f"{args.target}: not present locally; fetch it first ({W.source_url(entry)})", file=sys.stderr)
+        return 1
+    digest = W.sha256sum(path)
+    print(f"{digest}  {path}")
+    hint = f"# pin with: CHECKPOINTS[{args.target!r}] sha256={digest!r} (resshift/weights.py)"
+    print(hint, file=sys.stderr)
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    bad = 0
+    for key in _keys(args.keys):
+        entry = W.get_entry(key)
+        path = W.find_local(entry, args.offline_dir, args.cache_dir)
+        if path is None:
+            print(f"{key:6} missing   (expected {W.weights_cache_dir(args.cache_dir) / entry.filename})")
+            bad += bool(args.keys)
+            continue
+        digest = W.sha256sum(path)
+        if not entry.sha256:
+            status = f"unpinned  sha256={digest}"
+        elif digest == entry.sha256:
+            status = "ok        sha256 matches"
+        else:
+            status = f"MISMATCH  sha256={digest}, pinned {entry.sha256}"
+            bad += 1
+        if args.check_keys:
+            try:
+                W.check_state_dict(W.architecture_for(entry), W.load_state_dict(path), str(path))
+                status += "; keys ok"
+            except W.WeightsError as exc:
+                status += f"; BAD FILE: {exc}"
+                bad += 1
+        print(f"{key:6} {status}  {path}")
+    return 1 if bad else 0
