@@ -54,15 +54,16 @@ def spec_from_config(cfg: DictConfig, run_dir: Path) -> RunSpec:
 def main(cfg: DictConfig) -> None:
     run_dir = Path(hydra.core.hydra_config.HydraConfig.get().runtime.output_dir)
     spec = spec_from_config(cfg, run_dir)
-    summary = run(spec)
+    run(spec)
+    if spec.rank != 0:  # rank 0 merges the shards and reports
+        return
     log.info("run folder: %s", run_dir)
     print((run_dir / "summary.md").read_text(encoding="utf-8"))
-    if cfg.get("report") and spec.rank == 0:
+    if cfg.get("report"):
         from resshift.reports import write_report
 
         out = write_report([run_dir], run_dir / "report")
         print(f"report: {out}")
-    del summary
 
 
 if __name__ == "__main__":

@@ -128,6 +128,7 @@ def run_sr_phase(spec: RunSpec, method: Any, dataset: Any, timer: Any) -> dict[s
         failures.clear()
         lr = torch.stack([s.lr for s in batch]).to(device)
         gens = [image_generator(spec.seed, s.name, device=device) for s in batch]
+        timed = timer.calls >= timer.warmup
         try:
             sr, seconds = timer.run(lambda lr=lr, gens=gens: method.upscale(lr, gens), n_images=len(batch))
         except Exception as err:  # noqa: BLE001
@@ -149,6 +150,7 @@ def run_sr_phase(spec: RunSpec, method: Any, dataset: Any, timer: Any) -> dict[s
                 "batch": len(batch),
                 "latency_s": seconds / len(batch),
                 "batch_seconds": seconds,
+                "timed": timed,
             })
             counts["done"] += 1
         progress.update(len(batch))
@@ -320,11 +322,29 @@ def run(spec: RunSpec) -> dict[str, Any]:
         "card_sha256": dataset.card.card_sha256,
         "nfe": manifest["method"].get("nfe"),
         "method_info": manifest["method"],
-        "timing": timing if timing.get("n_images") else _previous_timing(spec),
+        "timing": _timing_from_rows(spec, timing if timing.get("n_images") else _previous_timing(spec)),
         "counts": {"sr": sr_counts, "metrics": m_counts},
         "provenance": provenance,
     }
     return summarize(spec, specs, unavailable, extra)
+
+
+def _timing_from_rows(spec: RunSpec, context: dict[str, Any]) -> dict[str, Any]:
+    """Latency statistics over every timed image of the run (all shards, all resumed sessions).
+
+    ``context`` (device, precision, threads, peak memory of the last session that timed anything)
+    is kept; the statistics are recomputed from the per-image rows so a resumed run reports the
+    whole set, not only the images of its last session.
+    """
+    import numpy as np
+
+    lat = np.array([r["latency_s"] for r in all_rows(spec.records_dir, "sr")
+                    if r.get("status") == "ok" and r.get("timed", True)], dtype=float)
+    out = dict(context)
+    if lat.size:
+        out.update(n_images=int(lat.size), median_s=float(np.median(lat)), p90_s=float(np.percentile(lat, 90)),
+                   mean_s=float(lat.mean()), min_s=float(lat.min()), max_s=float(lat.max()))
+    return out
 
 
 def _previous_timing(spec: RunSpec) -> dict[str, Any]:

@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from resshift.cli import main as cli_main
+from resshift.reports import write_report
+from resshift.reports.compare import compare_results, load_results
+from resshift.reports.reference import compare_with_reference, reference_numbers
+from resshift.reports.results import find_run_dirs, runs_table
+from resshift.reports.tables import to_latex, to_markdown
+
+
+def _fake_run(root: Path, label: str, method: str, protocol: str, metrics: dict[str, float], nfe: int,
+              ms: float, reference: str | None = None, unavailable: dict | None = None,
+              dataset: str = "val-sr") -> Path:
+    run_dir = root / f"{label}__{dataset}"
+    run_dir.mkdir(parents=True)
+    specs = {"psnr": False, "ssim": False, "lpips": True, "clipiqa": False, "musiq": False}
+    summary = {
+        "method": method, "dataset": dataset, "protocol_id": protocol, "setting": {"label": label},
+        "n_images": 2, "n_ok": 2, "n_failed": 0, "nfe": nfe,
+        "method_info": {"name": method, "nfe": nfe, "reference": reference},
+        "metrics": {k: {"mean": v, "std": 0.1, "n": 2, "lower_better": specs[k]} for k, v in metrics.items()},
+        "unavailable": unavailable or {},
+        "timing": {"median_s": ms / 1e3, "device": "cpu-x"},
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    pd.DataFrame({"name": ["a", "b"], "status": ["ok", "ok"], "latency_s": [ms / 1e3] * 2,
+                  **{k: [v - 0.1, v + 0.1] for k, v in metrics.items()}}).to_csv(run_dir / "per_image.csv", index=False)
+    return run_dir
+
+
+@pytest.fixture()
+def runs(tmp_path: Path) -> Path:
+    root = tmp_path / "runs"
+    p = "imagenet-test-resshift"
+    _fake_run(root, "resshift-v1", "resshift-v1", p, {"psnr": 24.95, "ssim": 0.672, "lpips": 0.26}, 15, 900.0,
+              reference="ResShift (v1, NeurIPS)", unavailable={"clipiqa": "weights file RN50.pt not found"})
+    _fake_run(root, "bicubic", "bicubic", p, {"psnr": 24.20, "ssim": 0.680, "lpips": 0.45}, 0, 1.0)
+    _fake_run(root, "sr3-50", "sr3", "embedded-bicubic-x4", {"psnr": 30.0}, 50, 200.0, dataset="embedded")
+    return root
+
+
+def test_markdown_table_bolds_best_per_protocol_with_arrows(runs: Path) -> None:
+    df = runs_table(find_run_dirs([runs]))
+    md = to_markdown(df)
+    block = md.split("### imagenet-test-resshift")[1]
+    assert "| method | NFE | ms/img | psnr ↑ | ssim ↑ | lpips ↓ |" in block
+    assert "| resshift-v1 | 15 | 900.0 | **24.95** | 0.6720 | **0.2600** |" in block  # LPIPS: lower is better
+    assert "| bicubic | 0 | 1.0 | 24.20 | **0.6800** | 0.4500 |" in block
+    assert "resshift-v1: clipiqa unavailable (weights file RN50.pt not found)" in block
+    # a single-row protocol block has nothing to bold
+    assert "| sr3-50 | 50 | 200.0 | 30.00 |" in md.split("### embedded-bicubic-x4")[1]
+
+
+def test_latex_table(runs: Path) -> None:
+    tex = to_latex(runs_table(find_run_dirs([runs])))
+    assert "psnr $\\uparrow$ & ssim $\\uparrow$ & lpips $\\downarrow$" in tex
+    assert "\\textbf{24.95}" in tex and tex.count("\\begin{tabular}") == 2
+
+
+def test_reference_comparison_verdicts(runs: Path) -> None:
+    df = runs_table(find_run_dirs([runs]))
+    cmp = compare_with_reference(df).set_index("metric")
+    assert cmp.loc["psnr", "reference"] == 25.01
+    assert cmp.loc["psnr", "delta"] == pytest.approx(-0.06)
+    assert cmp.loc["psnr", "verdict"] == "within"  # |-0.06| <= 0.15
+    assert cmp.loc["lpips", "verdict"] == "outside"  # 0.26 vs 0.231, band 0.01
+    assert set(cmp["method"]) == {"resshift-v1"}
+
+
+def test_reference_numbers_are_well_formed() -> None:
+    refs = reference_numbers()
+    assert set(refs["confidence"]) <= {"repo", "2nd", "recall", "rerun"}
+    row = refs[(refs["method"] == "ResShift (v1)") & (refs["protocol"] == "realset65") & (refs["metric"] == "musiq")]
+    assert float(row["value"].iloc[0]) == 61.330
+    assert not refs.duplicated(["method", "protocol", "metric"]).any()
+
+
+def test_write_report_outputs(runs: Path, tmp_path: Path) -> None:
+    out = write_report([runs], tmp_path / "rep")
+    text = out.read_text()
+    assert "## Against published numbers" in text and "ResShift (v1, NeurIPS)" in text
+    for name in ["results.csv", "tables.md", "tables.tex", "quality_vs_nfe.png", "quality_vs_nfe.pdf",
+                 "quality_vs_runtime.png", "per_image_distributions.png"]:
+        assert (tmp_path / "rep" / name).is_file(), name
+
+
+def test_compare_detects_metric_and_runtime_regressions(runs: Path, tmp_path: Path) -> None:
+    base = load_results(runs)
+    assert not compare_results(base, base.copy()).failed
+    worse = base.copy()
+    worse.loc[worse["method"] == "bicubic", "psnr"] -= 0.2
+    result = compare_results(base, worse)
+    assert result.failed
+    bad = result.table[result.table["status"] != "ok"]
+    assert list(bad["quantity"]) == ["psnr"] and list(bad["method"]) == ["bicubic"]
+    slower = base.copy()
+    slower["ms_per_image"] *= 2
+    assert compare_results(base, slower).failed
+    assert not compare_results(base, slower, max_runtime_ratio=None).failed
+    small = base.copy()
+    small.loc[small["method"] == "bicubic", "psnr"] -= 0.1
+    assert not compare_results(base, small).failed  # inside the 0.15 dB band
+
+
+def test_compare_cli_exit_codes(runs: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    baseline = tmp_path / "baseline.csv"
+    assert cli_main(["compare", str(baseline), str(runs), "--save-baseline"]) == 0
+    assert cli_main(["compare", str(baseline), str(runs)]) == 0
+    df = pd.read_csv(baseline)
+    df.loc[df["method"] == "resshift-v1", "ssim"] += 0.05
+    df.to_csv(baseline, index=False)
+    assert cli_main(["compare", str(baseline), str(runs)]) == 1
+    assert "REGRESSED" in capsys.readouterr().out
+
+
+def test_report_on_missing_runs_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no finished runs"):
+        write_report([tmp_path], tmp_path / "out")
