@@ -71,7 +71,8 @@ def per_image_distributions(per_image: pd.DataFrame, out_dir: Path) -> list[Path
         return []
     fig, axes = _metric_grid(metrics)
     for ax, metric in zip(axes, metrics, strict=True):
-        groups = [(f"{m}\n{d}", g[metric].dropna().to_numpy()) for (m, d), g in per_image.groupby(["method", "dataset"])]
+        by_run = per_image.groupby(["method", "dataset"])
+        groups = [(f"{m}\n{d}", g[metric].dropna().to_numpy()) for (m, d), g in by_run]
         groups = [(k, v) for k, v in groups if len(v)]
         ax.boxplot([v for _, v in groups], showmeans=True)
         ax.set_xticks(range(1, len(groups) + 1), [k for k, _ in groups], fontsize=7, rotation=30, ha="right")

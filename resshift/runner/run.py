@@ -16,7 +16,6 @@ batch in flight.
 from __future__ import annotations
 
 import logging
-import os
 import traceback
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
