@@ -1,0 +1,136 @@
+"""Our SR3-style denoiser: an ADM-style UNet conditioned on a *continuous* noise level.
+
+SR3 (Saharia et al.) concatenates the bicubic-upsampled LR image with the noisy HR image (6 input
+channels) and conditions on the noise level ``gamma = sqrt(alpha_bar)`` rather than on a step index
+(as WaveGrad does), so one trained model samples with any number of steps. The same class with
+``in_channels=3`` is an unconditional prior for the guided baselines.
+
+The backbone is :class:`resshift.models.adm_unet.ADMUNet` (BigGAN-style ResBlocks with scale/shift
+conditioning, attention at low resolution); the level enters the sinusoidal embedding as
+``level_scale * gamma`` (``gamma`` in ``[0, 1]``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from resshift.models.adm_unet import ADMUNet
+
+CONDITIONINGS = ("bicubic-concat", "none")
+
+
+class SR3UNet(ADMUNet):
+    """``forward(x [B,C,H,W], gamma [B]) -> eps [B, out_channels, H, W]`` with ``gamma = sqrt(alpha_bar)``.
+
+    Defaults are a compact 64->256 model (~40M parameters); tests use far smaller ones.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 6,
+        out_channels: int = 3,
+        model_channels: int = 64,
+        channel_mult: Sequence[int] = (1, 2, 4, 4),
+        num_res_blocks: int = 2,
+        attention_ds: Sequence[int] = (8,),
+        num_head_channels: int = 64,
+        dropout: float = 0.0,
+        level_scale: float = 1000.0,
+    ) -> None:
+        super().__init__(
+            in_channels=in_channels,
+            model_channels=model_channels,
+            out_channels=out_channels,
+            num_res_blocks=num_res_blocks,
+            attention_ds=attention_ds,
+            channel_mult=channel_mult,
+            num_head_channels=num_head_channels,
+            dropout=dropout,
+            use_scale_shift_norm=True,
+            resblock_updown=True,
+        )
+        self.level_scale = float(level_scale)
+        self.config = {
+            k: v for k, v in self.config.items() if k not in ("use_scale_shift_norm", "resblock_updown")
+        }
+        self.config["level_scale"] = self.level_scale
+
+    def forward(self, x: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return super().forward(x, gamma.float() * self.level_scale)
+
+
+# --------------------------------------------------------------------------------------------------
+# Checkpoint format (SR3-style models and our unconditional priors)
+# --------------------------------------------------------------------------------------------------
+
+CHECKPOINT_FORMAT = "resshift-bench/gaussian-unet/1"
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: SR3UNet,
+    schedule: dict[str, Any],
+    conditioning: str,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``model`` as a ``.safetensors`` file whose metadata holds everything needed to sample.
+
+    Metadata keys: ``format`` (:data:`CHECKPOINT_FORMAT`) and ``config``, a JSON object with
+    ``model`` (the :class:`SR3UNet` constructor arguments), ``schedule`` (``{"kind": "linear" |
+    "cosine", "steps": T, ...}``, the training betas, see :func:`resshift.diffusion.gaussian.make_betas`),
+    ``conditioning`` (``"bicubic-concat"``: channels 4-6 are ``2*bicubic_x4(lr)-1``;
+    ``"none"``: unconditional prior), ``prediction`` (``"eps"``) and any ``extra`` (training facts).
+    """
+    from safetensors.torch import save_file
+
+    if conditioning not in CONDITIONINGS:
+        raise ValueError(f"unknown conditioning {conditioning!r} (known: {', '.join(CONDITIONINGS)})")
+    expected_in = 6 if conditioning == "bicubic-concat" else 3
+    if model.in_channels != expected_in:
+        raise ValueError(
+            f"conditioning {conditioning!r} needs {expected_in} input channels, model has {model.in_channels}"
+        )
+    config = {
+        "model": model.config,
+        "schedule": dict(schedule),
+        "conditioning": conditioning,
+        "prediction": "eps",
+        **(extra or {}),
+    }
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(path), metadata={"format": CHECKPOINT_FORMAT, "config": json.dumps(config)})
+    return path
+
+
+def load_checkpoint(path: str | Path) -> tuple[SR3UNet, dict[str, Any]]:
+    """Read a file written by :func:`save_checkpoint`; returns ``(model in eval mode, config)``.
+
+    Errors name the file: missing, not our format, or weights that do not fit the stored config.
+    """
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata() or {}
+    except Exception as err:  # noqa: BLE001 - any parse failure is a bad file
+        raise ValueError(f"{path} is not a safetensors file: {err}") from err
+    if meta.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not a {CHECKPOINT_FORMAT} checkpoint (format {meta.get('format')!r})")
+    config = json.loads(meta["config"])
+    model = SR3UNet(**config["model"])
+    try:
+        model.load_state_dict(load_file(str(path)), strict=True)
+    except RuntimeError as err:
+        raise ValueError(f"{path}: weights do not match the stored model config: {err}") from err
+    return model.eval(), config
