@@ -12,7 +12,12 @@ MethodFactory = Callable[..., SRMethod]
 _FACTORIES: dict[str, MethodFactory] = {}
 
 # Modules imported lazily by :func:`build_method` so that they can register their names.
-_METHOD_MODULES: tuple[str, ...] = ("resshift.methods.bicubic", "resshift.methods.sr3", "resshift.methods.ldm_sr", "resshift.methods.guided")  # noqa: E501
+_METHOD_MODULES: tuple[str, ...] = (
+    "resshift.methods.bicubic",
+    "resshift.methods.sr3",
+    "resshift.methods.ldm_sr",
+    "resshift.methods.guided",
+)
 
 
 def register_method(name: str) -> Callable[[MethodFactory], MethodFactory]:
