@@ -119,5 +119,9 @@ class PaperYMetric(Metric):
         statistic = opts.get("statistic")
         if statistic not in ("psnr", "ssim"):
             raise ValueError(f"{self.name}: spec option 'statistic' must be psnr or ssim, got {statistic!r}")
-        fn = paper_y.psnr if statistic == "psnr" else paper_y.ssim
-        return fn(sr, hr, y_channel=bool(opts.get("y_channel", True)), border=int(opts.get("border", 0)))
+        y_channel = bool(opts.get("y_channel", True))
+        border = int(opts.get("border", 0))
+        if statistic == "psnr":
+            round_y = bool(opts.get("round_y", True))
+            return paper_y.psnr(sr, hr, y_channel=y_channel, border=border, round_y=round_y)
+        return paper_y.ssim(sr, hr, y_channel=y_channel, border=border)
