@@ -194,3 +194,21 @@ def test_ssim_too_small_and_border_errors():
         ssim(sr, hr)
     with pytest.raises(ValueError, match="leaves nothing"):
         psnr(sr, hr, border=5)
+
+
+def test_agreement_with_pyiqa_ycbcr_psnr_and_ssim():
+    """pyiqa (no weights needed) is an independent implementation of the same formulas.
+
+    pyiqa's PSNR keeps Y unrounded: it must equal our ``psnr-y-float``; its SSIM rounds Y like ours.
+    """
+    pyiqa = pytest.importorskip("pyiqa")
+    sr, hr = pair(9, 3, 45, 51)
+    p_psnr = pyiqa.create_metric("psnr", device="cpu", test_y_channel=True, color_space="ycbcr")
+    p_ssim = pyiqa.create_metric("ssim", device="cpu", color_space="ycbcr")
+    (metrics, _) = build_metrics(["psnr", "psnr-y-float", "ssim"])
+    with torch.no_grad():
+        ref_p = p_psnr(sr, hr).reshape(-1)
+        ref_s = p_ssim(sr, hr).reshape(-1)
+    torch.testing.assert_close(metrics["psnr-y-float"].compute(sr, hr), ref_p.float(), atol=1e-3, rtol=0)
+    torch.testing.assert_close(metrics["ssim"].compute(sr, hr), ref_s.float(), atol=2e-4, rtol=0)
+    assert not torch.allclose(metrics["psnr"].compute(sr, hr), ref_p.float(), atol=1e-3, rtol=0)

@@ -315,3 +315,15 @@ def test_torch_home_is_restored(tmp_path):
     with wmod.torch_home(tmp_path):
         assert torch.hub.get_dir() == str(tmp_path.resolve() / "hub")
     assert os.environ.get("TORCH_HOME") == before
+
+
+def test_clip_import_leaves_no_pkg_resources_stand_in(built):
+    import sys
+
+    from resshift.metrics.pyiqa_backend import import_clip_support
+
+    import_clip_support()
+    mod = sys.modules.get("pkg_resources")
+    # Either the real setuptools module (where it exists) or nothing: never our stand-in.
+    assert mod is None or getattr(mod, "__file__", None)  # the stand-in has no file
+    assert "clip" in sys.modules

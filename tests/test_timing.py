@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 from pathlib import Path
 
 import numpy as np
@@ -108,9 +109,16 @@ def _rss_now() -> int:
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
 def test_cpu_peak_memory_sees_an_allocation_inside_the_call():
     size = 64 * 2**20
+
+    def touch_fresh_pages() -> None:
+        # A fresh anonymous mapping: its pages cannot be recycled heap that is already resident.
+        with mmap.mmap(-1, size) as buf:
+            for offset in range(0, size, mmap.PAGESIZE):
+                buf[offset] = 1
+
     timer = Timer(warmup=0)
     before = _rss_now()
-    timer.run(lambda: np.ones(size // 8).sum(), n_images=1)  # touches 64 MiB
+    timer.run(touch_fresh_pages, n_images=1)
     s = timer.summary()
     assert s["peak_memory_kind"].startswith("cpu_peak_rss")
     assert s["peak_memory_bytes"] >= before + size - 4 * 2**20

@@ -35,16 +35,17 @@ def check_image_batch(x: torch.Tensor, what: str) -> torch.Tensor:
         x = x.to(torch.float32)
     else:
         raise MetricInputError(f"{what}: expected float in [0, 1] or uint8, got dtype {x.dtype}")
-    if not torch.isfinite(x).all():
-        raise MetricInputError(f"{what}: contains NaN or infinite values")
-    lo, hi = float(x.min()), float(x.max())
+    lo_t, hi_t = torch.aminmax(x)  # one pass; NaN propagates into both
+    lo, hi = float(lo_t), float(hi_t)
+    if lo != lo or hi != hi:
+        raise MetricInputError(f"{what}: contains NaN values")
     if lo < -RANGE_TOLERANCE or hi > 1.0 + RANGE_TOLERANCE:
         looks_signed = -1.0 - 1e-3 <= lo < -RANGE_TOLERANCE
         hint = " (looks like [-1, 1]: pass (x + 1) / 2)" if looks_signed else ""
         raise MetricInputError(f"{what}: values must lie in [0, 1], got min {lo:.4g}, max {hi:.4g}{hint}")
     if x.shape[1] == 1:
         x = x.expand(-1, 3, -1, -1)
-    return x.clamp(0.0, 1.0)
+    return x.clamp(0.0, 1.0) if (lo < 0.0 or hi > 1.0) else x
 
 
 class Metric(ABC):
@@ -118,5 +119,9 @@ class PaperYMetric(Metric):
         statistic = opts.get("statistic")
         if statistic not in ("psnr", "ssim"):
             raise ValueError(f"{self.name}: spec option 'statistic' must be psnr or ssim, got {statistic!r}")
-        fn = paper_y.psnr if statistic == "psnr" else paper_y.ssim
-        return fn(sr, hr, y_channel=bool(opts.get("y_channel", True)), border=int(opts.get("border", 0)))
+        y_channel = bool(opts.get("y_channel", True))
+        border = int(opts.get("border", 0))
+        if statistic == "psnr":
+            round_y = bool(opts.get("round_y", True))
+            return paper_y.psnr(sr, hr, y_channel=y_channel, border=border, round_y=round_y)
+        return paper_y.ssim(sr, hr, y_channel=y_channel, border=border)

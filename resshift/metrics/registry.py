@@ -126,6 +126,21 @@ _SPECS: tuple[MetricSpec, ...] = (
         options=(("border", 0), ("statistic", "ssim"), ("y_channel", True)),
     ),
     MetricSpec(
+        name="psnr-y-float",
+        mode=FULL_REFERENCE,
+        lower_better=False,
+        value_range=(0.0, math.inf),
+        input_convention=(
+            "RGB in [0,1] -> 8-bit round(clamp(x,0,1)*255) -> BT.601 Y = 16 + (65.481R + 128.553G + "
+            "24.966B)/255, NOT rounded; border 0"
+        ),
+        backend=BACKEND_RESSHIFT,
+        version="psnr_y_ycbcr_float@1",
+        description="PSNR (dB) on unrounded BT.601 Y, as pyiqa psnr(test_y_channel, color_space='ycbcr')",
+        source="pyiqa PSNR with color_space='ycbcr' (SinSR evaluate.py, InvSR cal_metrics_ref.py)",
+        options=(("border", 0), ("round_y", False), ("statistic", "psnr"), ("y_channel", True)),
+    ),
+    MetricSpec(
         name="psnr-rgb",
         mode=FULL_REFERENCE,
         lower_better=False,
