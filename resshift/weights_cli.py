@@ -27,6 +27,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("keys", nargs="*", metavar="KEY", help=f"any of {', '.join(W.CHECKPOINTS)}")
     dirs(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--metric-weights-dir", default=None,
+                   help="where metric weights go (default: $RESSHIFT_METRIC_WEIGHTS or the cache)")
+    p.add_argument("--metrics", dest="with_metrics", action="store_true", default=None,
+                   help="also fetch every metric's weights (the default when no KEY is given)")
+    p.add_argument("--no-metrics", dest="with_metrics", action="store_false",
+                   help="checkpoints only")
     p.set_defaults(func=_reports_unknown_keys(cmd_fetch))
 
     p = sub.add_parser("hash", help="print the SHA-256 of a file or a local checkpoint, to pin it")
@@ -86,6 +92,11 @@ def cmd_fetch(args: argparse.Namespace) -> int:
             failures += 1
             continue
         print(f"{key}: {path}")
+    with_metrics = args.with_metrics if args.with_metrics is not None else not args.keys
+    if with_metrics:
+        from resshift.metrics.cli import _fetch as fetch_metric_files
+
+        failures += fetch_metric_files(argparse.Namespace(dir=args.metric_weights_dir, metrics=None)) != 0
     return 1 if failures else 0
 
 

@@ -44,6 +44,11 @@ def test_end_to_end_on_embedded_set(embedded_run: tuple[RunSpec, dict]) -> None:
     assert summary["metrics"]["psnr"]["mean"] == pytest.approx(per_image["psnr"].mean())
     assert (spec.run_dir / "summary.md").read_text().count("| psnr ↑") == 1
     assert summary["timing"]["n_images"] >= 7  # the warm-up call is not timed
+    # provenance on every result row
+    assert set(per_image["protocol_id"]) == {"embedded-bicubic-x4"}
+    assert per_image["card_sha256"].str.fullmatch(r"[0-9a-f]{64}").all()
+    assert per_image["packages"].str.contains("torch=").all()
+    assert "git_commit" in per_image.columns and "checkpoint_sha256" in per_image.columns
 
 
 def test_missing_weights_are_reported_not_invented(embedded_run: tuple[RunSpec, dict]) -> None:
@@ -137,3 +142,15 @@ def test_sharded_run_equals_single_process(tmp_path: Path) -> None:
         b = np.asarray(Image.open(run_dir / "sr" / f"{name}.png"))
         assert np.array_equal(a, b)
     assert json.loads((run_dir / "summary.json").read_text())["n_ok"] == 5
+
+
+def test_eval_app_writes_run_and_report(tmp_path: Path) -> None:
+    """What `nox -s eval` runs: the Hydra app, then the report of the run."""
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+    cmd = [sys.executable, "-m", "resshift.runner.app", "limit=3", "metrics=[psnr,ssim]", f"run.root={tmp_path}"]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = tmp_path / "bicubic__embedded" / "report"
+    assert "| bicubic | 0 |" in (report / "tables.md").read_text()
+    for name in ["report.md", "per_image_distributions.png", "visual_comparison.png", "tables.tex"]:
+        assert (report / name).is_file(), name

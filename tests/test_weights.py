@@ -380,3 +380,23 @@ def test_cli_verify(tmp_path, monkeypatch, capsys):
     assert cli_main(["weights", "verify", "v1", "--dir", str(folder)]) == 1  # explicitly requested
     assert cli_main(["weights", "verify", "v9"]) == 2
     assert "unknown checkpoint key(s) ['v9']" in capsys.readouterr().err
+
+
+def test_cli_fetch_also_fetches_metric_weights(served, tmp_path, monkeypatch):
+    """`resshift weights fetch` (no KEY, or --metrics) also pre-downloads every metric's weights."""
+    import resshift.metrics.cli as metrics_cli
+
+    server, root = served
+    (root / "resshift_bicsrx4_s4.pth").write_bytes(b"bicsr bytes")
+    monkeypatch.setenv(W.MIRROR_ENV, server.url)
+    calls = []
+    monkeypatch.setattr(metrics_cli, "_fetch", lambda args: calls.append(args.dir) or 0)
+    target = tmp_path / "fetched"
+    assert cli_main(["weights", "fetch", "bicsr", "--dir", str(target), "--quiet"]) == 0
+    assert calls == []  # explicit keys: checkpoints only
+    mdir = str(tmp_path / "metric-weights")
+    assert cli_main(["weights", "fetch", "bicsr", "--dir", str(target), "--quiet", "--metrics",
+                     "--metric-weights-dir", mdir]) == 0
+    assert calls == [mdir]
+    monkeypatch.setattr(metrics_cli, "_fetch", lambda args: 1)
+    assert cli_main(["weights", "fetch", "bicsr", "--dir", str(target), "--quiet", "--metrics"]) == 1

@@ -16,17 +16,14 @@ _DECIMALS = {"psnr": 2, "musiq": 2, "niqe": 2}
 
 
 def metric_columns(df: pd.DataFrame) -> list[str]:
-    """Metric columns present in a runs table, in the usual paper order, then any others."""
-    known = [m for m in METRIC_ORDER if m in df.columns or f"{m}_unavailable" in df.columns]
-    extra = sorted(
-        c for c in df.columns
-        if c not in known and not c.endswith(("_std", "_unavailable")) and c not in _ID_COLUMNS
-    )
-    return known + extra
+    """Registered metric columns present in a table (or listed as unavailable), in the usual paper
+    order, then any other registered metric by name."""
+    from resshift.metrics import metric_names
 
-
-_ID_COLUMNS = {"run", "method", "method_name", "reference", "dataset", "protocol", "nfe", "n_ok", "n_failed",
-               "ms_per_image", "device"}
+    registered = set(metric_names())
+    present = {c for c in df.columns if c in registered}
+    present |= {c[: -len("_unavailable")] for c in df.columns if c.endswith("_unavailable")}
+    return [m for m in METRIC_ORDER if m in present] + sorted(present - set(METRIC_ORDER))
 
 
 def _lower_better(metric: str) -> bool:

@@ -160,8 +160,10 @@ def run_sr_phase(spec: RunSpec, method: Any, dataset: Any, timer: Any) -> dict[s
     return counts
 
 
-def run_metrics_phase(spec: RunSpec, dataset: Any, metrics: dict[str, Any]) -> dict[str, int]:
-    """Compute every available metric for SR outputs that lack them; returns counts."""
+def run_metrics_phase(spec: RunSpec, dataset: Any, metrics: dict[str, Any],
+                      provenance: dict[str, Any] | None = None, batch_size: int = 8) -> dict[str, int]:
+    """Compute every available metric for SR outputs that lack them, in batches of equal-size
+    images; each row carries ``provenance``. Returns counts."""
     store = metrics_store(spec)
     sr_rows = {r["name"]: r for r in all_rows(spec.records_dir, "sr") if r.get("status") == "ok"}
     have = {r["name"]: r for r in all_rows(spec.records_dir, "metrics")}
@@ -177,27 +179,59 @@ def run_metrics_phase(spec: RunSpec, dataset: Any, metrics: dict[str, Any]) -> d
     device = torch.device(spec.device)
     from tqdm import tqdm
 
-    for name in tqdm(pending, desc=f"metrics {spec.method} on {spec.dataset}", unit="img", leave=False):
+    def fail(name: str, err: Exception) -> None:
+        store.append({"name": name, "status": "failed", "values": {}, "error": f"{type(err).__name__}: {err}",
+                      "provenance": provenance})
+        counts["failed"] += 1
+
+    def loaded(names: Sequence[str]) -> Iterator[tuple[str, torch.Tensor, torch.Tensor | None]]:
+        for name in names:
+            try:
+                sample = dataset.read(name)
+                yield name, read_image(spec.sr_dir / f"{name}.png"), sample.hr
+            except Exception as err:  # noqa: BLE001 - recorded per image
+                fail(name, err)
+
+    progress = tqdm(total=len(pending), desc=f"metrics {spec.method} on {spec.dataset}", unit="img", leave=False)
+    group: list[tuple[str, torch.Tensor, torch.Tensor | None]] = []
+
+    def flush() -> None:
+        if not group:
+            return
+        names = [g[0] for g in group]
+        sr = torch.stack([g[1] for g in group]).to(device)
+        has_hr = group[0][2] is not None
+        hr = torch.stack([g[2] for g in group]).to(device) if has_hr else None
+        values: dict[str, list[float]] = {}
+        skipped: dict[str, str] = {}
         try:
-            sample = dataset.read(name)
-            sr = read_image(spec.sr_dir / f"{name}.png").unsqueeze(0).to(device)
-            hr = None if sample.hr is None else sample.hr.unsqueeze(0).to(device)
-            values: dict[str, float] = {}
-            skipped: dict[str, str] = {}
             for mname, metric in metrics.items():
                 if metric.spec.mode == "FR" and hr is None:
                     skipped[mname] = "no HR image"
                     continue
-                score = metric.compute(sr, hr if metric.spec.mode == "FR" else None)
-                values[mname] = float(score.reshape(-1)[0])
-            row: dict[str, Any] = {"name": name, "status": "ok", "values": values}
-            if skipped:
-                row["skipped"] = skipped
-            store.append(row)
-            counts["done"] += 1
+                scores = metric.compute(sr, hr if metric.spec.mode == "FR" else None)
+                values[mname] = [float(v) for v in scores.reshape(-1)]
         except Exception as err:  # noqa: BLE001
-            store.append({"name": name, "status": "failed", "values": {}, "error": f"{type(err).__name__}: {err}"})
-            counts["failed"] += 1
+            for name in names:
+                fail(name, err)
+        else:
+            for i, name in enumerate(names):
+                row: dict[str, Any] = {"name": name, "status": "ok",
+                                       "values": {m: v[i] for m, v in values.items()}, "provenance": provenance}
+                if skipped:
+                    row["skipped"] = skipped
+                store.append(row)
+                counts["done"] += 1
+        progress.update(len(names))
+        group.clear()
+
+    for item in loaded(pending):
+        key = (tuple(item[1].shape), item[2] is not None)
+        if group and (len(group) >= batch_size or (tuple(group[0][1].shape), group[0][2] is not None) != key):
+            flush()
+        group.append(item)
+    flush()
+    progress.close()
     return counts
 
 
@@ -215,6 +249,7 @@ def summarize(spec: RunSpec, metric_specs: dict[str, Any], unavailable: dict[str
         mr = m_rows.get(r["name"])
         if mr:
             row.update(mr.get("values", {}))
+            row.update(_flat_provenance(mr.get("provenance")))
             if mr.get("status") != "ok":
                 row["error"] = mr.get("error", "")
         table.append(row)
@@ -249,6 +284,15 @@ def summarize(spec: RunSpec, metric_specs: dict[str, Any], unavailable: dict[str
     return summary
 
 
+def _flat_provenance(prov: dict[str, Any] | None) -> dict[str, Any]:
+    """Row provenance as flat CSV columns (package versions as one ``name=version;...`` string)."""
+    if not prov:
+        return {}
+    flat = {k: v for k, v in prov.items() if k not in ("packages", "method")}
+    flat["packages"] = ";".join(f"{k}={v}" for k, v in sorted((prov.get("packages") or {}).items()) if v)
+    return flat
+
+
 def render_summary_md(summary: dict[str, Any]) -> str:
     """A short Markdown summary of one run."""
     lines = [f"# {summary['method']} on {summary['dataset']}", ""]
@@ -277,7 +321,7 @@ def run(spec: RunSpec) -> dict[str, Any]:
     from resshift.data import open_dataset
     from resshift.methods import build_method
     from resshift.metrics import build_metrics, get_spec
-    from resshift.provenance import collect_provenance
+    from resshift.provenance import collect_provenance, row_provenance
     from resshift.timing import Timer
 
     if spec.threads:
@@ -310,7 +354,10 @@ def run(spec: RunSpec) -> dict[str, Any]:
 
     # Phase 2: metrics, on the PNGs written by phase 1.
     metrics, unavailable = build_metrics(list(spec.metrics), device=spec.device)
-    m_counts = run_metrics_phase(spec, dataset, metrics)
+    row_prov = row_provenance(protocol_id=dataset.card.protocol_id, card_sha256=dataset.card.card_sha256,
+                              method=spec.setting.get("label", spec.method),
+                              checkpoint_sha256=manifest["method"].get("checkpoint_sha256"), environment=provenance)
+    m_counts = run_metrics_phase(spec, dataset, metrics, row_prov, batch_size=max(1, spec.batch_size))
     if spec.world_size > 1:
         _barrier()
         if spec.rank != 0:
