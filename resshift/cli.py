@@ -11,7 +11,7 @@ import importlib
 import sys
 
 # Modules that contribute sub-commands. Each has ``register(subparsers) -> None``.
-COMMAND_MODULES: tuple[str, ...] = ("resshift.weights_cli",)
+COMMAND_MODULES: tuple[str, ...] = ("resshift.weights_cli", "resshift.cli_sr")
 
 
 def build_parser() -> argparse.ArgumentParser:

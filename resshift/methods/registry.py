@@ -12,7 +12,7 @@ MethodFactory = Callable[..., SRMethod]
 _FACTORIES: dict[str, MethodFactory] = {}
 
 # Modules imported lazily by :func:`build_method` so that they can register their names.
-_METHOD_MODULES: tuple[str, ...] = ("resshift.methods.bicubic",)
+_METHOD_MODULES: tuple[str, ...] = ("resshift.methods.bicubic", "resshift.methods.resshift_method")
 
 
 def register_method(name: str) -> Callable[[MethodFactory], MethodFactory]:
