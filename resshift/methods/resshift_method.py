@@ -37,6 +37,16 @@ DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 VERSIONS = ("v1", "v2", "v3", "bicsr")
 
 
+def check_precision(device: str | torch.device, dtype: str) -> torch.device:
+    """Validate a (device, dtype) choice: fp16/bf16 mean CUDA autocast; CPU runs fp32."""
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+    device = torch.device(device)
+    if dtype != "fp32" and device.type != "cuda":
+        raise ValueError(f"dtype {dtype} needs a CUDA device (autocast); on {device.type} use fp32")
+    return device
+
+
 def schedule_for(version: str) -> ResShiftSchedule:
     """The diffusion schedule of a released version (settings from :mod:`resshift.models.configs`)."""
     from resshift.models.configs import released_config
@@ -137,11 +147,7 @@ class ResShiftSR(SRMethod):
         assumes_operator: str | None = None,
         provenance: dict[str, object] | None = None,
     ) -> None:
-        if dtype not in DTYPES:
-            raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
-        self.device = torch.device(device)
-        if dtype != "fp32" and self.device.type != "cuda":
-            raise ValueError(f"dtype {dtype} needs a CUDA device (autocast); on {self.device.type} use fp32")
+        self.device = check_precision(device, dtype)
         if tile_batch < 1:
             raise ValueError(f"tile_batch must be >= 1, got {tile_batch}")
         self.name = name
@@ -284,6 +290,7 @@ def build_resshift(
     """
     if version not in VERSIONS:
         raise KeyError(f"unknown ResShift version {version!r}; known: {', '.join(VERSIONS)}")
+    check_precision(device, dtype)
     provenance: dict[str, object] = {"version": version}
     if unet is None or autoencoder is None:
         from resshift import weights
