@@ -12,6 +12,7 @@ import sys
 
 # Modules that contribute sub-commands. Each has ``register(subparsers) -> None``.
 COMMAND_MODULES: tuple[str, ...] = (
+    "resshift.cli_sr",
     "resshift.data.cli",
     "resshift.metrics.cli",
     "resshift.reports.cli",

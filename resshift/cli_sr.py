@@ -77,7 +77,7 @@ def run_sr(args: argparse.Namespace) -> int:
             dtype=dtype,
             weights_dir=args.weights_dir,
         )
-    except (ValueError, FileNotFoundError, OSError) as err:
+    except (ValueError, KeyError, OSError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     report = super_resolve_files(

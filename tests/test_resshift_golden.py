@@ -8,9 +8,9 @@ Tolerances (see also the README section "Exactness"):
 * decoding a recorded final latent: max abs error <= 1e-4 on the [-1, 1] image, codebook indices
   identical except where the recorded distance gap is < 1e-5;
 * free-running chains (our own chain fed only the recorded noise): final latent within 2e-3 * scale
-  (4 steps) or 3e-2 (15 steps, the official code's own drift between thread counts), index flips only
-  where the recorded gap is < 1e-4 (4 steps) or 2e-3 (15 steps); the decoded image is compared directly
-  when no index flipped.
+  (4 steps) or 5e-2 (15 steps; the official code itself moves by up to 3.3e-2 between 1 and 2 threads
+  on the 15-step tiles), index flips only where the recorded gap is < 1e-4 (4 steps) or 2e-3
+  (15 steps); the decoded image is compared directly when no index flipped.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import json
 import pytest
 import torch
 
-from resshift.diffusion import p_mean_variance, sample
+from resshift.diffusion import p_mean_variance
 from resshift.diffusion.resshift_chain import p_sample_step
 from resshift.io import array_to_tensor
 from resshift.methods.resshift_method import ResShiftSR, schedule_for
@@ -87,12 +87,11 @@ def test_chain_teacher_forced_and_free_running(golden, small_nets, fname, versio
     method = _method(small_nets, version)
     sched = method.schedule
     steps = sched.steps
+    seen = _capture(method)
     with torch.inference_mode():
         y_pad = reflect_pad_to_multiple(g["y0"], 64)
         if "y0_padded" in g:
             assert torch.equal(y_pad, g["y0_padded"])
-        z_y = method.encode(y_pad)
-        assert_single_op_close(z_y, g["z_y"], info, "z_y")
 
         # teacher-forced: every step fed the recorded x_t and noise
         x_t = g["z_T_prior_sample"]
@@ -117,25 +116,52 @@ def test_chain_teacher_forced_and_free_running(golden, small_nets, fname, versio
         image = method.decode(x_t)[:, :, :height, :width].clamp(-1, 1)
         assert (image - g["final"]).abs().max().item() <= 1e-4
 
-        # free-running with the recorded noise only
-        res = sample(method.denoise, z_y, y_pad, sched, noise=noise)
-        ref_latent = g[f"step{steps - 1:02d}_t00/sample"]
-        latent_bound = 2e-3 * max(1.0, ref_latent.abs().max().item()) if steps <= 4 else 3e-2
-        assert (res.latent - ref_latent).abs().max().item() <= latent_bound
-        flips = assert_index_flips_small(
-            small_nets[1],
-            res.latent,
-            g["final_latent_indices"],
-            g["final_latent_index_gap"],
-            1e-4 if steps <= 4 else 2e-3,
-            "free-running latent",
-        )
-        if flips == 0:
-            image = method.decode(res.latent)[:, :, :height, :width].clamp(-1, 1)
-            assert (image - g["final"]).abs().max().item() <= 1e-4
-        # the public path (padding, encode, chain, decode, crop, clamp) gives the same image
-        full = method.run(g["y0"], lambda k, b, shape: {"noise": noise})
-        assert torch.equal(full, method.decode(res.latent)[:, :, :height, :width].clamp(-1, 1))
+    # free-running: the public path (pad, bicubic, encode, chain, decode, crop, clamp), recorded noise
+    seen["z_y"].clear()
+    seen["latent"].clear()
+    final = method.run(g["y0"], lambda k, b, shape: {"noise": noise})
+    assert_single_op_close(seen["z_y"][0], g["z_y"], info, "z_y")
+    latent = seen["latent"][-1]
+    ref_latent = g[f"step{steps - 1:02d}_t00/sample"]
+    assert (latent - ref_latent).abs().max().item() <= _free_running_bound(ref_latent, steps)
+    flips = assert_index_flips_small(
+        small_nets[1],
+        latent,
+        g["final_latent_indices"],
+        g["final_latent_index_gap"],
+        _free_running_gap(steps),
+        "free-running latent",
+    )
+    if flips == 0:
+        assert (final - g["final"]).abs().max().item() <= 1e-4
+
+
+def _capture(method):
+    """Record every z_y the method encodes and every latent it decodes."""
+    seen = {"z_y": [], "latent": []}
+    encode, decode = method.encode, method.decode
+
+    def encode_and_keep(y):
+        seen["z_y"].append(encode(y))
+        return seen["z_y"][-1]
+
+    def keep_and_decode(z):
+        seen["latent"].append(z.clone())
+        return decode(z)
+
+    method.encode, method.decode = encode_and_keep, keep_and_decode
+    return seen
+
+
+def _free_running_bound(ref, steps):
+    """2e-3 of scale for 4-step chains; 5e-2 for 15 steps (the official code moves up to 3.3e-2 between
+    1 and 2 threads on the 15-step tiles)."""
+    return 2e-3 * max(1.0, ref.abs().max().item()) if steps <= 4 else 5e-2
+
+
+def _free_running_gap(steps):
+    """Index flips are allowed where the recorded distance gap is below this."""
+    return 1e-4 if steps <= 4 else 2e-3
 
 
 TILED = [
@@ -152,7 +178,7 @@ def _tile_noise(g):
     return provide
 
 
-@pytest.mark.parametrize("fname,version,stride", [TILED[0], TILED[1]])
+@pytest.mark.parametrize("fname,version,stride", [TILED[0], TILED[1].values])
 def test_tiled_path_blend_teacher_forced(golden, small_nets, fname, version, stride):
     g = _load(golden / "tiling" / fname)
     method = _method(small_nets, version, chop_size=64, chop_stride=stride)
@@ -182,10 +208,7 @@ def test_tiled_path_free_running_batched_tiles(golden, small_nets, fname, versio
     g = _load(golden / "tiling" / fname)
     info = _tensor_index(golden, fname, tiling=True)
     method = _method(small_nets, version, chop_size=64, chop_stride=stride, tile_batch=2)
-    seen = {"z_y": [], "latent": []}
-    encode, decode = method.encode, method.decode
-    method.encode = lambda y: seen["z_y"].append(encode(y)) or seen["z_y"][-1]
-    method.decode = lambda z: seen["latent"].append(z.clone()) or decode(z)
+    seen = _capture(method)
     out = method.run(g["lr"], _tile_noise(g))
     z_ys, latents = torch.cat(seen["z_y"]), torch.cat(seen["latent"])
     steps = method.schedule.steps
@@ -193,8 +216,8 @@ def test_tiled_path_free_running_batched_tiles(golden, small_nets, fname, versio
     for k in range(len(method.tiles_for(*g["lr"].shape[-2:]))):
         assert_single_op_close(z_ys[k : k + 1], g[f"tile{k:02d}/z_y"], info, f"tile{k:02d}/z_y")
         ref = g[f"tile{k:02d}/final_latent"]
-        bound = 2e-3 * max(1.0, ref.abs().max().item()) if steps <= 4 else 3e-2
-        assert (latents[k : k + 1] - ref).abs().max().item() <= bound, f"tile {k}"
+        err = (latents[k : k + 1] - ref).abs().max().item()
+        assert err <= _free_running_bound(ref, steps), f"tile {k}: {err:.3g}"
         flips += assert_index_flips_small(
             small_nets[1],
             latents[k : k + 1],

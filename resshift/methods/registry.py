@@ -14,6 +14,7 @@ _FACTORIES: dict[str, MethodFactory] = {}
 # Modules imported lazily by :func:`build_method` so that they can register their names.
 _METHOD_MODULES: tuple[str, ...] = (
     "resshift.methods.bicubic",
+    "resshift.methods.resshift_method",
     "resshift.methods.sr3",
     "resshift.methods.ldm_sr",
     "resshift.methods.guided",

@@ -37,13 +37,23 @@ DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 VERSIONS = ("v1", "v2", "v3", "bicsr")
 
 
+def check_precision(device: str | torch.device, dtype: str) -> torch.device:
+    """Validate a (device, dtype) choice: fp16/bf16 mean CUDA autocast; CPU runs fp32."""
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+    device = torch.device(device)
+    if dtype != "fp32" and device.type != "cuda":
+        raise ValueError(f"dtype {dtype} needs a CUDA device (autocast); on {device.type} use fp32")
+    return device
+
+
 def schedule_for(version: str) -> ResShiftSchedule:
     """The diffusion schedule of a released version (settings from :mod:`resshift.models.configs`)."""
     from resshift.models.configs import released_config
 
     cfg = released_config(version).diffusion
     if cfg.schedule_name != "exponential":
-        raise ValueError(f"version {version!r} uses schedule {cfg.schedule_name!r}; only 'exponential' exists")
+        raise ValueError(f"version {version!r}: schedule {cfg.schedule_name!r} is not implemented")
     return ResShiftSchedule.from_config(
         steps=cfg.steps,
         kappa=cfg.kappa,
@@ -137,11 +147,7 @@ class ResShiftSR(SRMethod):
         assumes_operator: str | None = None,
         provenance: dict[str, object] | None = None,
     ) -> None:
-        if dtype not in DTYPES:
-            raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
-        self.device = torch.device(device)
-        if dtype != "fp32" and self.device.type != "cuda":
-            raise ValueError(f"dtype {dtype} needs a CUDA device (autocast); on {self.device.type} use fp32")
+        self.device = check_precision(device, dtype)
         if tile_batch < 1:
             raise ValueError(f"tile_batch must be >= 1, got {tile_batch}")
         self.name = name
@@ -258,3 +264,70 @@ class ResShiftSR(SRMethod):
         )
         info.update(self.provenance)
         return info
+
+
+def build_resshift(
+    version: str,
+    *,
+    unet: torch.nn.Module | None = None,
+    autoencoder: torch.nn.Module | None = None,
+    weights_dir: str | None = None,
+    unet_path: str | None = None,
+    autoencoder_path: str | None = None,
+    download: bool = True,
+    chop_size: int = 512,
+    chop_stride: int | None = None,
+    tile_batch: int = 1,
+    device: str | torch.device = "cpu",
+    dtype: str = "fp32",
+    inference_mode: bool = True,
+) -> ResShiftSR:
+    """A :class:`ResShiftSR` for a released version (``v1``, ``v2``, ``v3``, ``bicsr``).
+
+    Networks given as modules are used as they are (e.g. small test models); otherwise the released
+    checkpoints are loaded with :mod:`resshift.weights` (``weights_dir`` is searched first, then the
+    cache; ``download=False`` never downloads). The diffusion schedule is the version's.
+    """
+    if version not in VERSIONS:
+        raise KeyError(f"unknown ResShift version {version!r}; known: {', '.join(VERSIONS)}")
+    check_precision(device, dtype)
+    provenance: dict[str, object] = {"version": version}
+    if unet is None or autoencoder is None:
+        from resshift import weights
+
+        if unet is None:
+            unet = weights.load_unet(
+                version, unet_path, device=device, offline_dir=weights_dir, download=download
+            )
+            provenance["unet_checkpoint"] = str(unet_path or weights.get_entry(version).filename)
+        if autoencoder is None:
+            autoencoder = weights.load_autoencoder(
+                autoencoder_path, device=device, offline_dir=weights_dir, download=download
+            )
+            provenance["autoencoder_checkpoint"] = str(
+                autoencoder_path or weights.get_entry("vqgan").filename
+            )
+    return ResShiftSR(
+        unet,
+        autoencoder,
+        schedule_for(version),
+        name=f"resshift-{version}",
+        chop_size=chop_size,
+        chop_stride=chop_stride,
+        tile_batch=tile_batch,
+        device=device,
+        dtype=dtype,
+        inference_mode=inference_mode,
+        assumes_operator="bicubic" if version == "bicsr" else None,
+        provenance=provenance,
+    )
+
+
+def _register(version: str) -> None:
+    @register_method(f"resshift-{version}")
+    def _factory(**config: Any) -> ResShiftSR:
+        return build_resshift(version, **config)
+
+
+for _version in VERSIONS:
+    _register(_version)
