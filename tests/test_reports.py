@@ -37,7 +37,7 @@ def _fake_run(root: Path, label: str, method: str, protocol: str, metrics: dict[
 @pytest.fixture()
 def runs(tmp_path: Path) -> Path:
     root = tmp_path / "runs"
-    p = "imagenet-test-resshift"
+    p = "resshift-imagenet-test"
     _fake_run(root, "resshift-v1", "resshift-v1", p, {"psnr": 24.95, "ssim": 0.672, "lpips": 0.26}, 15, 900.0,
               reference="ResShift (v1, NeurIPS)", unavailable={"clipiqa": "weights file RN50.pt not found"})
     _fake_run(root, "bicubic", "bicubic", p, {"psnr": 24.20, "ssim": 0.680, "lpips": 0.45}, 0, 1.0)
@@ -48,7 +48,7 @@ def runs(tmp_path: Path) -> Path:
 def test_markdown_table_bolds_best_per_protocol_with_arrows(runs: Path) -> None:
     df = runs_table(find_run_dirs([runs]))
     md = to_markdown(df)
-    block = md.split("### imagenet-test-resshift")[1]
+    block = md.split("### resshift-imagenet-test")[1]
     assert "| method | NFE | ms/img | psnr ↑ | ssim ↑ | lpips ↓ |" in block
     assert "| resshift-v1 | 15 | 900.0 | **24.95** | 0.6720 | **0.2600** |" in block  # LPIPS: lower is better
     assert "| bicubic | 0 | 1.0 | 24.20 | **0.6800** | 0.4500 |" in block
@@ -76,7 +76,8 @@ def test_reference_comparison_verdicts(runs: Path) -> None:
 def test_reference_numbers_are_well_formed() -> None:
     refs = reference_numbers()
     assert set(refs["confidence"]) <= {"repo", "2nd", "recall", "rerun"}
-    row = refs[(refs["method"] == "ResShift (v1)") & (refs["protocol"] == "realset65") & (refs["metric"] == "musiq")]
+    sel = (refs["method"] == "ResShift (v1, NeurIPS)") & (refs["protocol"] == "resshift-realset65")
+    row = refs[sel & (refs["metric"] == "musiq")]
     assert float(row["value"].iloc[0]) == 61.330
     assert not refs.duplicated(["method", "protocol", "metric"]).any()
 

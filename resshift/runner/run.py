@@ -50,6 +50,7 @@ class RunSpec:
     warmup: int = 1
     threads: int | None = None
     limit: int | None = None
+    select: Sequence[str] | None = None
     setting: dict[str, Any] = field(default_factory=dict)
     rank: int = 0
     world_size: int = 1
@@ -328,6 +329,8 @@ def run(spec: RunSpec) -> dict[str, Any]:
         torch.set_num_threads(int(spec.threads))
     spec.run_dir.mkdir(parents=True, exist_ok=True)
     dataset = open_dataset(spec.dataset, **spec.dataset_params)
+    if spec.select:
+        dataset = dataset.select(list(spec.select))
     if spec.limit:
         dataset = dataset.select(dataset.names()[: int(spec.limit)])
     if spec.world_size > 1:
