@@ -394,7 +394,8 @@ def load_unet(
     download: bool = True,
     sha256: str | None = None,
 ) -> UNetModelSwin:
-    """The released denoiser of ``version`` (``v1``, ``v2``, ``v3``, ``bicsr``), in eval mode.
+    """The released denoiser of ``version`` (``v1``, ``v2``, ``v3``, ``bicsr``), in eval mode with
+    ``requires_grad`` off (call ``.requires_grad_(True)`` to fine-tune).
 
     ``path`` loads a local file instead of the registry's; ``params`` overrides the architecture
     (constructor arguments), e.g. for small test models.
@@ -418,7 +419,7 @@ def load_autoencoder(
     download: bool = True,
     sha256: str | None = None,
 ) -> VQModelTorch:
-    """The released VQ-f4 autoencoder (``vqgan``), in eval mode."""
+    """The released VQ-f4 autoencoder (``vqgan``), in eval mode with ``requires_grad`` off."""
     params = params if params is not None else AUTOENCODER_PARAMS
     return _load_network(VQModelTorch, params, CHECKPOINTS["vqgan"], path, device, dtype, cache_dir,
                          offline_dir, download, sha256)

@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("keys", nargs="*", metavar="KEY", help=f"any of {', '.join(W.CHECKPOINTS)}")
     dirs(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_fetch)
+    p.set_defaults(func=_reports_unknown_keys(cmd_fetch))
 
     p = sub.add_parser("hash", help="print the SHA-256 of a file or a local checkpoint, to pin it")
     p.add_argument("target", metavar="PATH|KEY")
@@ -39,13 +39,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     dirs(p)
     p.add_argument("--no-keys", dest="check_keys", action="store_false",
                    help="skip loading the files to check their keys and shapes")
-    p.set_defaults(func=cmd_verify)
+    p.set_defaults(func=_reports_unknown_keys(cmd_verify))
+
+
+class _UnknownKey(Exception):
+    pass
 
 
 def _keys(requested: list[str]) -> list[str]:
-    for key in requested:
-        W.get_entry(key)  # raises with the list of known keys
+    unknown = [k for k in requested if k not in W.CHECKPOINTS]
+    if unknown:
+        raise _UnknownKey(f"unknown checkpoint key(s) {unknown}; known: {', '.join(W.CHECKPOINTS)}")
     return requested or list(W.CHECKPOINTS)
+
+
+def _reports_unknown_keys(func):
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return func(args)
+        except _UnknownKey as exc:
+            print(exc, file=sys.stderr)
+            return 2
+
+    return run
 
 
 def cmd_list(args: argparse.Namespace) -> int:

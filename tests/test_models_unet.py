@@ -163,3 +163,16 @@ def test_gradients_flow(golden):
     model(x, torch.tensor([1]), lq=lq).square().mean().backward()
     table = model.input_blocks[1][1].blocks[1].attn.relative_position_bias_table
     assert table.grad is not None and table.grad.abs().sum() > 0
+
+
+def test_low_precision_weights_run(golden, unet_golden):
+    """A bfloat16 copy of the network runs end to end (the torso follows the weights' dtype)."""
+    model, state = _build(golden, "weights_unet_small.safetensors")
+    model.load_state_dict(state)
+    model = model.to(torch.bfloat16)
+    g = unet_golden
+    with torch.inference_mode():
+        out = model(g["x"].bfloat16(), g["t_3_3/timesteps"], lq=g["lq"].bfloat16())
+    assert out.dtype == torch.bfloat16
+    ref = g["t_3_3/out"]
+    assert (out.float() - ref).abs().max() < 0.1 * ref.abs().max()  # bf16 keeps ~3 significant digits

@@ -133,3 +133,10 @@ def test_bad_config_keys_are_rejected():
                 "ch_mult": [1, 2], "num_res_blocks": 1, "attn_resolutions": [], "dropuot": 0.0}
     with pytest.raises(TypeError, match="dropuot"):
         VQModelTorch(ddconfig, n_embed=16, embed_dim=3)
+
+
+def test_quantizer_ignores_autocast(vq, g):
+    """The nearest-code search stays in float32 under autocast, so the indices do not change."""
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        q = vq.quantize(g["encode(img)"])
+    assert torch.equal(q.indices.flatten(), g["quantize(h).indices"])

@@ -378,3 +378,5 @@ def test_cli_verify(tmp_path, monkeypatch, capsys):
     assert cli_main(["weights", "verify", "v3", "--dir", str(folder)]) == 1
     assert "MISMATCH" in capsys.readouterr().out
     assert cli_main(["weights", "verify", "v1", "--dir", str(folder)]) == 1  # explicitly requested
+    assert cli_main(["weights", "verify", "v9"]) == 2
+    assert "unknown checkpoint key(s) ['v9']" in capsys.readouterr().err

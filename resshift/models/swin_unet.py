@@ -189,7 +189,6 @@ class UNetModelSwin(nn.Module):
         self.cond_lq = cond_lq
         self.cond_mask = cond_mask
         self.lq_size = lq_size
-        self.dtype = torch.float32
 
         time_embed_dim = model_channels * 4
         self.time_embed = nn.Sequential(
@@ -268,6 +267,11 @@ class UNetModelSwin(nn.Module):
         nn.init.zeros_(self.out[2].bias)
         self.min_size_multiple = self._size_multiple()
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """Dtype of the network's weights (the torso computes in it; float32 for the released models)."""
+        return self.input_blocks[0][0].weight.dtype
+
     def _size_multiple(self) -> int:
         """Latent sides must be multiples of this (downsampling levels and Swin windows)."""
         multiple = 2 ** (len(self.channel_mult) - 1)
@@ -295,7 +299,9 @@ class UNetModelSwin(nn.Module):
                 f"latent size {h_in}x{w_in} is not a multiple of {m}; pad the input first "
                 f"(the official sampler reflect-pads the LR to multiples of {m})"
             )
-        emb = self.time_embed(timestep_embedding(timesteps, self.model_channels)).to(self.dtype)
+        dtype = self.dtype
+        t_emb = timestep_embedding(timesteps, self.model_channels).to(self.time_embed[0].weight.dtype)
+        emb = self.time_embed(t_emb).to(dtype)
         if lq is None:
             if self.cond_lq:
                 raise ValueError("this model is conditioned on the LR image: pass lq=")
@@ -311,8 +317,8 @@ class UNetModelSwin(nn.Module):
                 if not self.cond_mask:
                     raise ValueError("mask given but the model was built with cond_mask=False")
                 lq = torch.cat([lq, mask], dim=1)
-            x = torch.cat([x, self.feature_extractor(lq.to(self.dtype))], dim=1)
-        h = x.to(self.dtype)
+            x = torch.cat([x, self.feature_extractor(lq.to(dtype))], dim=1)
+        h = x.to(dtype)
         skips = []
         for module in self.input_blocks:
             h = module(h, emb)

@@ -258,9 +258,13 @@ class VectorQuantizer(nn.Module):
         """Index of the nearest entry for each row of ``z_flat`` ``[M, e_dim]``.
 
         Uses the official expansion ``|z|^2 + |e|^2 - 2 z.e`` in chunks of rows, so ties resolve
-        exactly as upstream up to float round-off.
+        exactly as upstream up to float round-off. Always computed in float32 (autocast disabled):
+        the search must not depend on the precision the rest of the network runs in.
         """
-        codebook = self.embedding.weight
+        with torch.autocast(z_flat.device.type, enabled=False):
+            return self._nearest_fp32(z_flat.float(), self.embedding.weight.float())
+
+    def _nearest_fp32(self, z_flat: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
         e_sq = torch.sum(codebook**2, dim=1)
         step = max(1, _MAX_DISTANCES_PER_CHUNK // self.n_e)
         out = torch.empty(z_flat.shape[0], dtype=torch.long, device=z_flat.device)
