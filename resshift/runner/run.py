@@ -182,13 +182,15 @@ def run_metrics_phase(spec: RunSpec, dataset: Any, metrics: dict[str, Any]) -> d
             sample = dataset.read(name)
             sr = read_image(spec.sr_dir / f"{name}.png").unsqueeze(0).to(device)
             hr = None if sample.hr is None else sample.hr.unsqueeze(0).to(device)
+            lr = sample.lr.unsqueeze(0).to(device)
             values: dict[str, float] = {}
             skipped: dict[str, str] = {}
             for mname, metric in metrics.items():
                 if metric.spec.mode == "FR" and hr is None:
                     skipped[mname] = "no HR image"
                     continue
-                score = metric.compute(sr, hr if metric.spec.mode == "FR" else None)
+                ref = {"FR": hr, "LR": lr}.get(metric.spec.mode)  # LR mode: reference = upsampled LR input
+                score = metric.compute(sr, ref)
                 values[mname] = float(score.reshape(-1)[0])
             row: dict[str, Any] = {"name": name, "status": "ok", "values": values}
             if skipped:
@@ -232,6 +234,7 @@ def summarize(spec: RunSpec, metric_specs: dict[str, Any], unavailable: dict[str
                 "std": float(col.std(ddof=0)),
                 "n": int(len(col)),
                 "lower_better": bool(mspec.lower_better),
+                "better": mspec.better,
             }
     summary = {
         "method": spec.method,
@@ -265,7 +268,7 @@ def render_summary_md(summary: dict[str, Any]) -> str:
         )
     lines += ["", "| metric | mean | std | n |", "|---|---|---|---|"]
     for name, m in summary["metrics"].items():
-        arrow = "↓" if m["lower_better"] else "↑"
+        arrow = "·" if m.get("better") == "none" else ("↓" if m["lower_better"] else "↑")
         lines.append(f"| {name} {arrow} | {m['mean']:.4f} | {m['std']:.4f} | {m['n']} |")
     for name, reason in summary.get("unavailable", {}).items():
         lines.append(f"| {name} | unavailable | {reason} | 0 |")
@@ -278,6 +281,7 @@ def run(spec: RunSpec) -> dict[str, Any]:
     from resshift.methods import build_method
     from resshift.metrics import build_metrics, get_spec
     from resshift.provenance import collect_provenance
+    from resshift.runner.spectra import record_spectra, wants_spectra, write_spectra_summary
     from resshift.timing import Timer
 
     if spec.threads:
@@ -311,10 +315,16 @@ def run(spec: RunSpec) -> dict[str, Any]:
     # Phase 2: metrics, on the PNGs written by phase 1.
     metrics, unavailable = build_metrics(list(spec.metrics), device=spec.device)
     m_counts = run_metrics_phase(spec, dataset, metrics)
+    # Frequency analysis: per-image radial spectra beside the rows (vectors, not metric values).
+    spectra = wants_spectra(spec.metrics)
+    if spectra:
+        record_spectra(spec, dataset)
     if spec.world_size > 1:
         _barrier()
         if spec.rank != 0:
             return {}
+    if spectra:
+        write_spectra_summary(spec.run_dir)
     specs = {name: get_spec(name) for name in spec.metrics}
     extra = {
         "protocol_id": dataset.card.protocol_id,
