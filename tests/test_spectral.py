@@ -310,7 +310,10 @@ def test_report_has_the_frequency_section_table_figures_and_finding(tmp_path: Pa
         assert f"![{stem}]({stem}.png)" in section
         assert (out / f"{stem}.png").is_file() and (out / f"{stem}.pdf").is_file()
     # the main table shows the informational column without an arrow and never bolds it
-    assert "hf-ratio · |" in text.split("## Results")[1] and "**0.0100**" not in text
+    results = text.split("## Results")[1].split("## Against")[0]
+    assert "| hf-ratio · | hf-log-ratio-abs ↓ | hf-ratio-lrup · |" in results
+    assert "| **0.1520** |" in results  # sr3-15 is closest to GT by |log2|
+    assert "**3.0000**" not in results and "**6.0000**" not in results  # noisy's ratios are not "best"
 
 
 def test_report_without_spectral_metrics_says_how_to_get_them(tmp_path: Path) -> None:
