@@ -13,9 +13,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from resshift.methods import build_method
+from resshift.methods.bicubic import BicubicUpsampler
 from resshift.metrics import MetricInputError, build_metrics, get_spec
 from resshift.metrics import spectral as S
 from resshift.metrics.registry import MetricSpec
+from resshift.reports import write_report
+from resshift.reports.spectral import classify, first_crossing_below, frequency_section
+from resshift.runner.run import RunSpec, all_rows, run, run_metrics_phase, run_sr_phase
+from resshift.runner.spectra import load_run_spectra, record_spectra, write_spectra_summary
+from resshift.timing import Timer
 
 SPECTRAL = ["hf-ratio", "hf-log-ratio-abs", "psnr-low", "psnr-mid", "psnr-high", "hf-ratio-lrup"]
 
@@ -176,8 +183,6 @@ def test_batch_gives_per_image_results(metrics) -> None:
 
 
 def test_lr_reference_metric_uses_the_bicubic_upsampled_input(metrics) -> None:
-    from resshift.methods.bicubic import BicubicUpsampler
-
     lr = _noise(2, 32, seed=8, channels=3).float()
     bicubic = BicubicUpsampler(4).upscale(lr)
     metric = metrics["hf-ratio-lrup"]
@@ -213,11 +218,6 @@ class _LROnlySet:
 
 
 def test_runner_records_spectra_on_a_set_without_gt(tmp_path: Path) -> None:
-    from resshift.methods import build_method
-    from resshift.runner.run import RunSpec, all_rows, run_metrics_phase, run_sr_phase
-    from resshift.runner.spectra import load_run_spectra, record_spectra, write_spectra_summary
-    from resshift.timing import Timer
-
     spec = RunSpec(run_dir=tmp_path / "run", method="bicubic", metrics=SPECTRAL)
     dataset = _LROnlySet()
     run_sr_phase(spec, build_method("bicubic"), dataset, Timer(device="cpu", warmup=0))
@@ -238,8 +238,6 @@ def test_runner_records_spectra_on_a_set_without_gt(tmp_path: Path) -> None:
 
 
 def test_embedded_run_writes_spectral_columns_and_spectra(tmp_path: Path) -> None:
-    from resshift.runner.run import RunSpec, run
-
     spec = RunSpec(run_dir=tmp_path / "run", method="bicubic", dataset="embedded", metrics=["psnr", *SPECTRAL],
                    limit=2, threads=1, setting={"label": "bicubic"})
     summary = run(spec)
@@ -285,8 +283,6 @@ def _fake_run(root: Path, label: str, family: str, nfe: int, hf: float, seed: in
 
 
 def test_report_has_the_frequency_section_table_figures_and_finding(tmp_path: Path) -> None:
-    from resshift.reports import write_report
-
     root = tmp_path / "runs"
     centres = S.band_centres().numpy()
     smooth = np.where(centres < 0.3, 1.0, 0.1)  # falls below 1/2 at the first band past 0.3
@@ -317,8 +313,6 @@ def test_report_has_the_frequency_section_table_figures_and_finding(tmp_path: Pa
 
 
 def test_report_without_spectral_metrics_says_how_to_get_them(tmp_path: Path) -> None:
-    from resshift.reports.spectral import frequency_section
-
     df = pd.DataFrame({"run": ["x"], "method": ["m"], "method_name": ["m"], "protocol": ["p"], "nfe": [1],
                        "psnr": [30.0]})
     lines, figures = frequency_section(df, pd.DataFrame(), tmp_path)
@@ -326,8 +320,6 @@ def test_report_without_spectral_metrics_says_how_to_get_them(tmp_path: Path) ->
 
 
 def test_thresholds_and_crossings() -> None:
-    from resshift.reports.spectral import classify, first_crossing_below
-
     assert [classify(v) for v in (0.79, 0.8, 1.0, 1.25, 1.26)] == ["below", "match", "match", "match", "above"]
     centres = np.array([0.1, 0.2, 0.3, 0.4])
     assert first_crossing_below(centres, np.array([1.0, np.nan, 0.4, 0.2])) == 0.3
@@ -335,8 +327,6 @@ def test_thresholds_and_crossings() -> None:
 
 
 def test_spectra_shards_merge_and_layout_mismatch_is_an_error(tmp_path: Path) -> None:
-    from resshift.runner.spectra import load_run_spectra
-
     records = tmp_path / "records"
     records.mkdir()
 
