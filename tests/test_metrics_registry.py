@@ -21,6 +21,12 @@ EXPECTED = {
     "clipiqa": ("NR", False, "pyiqa", "clipiqa_rn50_5pairs@1"),
     "musiq": ("NR", False, "pyiqa", "musiq_koniq@1"),
     "niqe": ("NR", True, "pyiqa", "niqe_yiq_original@1"),
+    "hf-ratio": ("FR", False, "resshift", "hf_ratio_gt@1"),
+    "hf-log-ratio-abs": ("FR", True, "resshift", "hf_log2_ratio_abs_gt@1"),
+    "psnr-low": ("FR", False, "resshift", "psnr_low_band@1"),
+    "psnr-mid": ("FR", False, "resshift", "psnr_mid_band@1"),
+    "psnr-high": ("FR", False, "resshift", "psnr_high_band@1"),
+    "hf-ratio-lrup": ("LR", False, "resshift", "hf_ratio_lr_bicubic@1"),
 }
 
 

@@ -50,6 +50,10 @@ def build_metric(
     if reason is not None:
         raise RuntimeError(f"metric {name!r} unavailable: {reason}")
     if spec.backend == "resshift":
+        from resshift.metrics.spectral import SPECTRAL_STATISTICS, SpectralMetric
+
+        if spec.option_dict.get("statistic") in SPECTRAL_STATISTICS:
+            return SpectralMetric(spec, device)
         return PaperYMetric(spec, device)
     from resshift.metrics.pyiqa_backend import PyiqaMetric
 

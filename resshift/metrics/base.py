@@ -68,8 +68,8 @@ class Metric(ABC):
 
         Args:
             sr: ``(B, 3, H, W)`` RGB in ``[0, 1]`` (float or uint8; one channel = grayscale).
-            hr: the reference batch of the same shape for full-reference metrics; ignored by
-                no-reference metrics.
+            hr: the reference batch of the same shape for full-reference metrics; the LR input
+                batch (any size) for LR-mode metrics; ignored by no-reference metrics.
 
         Returns:
             ``(B,)`` float32 tensor on the CPU.
@@ -83,6 +83,14 @@ class Metric(ABC):
             if ref.shape != sr.shape:
                 raise MetricInputError(
                     f"{self.name}: sr and hr shapes differ: {tuple(sr.shape)} vs {tuple(ref.shape)}"
+                )
+        elif self.spec.mode == "LR":
+            if hr is None:
+                raise MetricInputError(f"{self.name}: LR-mode metric needs the LR input batch")
+            ref = check_image_batch(hr, f"{self.name}: lr").to(self.device)
+            if ref.shape[:2] != sr.shape[:2]:
+                raise MetricInputError(
+                    f"{self.name}: sr and lr batches differ: {tuple(sr.shape)} vs {tuple(ref.shape)}"
                 )
         # float32 always: an autocast region around the caller must not turn metrics into fp16.
         with torch.inference_mode(), torch.autocast(self.device.type, enabled=False):

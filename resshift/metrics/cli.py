@@ -20,7 +20,7 @@ def format_registry_table() -> str:
     ]
     for spec in METRICS.values():
         lo, hi = spec.value_range
-        better = "lower" if spec.lower_better else "higher"
+        better = spec.better
         lines.append(
             f"| {spec.name} | {spec.mode} | {better} | [{lo:g}, {hi:g}] | {spec.version} | "
             f"{spec.backend_label()} | {spec.input_convention} |"

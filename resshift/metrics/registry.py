@@ -13,6 +13,8 @@ from importlib import metadata
 
 FULL_REFERENCE = "FR"
 NO_REFERENCE = "NR"
+# Needs the method's LR input: the reference is its bicubic upsampling (for sets without HR images).
+LR_REFERENCE = "LR"
 
 BACKEND_RESSHIFT = "resshift"
 BACKEND_PYIQA = "pyiqa"
@@ -27,7 +29,8 @@ class MetricSpec:
 
     Attributes:
         name: public name used in configs and result rows (``"psnr"``).
-        mode: ``"FR"`` (needs the HR reference) or ``"NR"`` (SR image alone).
+        mode: ``"FR"`` (needs the HR reference), ``"NR"`` (SR image alone) or ``"LR"`` (needs the
+            LR input; the reference is its bicubic upsampling).
         lower_better: True when a smaller value is better (LPIPS, NIQE).
         value_range: expected range ``(low, high)`` of the scores (rough for learned metrics).
         input_convention: what the metric does with the ``[0, 1]`` RGB tensors it is given.
@@ -38,6 +41,8 @@ class MetricSpec:
         pyiqa_name: the pyiqa metric this wraps (pyiqa backend only).
         weights: keys of :data:`resshift.metrics.weights.WEIGHT_FILES` the metric needs.
         options: backend options (``y_channel``, ``border`` ...), as sorted ``(key, value)`` pairs.
+        informational: True when no direction is better (e.g. a signed ratio whose ideal is 1):
+            tables show it without an arrow and never mark a best value; ``lower_better`` is False.
     """
 
     name: str
@@ -52,10 +57,13 @@ class MetricSpec:
     pyiqa_name: str | None = None
     weights: tuple[str, ...] = ()
     options: tuple[tuple[str, object], ...] = field(default=())
+    informational: bool = False
 
     def __post_init__(self) -> None:
-        if self.mode not in (FULL_REFERENCE, NO_REFERENCE):
-            raise ValueError(f"metric {self.name!r}: mode must be 'FR' or 'NR', got {self.mode!r}")
+        if self.mode not in (FULL_REFERENCE, NO_REFERENCE, LR_REFERENCE):
+            raise ValueError(f"metric {self.name!r}: mode must be 'FR', 'NR' or 'LR', got {self.mode!r}")
+        if self.informational and self.lower_better:
+            raise ValueError(f"metric {self.name!r}: an informational metric has no better direction")
         if self.backend not in (BACKEND_RESSHIFT, BACKEND_PYIQA):
             raise ValueError(f"metric {self.name!r}: unknown backend {self.backend!r}")
         if self.backend == BACKEND_PYIQA and not self.pyiqa_name:
@@ -64,6 +72,13 @@ class MetricSpec:
     @property
     def full_reference(self) -> bool:
         return self.mode == FULL_REFERENCE
+
+    @property
+    def better(self) -> str:
+        """Which values are better: ``"lower"``, ``"higher"`` or ``"none"`` (informational)."""
+        if self.informational:
+            return "none"
+        return "lower" if self.lower_better else "higher"
 
     @property
     def option_dict(self) -> dict[str, object]:
@@ -236,7 +251,82 @@ _SPECS: tuple[MetricSpec, ...] = (
     ),
 )
 
-METRICS: dict[str, MetricSpec] = {spec.name: spec for spec in _SPECS}
+_SPECTRAL_CONVENTION = (
+    "RGB in [0,1] -> 8-bit round(clamp(x,0,1)*255) -> full-range BT.601 luma on [0,1]; radial frequency in "
+    "units of Nyquist (see resshift.metrics.spectral)"
+)
+_HF_CONVENTION = (
+    _SPECTRAL_CONVENTION + "; mean removed, periodic Hann window, power summed over r >= 0.5 (corners "
+    "included), floored at the 8-bit quantisation-noise power"
+)
+_BAND_PSNR_CONVENTION = (
+    _SPECTRAL_CONVENTION + "; luma error split by ideal radial FFT masks, no window; PSNR peak 1, capped "
+    "at 100 dB"
+)
+_SPECTRAL_SOURCE = "this suite (frequency analysis); band edges: x4 LR Nyquist = 0.25, half Nyquist = 0.5"
+
+
+def _band_psnr_spec(band: str, edges: str) -> MetricSpec:
+    return MetricSpec(
+        name=f"psnr-{band}",
+        mode=FULL_REFERENCE,
+        lower_better=False,
+        value_range=(0.0, 100.0),
+        input_convention=_BAND_PSNR_CONVENTION,
+        backend=BACKEND_RESSHIFT,
+        version=f"psnr_{band}_band@1",
+        description=f"luma PSNR (dB) of the error at {edges} of Nyquist",
+        source=_SPECTRAL_SOURCE,
+        options=(("band", band), ("statistic", "band-psnr")),
+    )
+
+
+_SPECTRAL_SPECS: tuple[MetricSpec, ...] = (
+    MetricSpec(
+        name="hf-ratio",
+        mode=FULL_REFERENCE,
+        lower_better=False,
+        informational=True,
+        value_range=(0.0, math.inf),
+        input_convention=_HF_CONVENTION,
+        backend=BACKEND_RESSHIFT,
+        version="hf_ratio_gt@1",
+        description="HF energy above half Nyquist, SR / GT (1 = as GT; < 1 smoother; > 1 added energy)",
+        source=_SPECTRAL_SOURCE,
+        options=(("cutoff", 0.5), ("statistic", "hf-ratio")),
+    ),
+    MetricSpec(
+        name="hf-log-ratio-abs",
+        mode=FULL_REFERENCE,
+        lower_better=True,
+        value_range=(0.0, math.inf),
+        input_convention=_HF_CONVENTION,
+        backend=BACKEND_RESSHIFT,
+        version="hf_log2_ratio_abs_gt@1",
+        description="|log2 hf-ratio|: distance of the HF energy from GT's, either way (0 = as GT)",
+        source=_SPECTRAL_SOURCE,
+        options=(("cutoff", 0.5), ("statistic", "hf-log-ratio-abs")),
+    ),
+    _band_psnr_spec("low", "r < 0.25"),
+    _band_psnr_spec("mid", "0.25 <= r < 0.5"),
+    _band_psnr_spec("high", "r >= 0.5"),
+    MetricSpec(
+        name="hf-ratio-lrup",
+        mode=LR_REFERENCE,
+        lower_better=False,
+        informational=True,
+        value_range=(0.0, math.inf),
+        input_convention=_HF_CONVENTION + "; reference = the LR input, bicubic-upsampled (no GT used)",
+        backend=BACKEND_RESSHIFT,
+        version="hf_ratio_lr_bicubic@1",
+        description="HF energy above half Nyquist, SR / bicubic-upsampled LR input (not GT; > 1 = "
+        "energy added over bicubic)",
+        source=_SPECTRAL_SOURCE,
+        options=(("cutoff", 0.5), ("statistic", "hf-ratio")),
+    ),
+)
+
+METRICS: dict[str, MetricSpec] = {spec.name: spec for spec in _SPECS + _SPECTRAL_SPECS}
 
 
 def metric_names() -> list[str]:

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from resshift.reports.plots import comparison_grid, per_image_distributions, quality_vs
 from resshift.reports.reference import compare_with_reference
 from resshift.reports.results import find_run_dirs, per_image_table, runs_table
+from resshift.reports.spectral import frequency_section
 from resshift.reports.tables import reference_markdown, to_latex, to_markdown
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,8 @@ def write_report(paths: list[str | Path], out_dir: str | Path, title: str = "Eva
     except Exception as err:  # noqa: BLE001 - a missing data set must not cost the tables
         log.warning("visual comparison grid skipped: %s", err)
 
+    freq_lines, _ = frequency_section(df, per_image, out_dir)
+
     devices = ", ".join(sorted({str(d) for d in df["device"].dropna()})) or "unknown"
     lines = [
         f"# {title}",
@@ -89,6 +92,7 @@ def write_report(paths: list[str | Path], out_dir: str | Path, title: str = "Eva
         "## Against published numbers",
         "",
         reference_markdown(cmp),
+        *freq_lines,
         "## Figures",
         "",
     ]

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from resshift.reports.tables import _lower_better, metric_columns  # noqa: E402
+from resshift.reports.tables import arrow, metric_columns  # noqa: E402
 
 
 def _save(fig: plt.Figure, out_dir: Path, stem: str) -> list[Path]:
@@ -51,7 +51,7 @@ def quality_vs(df: pd.DataFrame, x: str, out_dir: Path, stem: str, xlabel: str, 
                     continue
                 ax.plot(sub[x].astype(float).clip(lower=0.5), sub[metric], marker=markers[i % len(markers)],
                         label=f"{family} ({protocol})")
-        ax.set_title(f"{metric} {'↓' if _lower_better(metric) else '↑'}")
+        ax.set_title(f"{metric} {arrow(metric)}")
         ax.set_xlabel(xlabel)
         if logx:
             ax.set_xscale("log")

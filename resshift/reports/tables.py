@@ -11,8 +11,9 @@ from collections.abc import Callable
 
 import pandas as pd
 
-METRIC_ORDER = ("psnr", "ssim", "lpips", "lpips-vgg", "clipiqa", "musiq", "niqe")
-_DECIMALS = {"psnr": 2, "musiq": 2, "niqe": 2}
+METRIC_ORDER = ("psnr", "ssim", "lpips", "lpips-vgg", "clipiqa", "musiq", "niqe",
+                "psnr-low", "psnr-mid", "psnr-high", "hf-ratio", "hf-log-ratio-abs", "hf-ratio-lrup")
+_DECIMALS = {"psnr": 2, "musiq": 2, "niqe": 2, "psnr-low": 2, "psnr-mid": 2, "psnr-high": 2}
 
 
 def metric_columns(df: pd.DataFrame) -> list[str]:
@@ -35,6 +36,22 @@ def _lower_better(metric: str) -> bool:
         return False
 
 
+def _informational(metric: str) -> bool:
+    from resshift.metrics import get_spec
+
+    try:
+        return bool(get_spec(metric).informational)
+    except KeyError:
+        return False
+
+
+def arrow(metric: str) -> str:
+    """``↓`` (lower is better), ``↑`` (higher) or ``·`` (informational: no better direction)."""
+    if _informational(metric):
+        return "·"
+    return "↓" if _lower_better(metric) else "↑"
+
+
 def _fmt(value: object, metric: str) -> str:
     if value is None or (isinstance(value, float) and pd.isna(value)):
         return "n/a"
@@ -44,10 +61,10 @@ def _fmt(value: object, metric: str) -> str:
 def _cells(df: pd.DataFrame, bold: Callable[[str], str]) -> tuple[list[str], list[list[str]], list[str]]:
     """Header, body cells and footnotes of one protocol block."""
     metrics = metric_columns(df)
-    header = ["method", "NFE", "ms/img"] + [f"{m} {'↓' if _lower_better(m) else '↑'}" for m in metrics]
+    header = ["method", "NFE", "ms/img"] + [f"{m} {arrow(m)}" for m in metrics]
     best: dict[str, float] = {}
     for m in metrics:
-        if m in df.columns and df[m].notna().any():
+        if m in df.columns and df[m].notna().any() and not _informational(m):
             best[m] = df[m].min() if _lower_better(m) else df[m].max()
     body, notes = [], []
     for _, row in df.iterrows():
@@ -84,7 +101,8 @@ def to_latex(df: pd.DataFrame) -> str:
     out = []
     for protocol, block in df.groupby("protocol", sort=True):
         header, body, notes = _cells(block, lambda s: f"\\textbf{{{s}}}")
-        header = [h.replace("↓", "$\\downarrow$").replace("↑", "$\\uparrow$") for h in header]
+        header = [h.replace("↓", "$\\downarrow$").replace("↑", "$\\uparrow$").replace("·", "$\\cdot$")
+                  for h in header]
         out.append(f"% protocol: {protocol}")
         out.append("\\begin{tabular}{l" + "r" * (len(header) - 1) + "}")
         out.append("\\toprule")

@@ -185,16 +185,16 @@ def run_metrics_phase(spec: RunSpec, dataset: Any, metrics: dict[str, Any],
                       "provenance": provenance})
         counts["failed"] += 1
 
-    def loaded(names: Sequence[str]) -> Iterator[tuple[str, torch.Tensor, torch.Tensor | None]]:
+    def loaded(names: Sequence[str]) -> Iterator[tuple[str, torch.Tensor, torch.Tensor | None, torch.Tensor]]:
         for name in names:
             try:
                 sample = dataset.read(name)
-                yield name, read_image(spec.sr_dir / f"{name}.png"), sample.hr
+                yield name, read_image(spec.sr_dir / f"{name}.png"), sample.hr, sample.lr
             except Exception as err:  # noqa: BLE001 - recorded per image
                 fail(name, err)
 
     progress = tqdm(total=len(pending), desc=f"metrics {spec.method} on {spec.dataset}", unit="img", leave=False)
-    group: list[tuple[str, torch.Tensor, torch.Tensor | None]] = []
+    group: list[tuple[str, torch.Tensor, torch.Tensor | None, torch.Tensor]] = []
 
     def flush() -> None:
         if not group:
@@ -203,6 +203,7 @@ def run_metrics_phase(spec: RunSpec, dataset: Any, metrics: dict[str, Any],
         sr = torch.stack([g[1] for g in group]).to(device)
         has_hr = group[0][2] is not None
         hr = torch.stack([g[2] for g in group]).to(device) if has_hr else None
+        lr = torch.stack([g[3] for g in group]).to(device)
         values: dict[str, list[float]] = {}
         skipped: dict[str, str] = {}
         try:
@@ -210,7 +211,8 @@ def run_metrics_phase(spec: RunSpec, dataset: Any, metrics: dict[str, Any],
                 if metric.spec.mode == "FR" and hr is None:
                     skipped[mname] = "no HR image"
                     continue
-                scores = metric.compute(sr, hr if metric.spec.mode == "FR" else None)
+                ref = {"FR": hr, "LR": lr}.get(metric.spec.mode)  # LR mode: reference = upsampled LR input
+                scores = metric.compute(sr, ref)
                 values[mname] = [float(v) for v in scores.reshape(-1)]
         except Exception as err:  # noqa: BLE001
             for name in names:
@@ -227,8 +229,9 @@ def run_metrics_phase(spec: RunSpec, dataset: Any, metrics: dict[str, Any],
         group.clear()
 
     for item in loaded(pending):
-        key = (tuple(item[1].shape), item[2] is not None)
-        if group and (len(group) >= batch_size or (tuple(group[0][1].shape), group[0][2] is not None) != key):
+        key = (tuple(item[1].shape), tuple(item[3].shape), item[2] is not None)
+        first = group[0] if group else None
+        if first and (len(group) >= batch_size or (tuple(first[1].shape), tuple(first[3].shape), first[2] is not None) != key):
             flush()
         group.append(item)
     flush()
@@ -268,6 +271,7 @@ def summarize(spec: RunSpec, metric_specs: dict[str, Any], unavailable: dict[str
                 "std": float(col.std(ddof=0)),
                 "n": int(len(col)),
                 "lower_better": bool(mspec.lower_better),
+                "better": mspec.better,
             }
     summary = {
         "method": spec.method,
@@ -310,7 +314,7 @@ def render_summary_md(summary: dict[str, Any]) -> str:
         )
     lines += ["", "| metric | mean | std | n |", "|---|---|---|---|"]
     for name, m in summary["metrics"].items():
-        arrow = "↓" if m["lower_better"] else "↑"
+        arrow = "·" if m.get("better") == "none" else ("↓" if m["lower_better"] else "↑")
         lines.append(f"| {name} {arrow} | {m['mean']:.4f} | {m['std']:.4f} | {m['n']} |")
     for name, reason in summary.get("unavailable", {}).items():
         lines.append(f"| {name} | unavailable | {reason} | 0 |")
@@ -323,6 +327,7 @@ def run(spec: RunSpec) -> dict[str, Any]:
     from resshift.methods import build_method
     from resshift.metrics import build_metrics, get_spec
     from resshift.provenance import collect_provenance, row_provenance
+    from resshift.runner.spectra import record_spectra, wants_spectra, write_spectra_summary
     from resshift.timing import Timer
 
     if spec.threads:
@@ -361,10 +366,16 @@ def run(spec: RunSpec) -> dict[str, Any]:
                               method=spec.setting.get("label", spec.method),
                               checkpoint_sha256=manifest["method"].get("checkpoint_sha256"), environment=provenance)
     m_counts = run_metrics_phase(spec, dataset, metrics, row_prov, batch_size=max(1, spec.batch_size))
+    # Frequency analysis: per-image radial spectra beside the rows (vectors, not metric values).
+    spectra = wants_spectra(spec.metrics)
+    if spectra:
+        record_spectra(spec, dataset)
     if spec.world_size > 1:
         _barrier()
         if spec.rank != 0:
             return {}
+    if spectra:
+        write_spectra_summary(spec.run_dir)
     specs = {name: get_spec(name) for name in spec.metrics}
     extra = {
         "protocol_id": dataset.card.protocol_id,
