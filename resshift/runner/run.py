@@ -229,14 +229,17 @@ def run_metrics_phase(spec: RunSpec, dataset: Any, metrics: dict[str, Any],
         group.clear()
 
     for item in loaded(pending):
-        key = (tuple(item[1].shape), tuple(item[3].shape), item[2] is not None)
-        first = group[0] if group else None
-        if first and (len(group) >= batch_size or (tuple(first[1].shape), tuple(first[3].shape), first[2] is not None) != key):
+        if group and (len(group) >= batch_size or _shape_key(group[0]) != _shape_key(item)):
             flush()
         group.append(item)
     flush()
     progress.close()
     return counts
+
+
+def _shape_key(item: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Items batch together when SR and LR sizes match and all or none have an HR image."""
+    return tuple(item[1].shape), tuple(item[3].shape), item[2] is not None
 
 
 def summarize(spec: RunSpec, metric_specs: dict[str, Any], unavailable: dict[str, str],
