@@ -22,7 +22,6 @@ absent from a file.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import pickle
@@ -37,6 +36,7 @@ from resshift.models.configs import AUTOENCODER_PARAMS, released_config
 from resshift.models.swin_unet import UNetModelSwin
 from resshift.models.vq_f4 import VQModelTorch
 from resshift.paths import cache_dir as _cache_root
+from resshift.provenance import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -141,25 +141,9 @@ def search_dirs(offline_dir: str | os.PathLike | None = None,
     return dirs
 
 
-def sha256sum(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk_size):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-_VERIFIED: dict[tuple[str, int, int], str] = {}
-
-
 def _file_hash(path: Path) -> str:
-    """SHA-256 of ``path``, remembered per (path, size, mtime) within the process."""
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    if key not in _VERIFIED:
-        _VERIFIED[key] = sha256sum(path)
-    return _VERIFIED[key]
+    """SHA-256 of ``path`` (cached per path, size and mtime within the process)."""
+    return file_sha256(path)
 
 
 def verify_checksum(path: str | os.PathLike, expected: str, what: str = "") -> str:
@@ -239,7 +223,7 @@ def download_checkpoint(key: str | CheckpointEntry, dest_dir: str | os.PathLike,
             f"could not download checkpoint {entry.key!r} from {url}: {exc}. "
             f"Download it by hand and save it as {target}."
         ) from exc
-    actual = sha256sum(partial)
+    actual = file_sha256(partial)
     if expected and actual != expected:
         partial.unlink(missing_ok=True)
         raise ChecksumMismatchError(

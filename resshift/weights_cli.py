@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from resshift import weights as W
+from resshift.provenance import file_sha256
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -103,7 +104,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 def cmd_hash(args: argparse.Namespace) -> int:
     target = Path(args.target)
     if target.is_file():
-        print(f"{W.sha256sum(target)}  {target}")
+        print(f"{file_sha256(target)}  {target}")
         return 0
     if args.target not in W.CHECKPOINTS:
         print(f"{args.target}: neither a file nor a checkpoint key ({', '.join(W.CHECKPOINTS)})",
@@ -114,7 +115,7 @@ def cmd_hash(args: argparse.Namespace) -> int:
         entry = W.get_entry(args.target)
         print(f"{args.target}: not present locally; fetch it first ({W.source_url(entry)})", file=sys.stderr)
         return 1
-    digest = W.sha256sum(path)
+    digest = file_sha256(path)
     print(f"{digest}  {path}")
     hint = f"# pin with: CHECKPOINTS[{args.target!r}] sha256={digest!r} (resshift/weights.py)"
     print(hint, file=sys.stderr)
@@ -130,7 +131,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             print(f"{key:6} missing   (expected {W.weights_cache_dir(args.cache_dir) / entry.filename})")
             bad += bool(args.keys)
             continue
-        digest = W.sha256sum(path)
+        digest = file_sha256(path)
         if not entry.sha256:
             status = f"unpinned  sha256={digest}"
         elif digest == entry.sha256:

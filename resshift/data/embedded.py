@@ -15,8 +15,9 @@ from pathlib import Path
 
 from resshift.data.cards import CardError, DatasetCard
 from resshift.data.degradations.matlab_resize import bicubic_downscale_8bit
-from resshift.data.sources import COMPLETE_MARKER, ChecksumError, data_root, sha256_file
+from resshift.data.sources import COMPLETE_MARKER, ChecksumError, data_root
 from resshift.io import read_image, write_png
+from resshift.provenance import file_sha256
 
 
 def source_folder(card: DatasetCard) -> Path:
@@ -48,9 +49,9 @@ def build_embedded(card: DatasetCard, cache: Path | None = None, force: bool = F
         path = folder / fname
         if not path.is_file():
             raise FileNotFoundError(f"{path}: sample image of the embedded set is not installed")
-        if digest and sha256_file(path) != digest:
+        if digest and file_sha256(path) != digest:
             raise ChecksumError(
-                f"{path}: SHA-256 {sha256_file(path)} differs from the card's {digest} "
+                f"{path}: SHA-256 {file_sha256(path)} differs from the card's {digest} "
                 "(a different scikit-image release?)"
             )
         img = read_image(path)

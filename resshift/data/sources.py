@@ -36,6 +36,7 @@ from pathlib import Path, PurePosixPath
 
 from resshift.data.cards import DatasetCard
 from resshift.paths import cache_dir
+from resshift.provenance import file_sha256
 
 MIRROR_ENV = "RESSHIFT_DATA_MIRROR"
 DATA_ROOT_ENV = "RESSHIFT_DATA_ROOT"
@@ -63,15 +64,6 @@ def mirror_root(mirror: str | Path | None = None) -> Path | None:
         return Path(mirror).expanduser().resolve()
     env = os.environ.get(MIRROR_ENV)
     return Path(env).expanduser().resolve() if env else None
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def cached_set_dir(card: DatasetCard, cache: Path | None = None) -> Path:
@@ -123,7 +115,7 @@ def download(
     and leaves no file behind.
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
-    if dest.is_file() and sha256 and sha256_file(dest) == sha256.lower():
+    if dest.is_file() and sha256 and file_sha256(dest) == sha256.lower():
         return sha256.lower()
     if progress:
         progress(f"downloading {url}")
@@ -201,7 +193,7 @@ def unpack_local_archive(card: DatasetCard, archive: Path, cache: Path | None = 
     """Check a local copy of the set's archive against the card and unpack it into the cache."""
     src = _archive_source(card) or {}
     expected = src.get("sha256")
-    digest = sha256_file(archive)
+    digest = file_sha256(archive)
     if expected and digest != str(expected).lower():
         raise ChecksumError(f"{archive}: SHA-256 {digest} does not match the card's {expected}")
     dest = cached_set_dir(card, cache)
@@ -255,7 +247,7 @@ def fetch(
             src = src_dir / rel
             if not src.is_file():
                 raise DatasetNotAvailable(f"{src}: in the {card.name!r} card but missing in the mirror")
-            got = sha256_file(src)
+            got = file_sha256(src)
             if got != digest:
                 raise ChecksumError(f"{src}: SHA-256 {got} does not match the card's {digest}")
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -316,7 +308,7 @@ def verify_files(card: DatasetCard, root: Path) -> VerifyReport:
         if not path.is_file():
             report.problems.append(f"{path}: missing")
             continue
-        got = sha256_file(path)
+        got = file_sha256(path)
         report.checked += 1
         if got != digest:
             report.problems.append(f"{path}: SHA-256 {got} != card {digest}")

@@ -28,9 +28,10 @@ from resshift.diffusion.gaussian import (
 )
 from resshift.diffusion.guidance import OPERATORS, SeparableOperator, sample_ddnm, sample_ddrm
 from resshift.methods.base import SRMethod
-from resshift.methods.patchwise import autocast, check_precision, run_patchwise, sha256_file
+from resshift.methods.patchwise import autocast, check_precision, run_patchwise
 from resshift.methods.registry import register_method
 from resshift.paths import cache_dir
+from resshift.provenance import file_sha256
 
 ADM_UNCOND_URL = "https://openaipublic.blob.core.windows.net/diffusion/jul-2021/256x256_diffusion_uncond.pt"
 PRIORS = ("adm", "ours")
@@ -52,7 +53,7 @@ class Prior:
         self.betas = betas
         self.kind = kind
         self.checkpoint = checkpoint
-        self.sha256 = sha256_file(checkpoint) if checkpoint else None
+        self.sha256 = file_sha256(checkpoint) if checkpoint else None
         self.size_multiple = int(getattr(model, "size_multiple", 1))
 
     def eps_fn(self, precision: str, device: torch.device) -> EpsFn:

@@ -11,9 +11,7 @@ the tile to the network's size multiple. Tiles, their placement and their blendi
 from __future__ import annotations
 
 import contextlib
-import hashlib
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import torch
 
@@ -42,15 +40,6 @@ def autocast(dtype: str, device: torch.device) -> contextlib.AbstractContextMana
     if dtype == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=DTYPES[dtype])
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
-    """Hex SHA-256 of a file (recorded in each method's ``describe()`` for provenance)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def run_patchwise(

@@ -17,10 +17,11 @@ import torch.nn.functional as F
 
 from resshift.diffusion.gaussian import batch_randn, make_betas, sample_ddim, sample_ddpm, sampling_levels
 from resshift.methods.base import SRMethod
-from resshift.methods.patchwise import autocast, check_precision, run_patchwise, sha256_file
+from resshift.methods.patchwise import autocast, check_precision, run_patchwise
 from resshift.methods.registry import register_method
 from resshift.models.sr3_unet import SR3UNet, load_checkpoint
 from resshift.paths import cache_dir
+from resshift.provenance import file_sha256
 
 SAMPLERS = ("ddpm", "ddim")
 
@@ -73,7 +74,7 @@ class SR3StyleSR(SRMethod):
         self.chop_size, self.chop_stride = chop_size, chop_stride
         self.preferred_tile = chop_size
         self.checkpoint = checkpoint
-        self._sha256 = sha256_file(checkpoint) if checkpoint else None
+        self._sha256 = file_sha256(checkpoint) if checkpoint else None
 
     def eps(self, x: torch.Tensor, ab: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """The network's noise prediction at level ``ab`` (``[B]``) given the upsampled LR ``cond``."""
