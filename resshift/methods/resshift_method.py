@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from resshift.diffusion.resshift_chain import sample
 from resshift.diffusion.schedule import ResShiftSchedule
 from resshift.methods.base import SRMethod
+from resshift.methods.registry import register_method
 from resshift.methods.tiling import Tile, TileBlender, plan_tiles, reflect_pad_to_multiple
 from resshift.seeding import derive_seed
 
