@@ -284,6 +284,19 @@ def test_pixel_method_equals_the_chain_with_identity_autoencoder(tmp_path):
     torch.testing.assert_close(out, ref)
 
 
+def test_residual_denoiser_adds_the_bicubic_upsampling():
+    from resshift.models.sr3_unet import SR3UNet
+
+    net = SR3UNet(in_channels=6, level_scale=1.0, **TINY_NET)  # zero-initialised output layer
+    lq = torch.rand(2, 3, 4, 4) * 2 - 1
+    x = torch.randn(2, 3, 16, 16)
+    t = torch.tensor([0, 3])
+    torch.testing.assert_close(PixelResShiftNet(net, residual=True)(x, t, lq), upsample_lq(lq))
+    assert torch.equal(PixelResShiftNet(net)(x, t, lq), torch.zeros(2, 3, 16, 16))
+    clipped = PixelResShiftNet(net, clip_x0=True, residual=True)(x, t, lq * 3)
+    assert float(clipped.abs().max()) <= 1.0
+
+
 # --- Hydra app and DDP -------------------------------------------------------------------------------
 def _tiny_folder(tmp_path: Path) -> Path:
     folder = tmp_path / "imgs"

@@ -7,7 +7,10 @@ and decoding is the identity. The denoiser is an :class:`~resshift.models.sr3_un
 6 input channels ``[x_t / sqrt(kappa^2 eta_t + 1), bicubic_x4(lq)]`` that receives the raw integer
 step index (``level_scale = 1``), as the Swin-UNet does. As in the official code's pixel branch
 (``clip_denoised`` when there is no autoencoder) the x0 prediction is clamped to ``[-1, 1]`` while
-sampling; training uses the raw prediction.
+sampling; training uses the raw prediction. With ``residual`` the network's output is added to
+the bicubic upsampling of the LR (x0 = bicubic_x4(lq) + net(...)): a global skip connection, as
+many SR networks have; it only reparametrises the x0-predictor, the chain is unchanged, and it
+lets a briefly trained network start from the bicubic image instead of from zero.
 
 Checkpoint: one ``.safetensors`` file whose metadata holds ``format`` (:data:`CHECKPOINT_FORMAT`) and
 ``config`` (JSON: ``model`` = SR3UNet arguments, ``schedule`` = :meth:`ResShiftSchedule.describe`,
@@ -51,16 +54,18 @@ def upsample_lq(lq: torch.Tensor) -> torch.Tensor:
 class PixelResShiftNet(nn.Module):
     """``forward(x_scaled [B,3,H,W], t [B] int, lq [B,3,H/4,W/4]) -> x0 [B,3,H,W]`` (all in ``[-1, 1]``).
 
-    ``clip_x0`` clamps the prediction to ``[-1, 1]`` (set by the SR method, not during training).
+    ``clip_x0`` clamps the prediction to ``[-1, 1]`` (set by the SR method, not during training);
+    ``residual`` adds the bicubic upsampling of ``lq`` to the network output.
     """
 
-    def __init__(self, net: SR3UNet, clip_x0: bool = False) -> None:
+    def __init__(self, net: SR3UNet, clip_x0: bool = False, residual: bool = False) -> None:
         super().__init__()
         if net.in_channels != 6 or net.out_channels != 3:
             raise ValueError(f"the pixel ResShift denoiser needs 6 -> 3 channels, got {net.in_channels} -> "
                              f"{net.out_channels}")
         self.net = net
         self.clip_x0 = bool(clip_x0)
+        self.residual = bool(residual)
 
     @property
     def size_multiple(self) -> int:
@@ -69,6 +74,8 @@ class PixelResShiftNet(nn.Module):
     def forward(self, x_scaled: torch.Tensor, t: torch.Tensor, lq: torch.Tensor) -> torch.Tensor:
         cond = upsample_lq(lq)
         out = self.net(torch.cat([x_scaled, cond.to(x_scaled.dtype)], dim=1), t.float())
+        if self.residual:
+            out = out + cond.to(out.dtype)
         return out.clamp(-1.0, 1.0) if self.clip_x0 else out
 
 
@@ -87,11 +94,13 @@ def schedule_from_description(desc: dict[str, Any]) -> ResShiftSchedule:
 
 
 def save_checkpoint(path: str | Path, net: SR3UNet, schedule: ResShiftSchedule,
-                    extra: dict[str, Any] | None = None, dtype: torch.dtype | None = None) -> Path:
+                    extra: dict[str, Any] | None = None, dtype: torch.dtype | None = None,
+                    residual: bool = False) -> Path:
     """Write the denoiser ``net`` (optionally cast to ``dtype``, e.g. fp16) with its schedule as metadata."""
     from safetensors.torch import save_file
 
-    config = {"model": net.config, "schedule": schedule.describe(), "space": "pixel", **(extra or {})}
+    config = {"model": net.config, "schedule": schedule.describe(), "space": "pixel", "residual": bool(residual),
+              **(extra or {})}
     state = {k: v.detach().to(dtype or v.dtype).contiguous().cpu() for k, v in net.state_dict().items()}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -126,10 +135,10 @@ def load_checkpoint(path: str | Path) -> tuple[SR3UNet, ResShiftSchedule, dict[s
 
 def build_pixel_resshift(net: SR3UNet, schedule: ResShiftSchedule, *, name: str = "resshift-pixel",
                          chop_size: int = 512, chop_stride: int | None = None, tile_batch: int = 1,
-                         device: str = "cpu", dtype: str = "fp32",
+                         device: str = "cpu", dtype: str = "fp32", residual: bool = False,
                          provenance: dict[str, object] | None = None) -> ResShiftSR:
     """A :class:`ResShiftSR` on pixels: identity autoencoder, clamped x0, LR padded to the net's multiple."""
-    denoiser = PixelResShiftNet(net, clip_x0=True)
+    denoiser = PixelResShiftNet(net, clip_x0=True, residual=residual)
     return ResShiftSR(
         denoiser,
         IdentityAutoencoder(),
@@ -154,8 +163,9 @@ def _build(checkpoint: str | None = None, chop_size: int = 512, chop_stride: int
     from resshift.methods.patchwise import sha256_file
 
     net, schedule, config = load_checkpoint(Path(checkpoint).expanduser())
+    provenance = {"checkpoint": str(checkpoint), "checkpoint_sha256": sha256_file(checkpoint), "space": "pixel",
+                  "residual": bool(config.get("residual", False))}
     return build_pixel_resshift(
         net, schedule, chop_size=chop_size, chop_stride=chop_stride, tile_batch=tile_batch, device=device,
-        dtype=dtype, provenance={"checkpoint": str(checkpoint), "checkpoint_sha256": sha256_file(checkpoint),
-                                 "space": "pixel"},
+        dtype=dtype, residual=bool(config.get("residual", False)), provenance=provenance,
     )

@@ -53,7 +53,8 @@ def build_objective(model_cfg: dict[str, Any]) -> Any:
             ae = dict(model_cfg.get("autoencoder") or {})
             autoencoder = load_autoencoder(ae.get("checkpoint"), params=ae.get("params"))
         return ResShiftObjective(schedule, dict(model_cfg["net"]), autoencoder=autoencoder,
-                                 lpips_weight=float(model_cfg.get("lpips_weight", 0.0)))
+                                 lpips_weight=float(model_cfg.get("lpips_weight", 0.0)),
+                                 residual=bool(model_cfg.get("residual", False)))
     if kind == "gaussian":
         return GaussianObjective(dict(model_cfg["net"]), dict(model_cfg["schedule"]),
                                  conditional=bool(model_cfg.get("conditional", True)))

@@ -62,12 +62,16 @@ class ResShiftObjective:
             ``decode`` quantising with a straight-through gradient); it is frozen.
         lpips_weight: weight of the LPIPS-VGG term on the decoded, clamped prediction (0 = off).
         perceptual: the perceptual loss to use instead of building ``lpips.LPIPS(net="vgg")``.
+        residual: pixel space only: x0 = bicubic_x4(lq) + network output
+            (:class:`~resshift.methods.resshift_pixel.PixelResShiftNet`).
     """
 
     def __init__(self, schedule: ResShiftSchedule, model: dict[str, Any], autoencoder: nn.Module | None = None,
                  lpips_weight: float = 0.0,
-                 perceptual: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> None:
+                 perceptual: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+                 residual: bool = False) -> None:
         self.schedule = schedule
+        self.residual = bool(residual)
         self.model_config = dict(model)
         self.autoencoder = autoencoder
         if autoencoder is not None:
@@ -83,7 +87,7 @@ class ResShiftObjective:
     def build_model(self) -> nn.Module:
         if self.autoencoder is None:
             cfg = {"in_channels": 6, "out_channels": 3, "level_scale": 1.0, **self.model_config}
-            return resshift_pixel.PixelResShiftNet(SR3UNet(**cfg))
+            return resshift_pixel.PixelResShiftNet(SR3UNet(**cfg), residual=self.residual)
         from resshift.models.swin_unet import UNetModelSwin
 
         return UNetModelSwin(**self.model_config)
@@ -131,7 +135,8 @@ class ResShiftObjective:
                dtype: torch.dtype | None = None) -> Path:
         net = _unwrap(model)
         if self.autoencoder is None:
-            return resshift_pixel.save_checkpoint(path, net.net, self.schedule, extra=extra, dtype=dtype)
+            return resshift_pixel.save_checkpoint(path, net.net, self.schedule, extra=extra, dtype=dtype,
+                                                  residual=self.residual)
         import json
 
         from safetensors.torch import save_file
