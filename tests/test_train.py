@@ -335,9 +335,14 @@ def test_app_trains_exports_and_records(tmp_path):
 
 def test_ddp_two_gloo_processes(tmp_path):
     folder = _tiny_folder(tmp_path)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=0",
+    import socket
+
+    with socket.socket() as sock:  # a free port for the rendezvous
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
            "-m", "resshift.train.app", *_app_args(tmp_path, folder, "ddp")]
-    res = subprocess.run(cmd, cwd=PROJECT_ROOT, env=_env(tmp_path), capture_output=True, text=True, timeout=300)
+    res = subprocess.run(cmd, cwd=PROJECT_ROOT, env=_env(tmp_path), capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     rec = json.loads((tmp_path / "ddp" / "small-sr3.json").read_text())
     assert rec["world_size"] == 2 and rec["images_seen"] == 2 * 2 * 2

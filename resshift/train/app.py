@@ -90,11 +90,15 @@ def run_training(cfg: DictConfig, out_dir: Path) -> dict[str, Any] | None:
     if not root.is_dir():
         raise FileNotFoundError(f"training images not found: {root} (set data.root=DIR)")
     t0 = time.perf_counter()
-    split, split_path = prepare_split(data_cfg, root)
-    train_names = list(split.train)
-    if data_cfg.get("limit"):
-        train_names = train_names[: int(data_cfg["limit"])]
-    names, images = load_images(root, train_names, int(data_cfg["short_side"]))
+    for turn in ("main", "others"):  # rank 0 writes the split file and the image cache, then the others read
+        if (turn == "main") == dinfo.is_main:
+            split, split_path = prepare_split(data_cfg, root)
+            train_names = list(split.train)
+            if data_cfg.get("limit"):
+                train_names = train_names[: int(data_cfg["limit"])]
+            names, images = load_images(root, train_names, int(data_cfg["short_side"]))
+        if dinfo.world > 1:
+            torch.distributed.barrier()
     data_s = time.perf_counter() - t0
     data = PatchPairs(images, patch=int(data_cfg["patch"]), degradation=str(data_cfg["degradation"]),
                       seed=settings.seed)

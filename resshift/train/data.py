@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -78,7 +79,7 @@ def load_images(root: str | Path, names: Sequence[str] | None, short_side: int,
     images = [resize_short_side(ds.read(by_file[n]).lr, short_side) for n in wanted]
     if use_cache:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
         torch.save({"names": wanted, "images": images}, tmp)
         tmp.replace(path)
         (path.with_suffix(".json")).write_text(json.dumps({"root": str(root), "short_side": short_side,

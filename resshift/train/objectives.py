@@ -195,7 +195,7 @@ class GaussianObjective:
             x_t = torch.cat([x_t, cond], dim=1)
         pred = model(x_t, ab.sqrt().float().to(x0.device))
         mse = ((pred.float() - noise) ** 2).mean(dim=(1, 2, 3))
-        return mse, {"mse": float(mse.mean())}
+        return mse, {"mse": float(mse.detach().mean())}
 
     def export(self, model: nn.Module, path: str | Path, extra: dict[str, Any],
                dtype: torch.dtype | None = None) -> Path:
