@@ -1,4 +1,5 @@
-"""Developer and user entry points: `nox -s eval`, `nox -s tests`, `nox -s slow`, `nox -s lint`, `nox -s bench`.
+"""Developer and user entry points: `nox -s eval`, `nox -s tests`, `nox -s slow`, `nox -s lint`, `nox -s bench`,
+`nox -s train`, `nox -s regression`.
 
 Every session installs the project (editable) into its own virtualenv, reused on later runs. On a
 machine whose pip is configured with local PyTorch wheels (as this project's CI machine is), torch
@@ -50,3 +51,17 @@ def bench(session: nox.Session) -> None:
     """Speed benchmarks (pytest-benchmark); never part of the test run."""
     _install(session)
     session.run("pytest", "benchmarks", "-m", "", "--benchmark-only", *session.posargs)
+
+
+@nox.session
+def train(session: nox.Session) -> None:
+    """Train a model (Hydra overrides after `--`, e.g. `nox -s train -- model=sr3`); configs in eval/train/."""
+    _install(session)
+    session.run("python", "-m", "resshift.train.app", *session.posargs)
+
+
+@nox.session
+def regression(session: nox.Session) -> None:
+    """Evaluate the shipped small models on a fixed small set and compare with the committed baseline."""
+    _install(session)
+    session.run("python", "-m", "resshift.train.regression", *session.posargs)

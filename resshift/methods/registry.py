@@ -18,6 +18,8 @@ _METHOD_MODULES: tuple[str, ...] = (
     "resshift.methods.sr3",
     "resshift.methods.ldm_sr",
     "resshift.methods.guided",
+    "resshift.methods.resshift_pixel",
+    "resshift.methods.small_models",
 )
 
 

@@ -248,8 +248,9 @@ class ADMUNet(nn.Module):
         return 2 ** (len(self.channel_mult) - 1)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        if x.shape[-2] % self.size_multiple or x.shape[-1] % self.size_multiple:
-            raise ValueError(f"input {tuple(x.shape[-2:])} is not a multiple of {self.size_multiple}")
+        multiple = ADMUNet.size_multiple.fget(self)  # this UNet's own levels (subclasses may wrap the input)
+        if x.shape[-2] % multiple or x.shape[-1] % multiple:
+            raise ValueError(f"input {tuple(x.shape[-2:])} is not a multiple of {multiple}")
         dtype = self.time_embed[0].weight.dtype
         t = t.reshape(-1).expand(x.shape[0]) if t.numel() == 1 else t
         emb = self.time_embed(timestep_embedding(t, self.model_channels).to(dtype))
