@@ -160,10 +160,10 @@ def _build(checkpoint: str | None = None, chop_size: int = 512, chop_stride: int
     if not checkpoint:
         raise FileNotFoundError("resshift-pixel needs method.params.checkpoint=PATH (a resshift-pixel "
                                 "safetensors file, e.g. one written by `python -m resshift.train.app`)")
-    from resshift.methods.patchwise import sha256_file
+    from resshift.provenance import file_sha256
 
     net, schedule, config = load_checkpoint(Path(checkpoint).expanduser())
-    provenance = {"checkpoint": str(checkpoint), "checkpoint_sha256": sha256_file(checkpoint), "space": "pixel",
+    provenance = {"checkpoint": str(checkpoint), "checkpoint_sha256": file_sha256(checkpoint), "space": "pixel",
                   "residual": bool(config.get("residual", False))}
     return build_pixel_resshift(
         net, schedule, chop_size=chop_size, chop_stride=chop_stride, tile_batch=tile_batch, device=device,
