@@ -34,9 +34,14 @@ def slow(session: nox.Session) -> None:
 
 @nox.session
 def eval(session: nox.Session) -> None:  # noqa: A001 - the session name users type
-    """Run an evaluation (Hydra overrides after `--`), then write its report."""
+    """Run an evaluation (Hydra overrides after `--`), then write its report.
+
+    With no arguments: the shipped small models and bicubic on the embedded set (see
+    eval/experiment/embedded_default.yaml), reported in runs/embedded-default/report/.
+    """
     _install(session)
-    session.run("python", "-m", "resshift.runner.app", *session.posargs)
+    args = session.posargs or ["-m", "+experiment=embedded_default"]
+    session.run("python", "-m", "resshift.runner.app", *args)
 
 
 @nox.session

@@ -154,3 +154,16 @@ def test_eval_app_writes_run_and_report(tmp_path: Path) -> None:
     assert "| bicubic | 0 |" in (report / "tables.md").read_text()
     for name in ["report.md", "per_image_distributions.png", "visual_comparison.png", "tables.tex"]:
         assert (report / name).is_file(), name
+
+
+def test_multirun_writes_one_report_over_the_sweep(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+    cmd = [sys.executable, "-m", "resshift.runner.app", "-m", "method=bicubic", "seed=1,2", "limit=2",
+           "metrics=[psnr]", f"run.root={tmp_path}", "run.name=bicubic-seed${seed}"]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = (tmp_path / "report" / "results.csv").read_text()
+    assert table.count("\n") == 3  # header + one row per run of the sweep
+    assert (tmp_path / "bicubic-seed1" / "summary.json").is_file()
+    assert (tmp_path / "bicubic-seed2" / "summary.json").is_file()
+    assert not (tmp_path / "bicubic-seed1" / "report").exists()  # no per-run report inside a sweep

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from resshift.paths import PROJECT_ROOT
@@ -53,14 +55,14 @@ def spec_from_config(cfg: DictConfig, run_dir: Path) -> RunSpec:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def main(cfg: DictConfig) -> None:
-    run_dir = Path(hydra.core.hydra_config.HydraConfig.get().runtime.output_dir)
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
     spec = spec_from_config(cfg, run_dir)
     run(spec)
     if spec.rank != 0:  # rank 0 merges the shards and reports
         return
     log.info("run folder: %s", run_dir)
     print((run_dir / "summary.md").read_text(encoding="utf-8"))
-    if cfg.get("report"):
+    if cfg.get("report") and HydraConfig.get().mode != RunMode.MULTIRUN:  # sweeps: one report at the end
         from resshift.reports import write_report
 
         out = write_report([run_dir], run_dir / "report")
