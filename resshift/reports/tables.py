@@ -66,7 +66,9 @@ def _cells(df: pd.DataFrame, bold: Callable[[str], str]) -> tuple[list[str], lis
     for m in metrics:
         if m in df.columns and df[m].notna().any() and not _informational(m):
             best[m] = df[m].min() if _lower_better(m) else df[m].max()
-    body, notes = [], []
+    body: list[list[str]] = []
+    notes: list[str] = []
+    unavailable: dict[tuple[str, str], list[str]] = {}
     for _, row in df.iterrows():
         cells = [str(row["method"]), "" if pd.isna(row.get("nfe")) else str(int(row["nfe"])),
                  "n/a" if pd.isna(row.get("ms_per_image")) else f"{row['ms_per_image']:.1f}"]
@@ -77,9 +79,12 @@ def _cells(df: pd.DataFrame, bold: Callable[[str], str]) -> tuple[list[str], lis
                 text = bold(text)
             reason = row.get(f"{m}_unavailable")
             if text == "n/a" and isinstance(reason, str):
-                notes.append(f"{row['method']}: {m} unavailable ({reason})")
+                unavailable.setdefault((m, reason), []).append(str(row["method"]))
             cells.append(text)
         body.append(cells)
+    for (m, reason), methods in unavailable.items():
+        who = "all runs" if len(methods) == len(df) and len(df) > 1 else ", ".join(methods)
+        notes.append(f"{m} unavailable for {who}: {reason}")
     return header, body, notes
 
 
