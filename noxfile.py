@@ -53,9 +53,11 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Speed benchmarks (pytest-benchmark); never part of the test run."""
+    """Speed benchmarks (pytest-benchmark, then the ResShift reference-vs-fast script); never part of
+    the test run. Arguments after `--` go to `python -m resshift.bench` (e.g. `--memory`)."""
     _install(session)
-    session.run("pytest", "benchmarks", "-m", "", "--benchmark-only", *session.posargs)
+    session.run("pytest", "benchmarks", "-m", "", "--benchmark-only", success_codes=[0, 5])  # 5: none collected
+    session.run("python", "-m", "resshift.bench", *session.posargs)
 
 
 @nox.session

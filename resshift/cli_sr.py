@@ -48,6 +48,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="network precision: autocast fp16/bf16 on CUDA; auto = fp16 on CUDA (as the official code), "
         "fp32 on CPU",
     )
+    p.add_argument(
+        "--vq-dtype",
+        choices=("fp32", "fp16", "bf16"),
+        default=None,
+        help="precision of the VQ autoencoder alone (default: as --dtype); fp16/bf16 need CUDA",
+    )
     p.add_argument("--weights-dir", type=Path, default=None, help="folder with the checkpoints (offline use)")
     p.add_argument("--recursive", action="store_true", help="also read sub-folders")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -75,6 +81,7 @@ def run_sr(args: argparse.Namespace) -> int:
             tile_batch=args.tile_batch,
             device=device,
             dtype=dtype,
+            vq_dtype=args.vq_dtype,
             weights_dir=args.weights_dir,
         )
     except (ValueError, KeyError, OSError, RuntimeError) as err:

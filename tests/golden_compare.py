@@ -4,6 +4,9 @@ Tolerance: a float tensor matches when ``max|actual - expected| <= REL_TOL * max
 ``REL_TOL = 1e-5``, i.e. float32 round-off relative to the tensor's scale. (The official code moves
 its own outputs by up to ~3e-6 of the scale between 1 and 2 CPU threads; our SDPA attention and
 operation order differ from upstream only at that level.)
+
+``kernel_path`` runs a test on both the fast kernels and the plain reference path; the tolerance is
+the same for both.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -33,3 +37,12 @@ def golden_index(golden: Path) -> dict:
 
 def load_golden(golden: Path, name: str) -> dict[str, torch.Tensor]:
     return load_file(str(golden / name))
+
+
+@pytest.fixture(params=["fast", "reference"])
+def kernel_path(request):
+    """Run a test on the fast kernels and on the plain reference path (``resshift.models.fast``)."""
+    from resshift.models.fast import fast_kernels
+
+    with fast_kernels(request.param == "fast"):
+        yield request.param

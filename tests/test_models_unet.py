@@ -1,10 +1,18 @@
-"""UNetModelSwin against the golden outputs of the official code (small and feature-extractor configs)."""
+"""UNetModelSwin against the golden outputs of the official code (small and feature-extractor configs).
+
+Every test runs on the fast kernels and on the plain reference path (``kernel_path``).
+"""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from golden_compare import assert_scaled_close, golden_index, load_golden
+from golden_compare import (
+    assert_scaled_close,
+    golden_index,
+    kernel_path,  # noqa: F401 (fixture)
+    load_golden,
+)
 
 from resshift.models import UNetModelSwin
 from resshift.models.layers import timestep_embedding
@@ -18,6 +26,8 @@ def _build(golden, weights: str) -> tuple[UNetModelSwin, dict[str, torch.Tensor]
     torch.manual_seed(0)
     model = UNetModelSwin(**kwargs).eval()
     return model, load_golden(golden, weights)
+
+pytestmark = pytest.mark.usefixtures("kernel_path")
 
 
 @pytest.fixture(scope="module")

@@ -1,17 +1,27 @@
-"""VQModelTorch against the golden outputs of the official code (small config)."""
+"""VQModelTorch against the golden outputs of the official code (small config).
+
+Every test runs on the fast kernels and on the plain reference path (``kernel_path``).
+"""
 
 from __future__ import annotations
 
 import pytest
 import torch
 import torch.nn.functional as F
-from golden_compare import assert_scaled_close, golden_index, load_golden
+from golden_compare import (
+    assert_scaled_close,
+    golden_index,
+    kernel_path,  # noqa: F401 (fixture)
+    load_golden,
+)
 
 from resshift.models import VQModelTorch
 
 # A flipped code index is accepted only where the official best and second-best squared distances
 # differ by less than this (float32 round-off of |z|^2 + |e|^2 - 2 z.e for |z| of a few units).
 FLIP_GAP = 1e-5
+
+pytestmark = pytest.mark.usefixtures("kernel_path")
 
 
 @pytest.fixture(scope="module")

@@ -75,16 +75,25 @@ def assert_index_flips_small(vq, latent, ref_indices, ref_gap, max_gap, name):
     return len(flipped)
 
 
-def _method(nets, version, **kw):
+@pytest.fixture(params=["fast", pytest.param("reference", marks=pytest.mark.slow)])
+def kernels(request):
+    """Each chain test runs on the fast kernels; on the plain reference path too in the slow run."""
+    from resshift.models.fast import fast_kernels
+
+    with fast_kernels(request.param == "fast"):
+        yield request.param == "fast"
+
+
+def _method(nets, version, fast, **kw):
     unet, vq = nets
-    return ResShiftSR(unet, vq, schedule_for(version), name=f"resshift-{version}", **kw)
+    return ResShiftSR(unet, vq, schedule_for(version), name=f"resshift-{version}", fast=fast, **kw)
 
 
 @pytest.mark.parametrize("fname,version", SAMPLERS)
-def test_chain_teacher_forced_and_free_running(golden, small_nets, fname, version):
+def test_chain_teacher_forced_and_free_running(golden, small_nets, kernels, fname, version):
     g = _load(golden / fname)
     info = _tensor_index(golden, fname)
-    method = _method(small_nets, version)
+    method = _method(small_nets, version, kernels)
     sched = method.schedule
     steps = sched.steps
     seen = _capture(method)
@@ -179,9 +188,9 @@ def _tile_noise(g):
 
 
 @pytest.mark.parametrize("fname,version,stride", [TILED[0], TILED[1].values])
-def test_tiled_path_blend_teacher_forced(golden, small_nets, fname, version, stride):
+def test_tiled_path_blend_teacher_forced(golden, small_nets, kernels, fname, version, stride):
     g = _load(golden / "tiling" / fname)
-    method = _method(small_nets, version, chop_size=64, chop_stride=stride)
+    method = _method(small_nets, version, kernels, chop_size=64, chop_stride=stride)
     lr = (array_to_tensor(g["lr_uint8_hwc_rgb"].numpy())[None] - 0.5) / 0.5  # the official CLI's conversion
     assert torch.equal(lr, g["lr"])
     tiles = method.tiles_for(*lr.shape[-2:])
@@ -204,10 +213,10 @@ def test_tiled_path_blend_teacher_forced(golden, small_nets, fname, version, str
 
 
 @pytest.mark.parametrize("fname,version,stride", TILED)
-def test_tiled_path_free_running_batched_tiles(golden, small_nets, fname, version, stride):
+def test_tiled_path_free_running_batched_tiles(golden, small_nets, kernels, fname, version, stride):
     g = _load(golden / "tiling" / fname)
     info = _tensor_index(golden, fname, tiling=True)
-    method = _method(small_nets, version, chop_size=64, chop_stride=stride, tile_batch=2)
+    method = _method(small_nets, version, kernels, chop_size=64, chop_stride=stride, tile_batch=2)
     seen = _capture(method)
     out = method.run(g["lr"], _tile_noise(g))
     z_ys, latents = torch.cat(seen["z_y"]), torch.cat(seen["latent"])

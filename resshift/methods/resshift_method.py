@@ -122,6 +122,11 @@ class ResShiftSR(SRMethod):
             per-tile outputs do not depend on it.
         device: where the networks run.
         dtype: ``"fp32"``, or ``"fp16"``/``"bf16"`` autocast on CUDA (the official code uses fp16 autocast).
+        vq_dtype: precision of the VQ autoencoder alone (default: ``dtype``); ``"fp16"``/``"bf16"``
+            autocast on CUDA (the official sampler runs its VQ in half precision). The codebook search
+            always runs in float32.
+        fast: use the fast kernels of :mod:`resshift.models.fast` (default); ``False`` runs the
+            plain reference path (same outputs to float32 round-off, slower).
         padding_offset: LR padding multiple (64, the official ``padding_offset``).
         inference_mode: run under ``torch.inference_mode``.
     """
@@ -142,12 +147,15 @@ class ResShiftSR(SRMethod):
         tile_batch: int = 1,
         device: str | torch.device = "cpu",
         dtype: str = "fp32",
+        vq_dtype: str | None = None,
+        fast: bool = True,
         padding_offset: int = 64,
         inference_mode: bool = True,
         assumes_operator: str | None = None,
         provenance: dict[str, object] | None = None,
     ) -> None:
         self.device = check_precision(device, dtype)
+        check_precision(device, vq_dtype or dtype)
         if tile_batch < 1:
             raise ValueError(f"tile_batch must be >= 1, got {tile_batch}")
         self.name = name
@@ -165,34 +173,42 @@ class ResShiftSR(SRMethod):
         self.preferred_tile = self.chop_size
         self.tile_batch = int(tile_batch)
         self.dtype = dtype
+        self.vq_dtype = vq_dtype or dtype
+        self.fast = bool(fast)
         self.padding_offset = int(padding_offset)
         self.inference_mode = bool(inference_mode)
         self.assumes_operator = assumes_operator
         self.provenance = dict(provenance or {})
 
     # ----------------------------------------------------------------------------------------------
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.dtype == "fp32":
+    def _autocast(self, dtype: str | None = None) -> contextlib.AbstractContextManager:
+        dtype = dtype or self.dtype
+        if dtype == "fp32":
             return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=DTYPES[self.dtype])
+        return torch.autocast(device_type=self.device.type, dtype=DTYPES[dtype])
+
+    def _kernels(self) -> contextlib.AbstractContextManager:
+        from resshift.models.fast import fast_kernels
+
+        return fast_kernels(self.fast)
 
     def _grad_context(self) -> contextlib.AbstractContextManager:
         return torch.inference_mode() if self.inference_mode else contextlib.nullcontext()
 
     def denoise(self, x_scaled: torch.Tensor, t: torch.Tensor, lq: torch.Tensor) -> torch.Tensor:
         """The denoiser callable handed to the sampler (network under the chosen autocast)."""
-        with self._autocast():
+        with self._kernels(), self._autocast():
             return self.unet(x_scaled, t, lq=lq).float()
 
     def encode(self, y_padded: torch.Tensor) -> torch.Tensor:
         """z_y = E(bicubic x4 of the padded LR), no quantization."""
         y_up = F.interpolate(y_padded, scale_factor=self.scale, mode="bicubic")
-        with self._autocast():
+        with self._kernels(), self._autocast(self.vq_dtype):
             return self.autoencoder.encode(y_up).float()
 
     def decode(self, latent: torch.Tensor) -> torch.Tensor:
         """Image in ``[-1, 1]`` (unclamped) from a latent; quantizes first."""
-        with self._autocast():
+        with self._kernels(), self._autocast(self.vq_dtype):
             return self.autoencoder.decode(latent).float()
 
     def sample_patches(self, y: torch.Tensor, noise: dict[str, Any]) -> torch.Tensor:
@@ -258,6 +274,8 @@ class ResShiftSR(SRMethod):
                 "chop_stride": self.chop_stride,
                 "tile_batch": self.tile_batch,
                 "dtype": self.dtype,
+                "vq_dtype": self.vq_dtype,
+                "fast_kernels": self.fast,
                 "device": str(self.device),
                 "padding_offset": self.padding_offset,
             }
@@ -280,6 +298,8 @@ def build_resshift(
     tile_batch: int = 1,
     device: str | torch.device = "cpu",
     dtype: str = "fp32",
+    vq_dtype: str | None = None,
+    fast: bool = True,
     inference_mode: bool = True,
 ) -> ResShiftSR:
     """A :class:`ResShiftSR` for a released version (``v1``, ``v2``, ``v3``, ``bicsr``).
@@ -291,6 +311,7 @@ def build_resshift(
     if version not in VERSIONS:
         raise KeyError(f"unknown ResShift version {version!r}; known: {', '.join(VERSIONS)}")
     check_precision(device, dtype)
+    check_precision(device, vq_dtype or dtype)
     provenance: dict[str, object] = {"version": version}
     if unet is None or autoencoder is None:
         from resshift import weights
@@ -317,6 +338,8 @@ def build_resshift(
         tile_batch=tile_batch,
         device=device,
         dtype=dtype,
+        vq_dtype=vq_dtype,
+        fast=fast,
         inference_mode=inference_mode,
         assumes_operator="bicubic" if version == "bicsr" else None,
         provenance=provenance,

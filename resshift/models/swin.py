@@ -17,6 +17,7 @@ import torch.nn.functional as F
 import torch.utils.checkpoint
 from torch import nn
 
+from resshift.models.fast import Conv2d, fast_enabled
 from resshift.models.layers import attention, normalization
 
 MASK_VALUE = -100.0  # logit offset the official code uses for masked pairs
@@ -78,13 +79,17 @@ class Mlp(nn.Module):
 
     def __init__(self, in_features: int, hidden_features: int, drop: float = 0.0):
         super().__init__()
-        self.fc1 = nn.Conv2d(in_features, hidden_features, kernel_size=1)
+        self.fc1 = Conv2d(in_features, hidden_features, kernel_size=1)
         self.act = nn.GELU()
-        self.fc2 = nn.Conv2d(hidden_features, in_features, kernel_size=1)
+        self.fc2 = Conv2d(hidden_features, in_features, kernel_size=1)
         self.drop = nn.Dropout(drop)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        """``drop(fc2(drop(gelu(fc1(x)))))``, plus ``residual`` if given."""
+        if fast_enabled() and not self.training and isinstance(self.act, nn.GELU) and self.act.approximate == "none":
+            return self.fc2(self.fc1(x, activation="gelu"), residual=residual)
+        out = self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+        return out if residual is None else residual + out
 
 
 class WindowAttention(nn.Module):
@@ -143,6 +148,33 @@ class WindowAttention(nn.Module):
         return self.proj_drop(self.proj(out)).view(*lead, n, c)
 
 
+    def forward_windows(
+        self, windows: torch.Tensor, row_groups: list[tuple[slice, torch.Tensor]], windows_per_row: int
+    ) -> torch.Tensor:
+        """Fast inference path on window-ordered tokens ``[B, nW * N, C]`` (windows row-major).
+
+        ``row_groups`` are runs of window rows sharing one additive bias ``[heads, N, N]``. SDPA gets
+        a 4-D bias, so the CPU flash kernel is used; outputs are written into one buffer.
+        """
+        b, length, c = windows.shape
+        n, heads = self.window_size**2, self.num_heads
+        n_win, d = length // n, c // heads
+        qkv = F.linear(windows, self.qkv.weight, self.qkv.bias).view(b, n_win, n, 3, heads, d)
+        out = torch.empty(b, n_win, n, heads, d, dtype=qkv.dtype, device=qkv.device)
+        for rows, bias in row_groups:
+            w0, w1 = rows.start * windows_per_row, rows.stop * windows_per_row
+            if b == 1 or (w0 == 0 and w1 == n_win):
+                parts = [(slice(None), qkv[:, w0:w1].reshape(-1, n, 3, heads, d))]
+            else:  # a run of windows is not one strided block across samples
+                parts = [(i, qkv[i, w0:w1]) for i in range(b)]
+            bias4 = bias.unsqueeze(0)
+            for sel, part in parts:
+                q, k, v = part.permute(2, 0, 3, 1, 4).unbind(0)  # each B' x heads x N x d
+                o = attention(q, k, v, self.scale, bias4).transpose(1, 2)  # B' x N x heads x d
+                out[sel, w0:w1] = o.reshape(out[sel, w0:w1].shape)
+        return F.linear(out.view(b, length, c), self.proj.weight, self.proj.bias)
+
+
 class SwinTransformerBlock(nn.Module):
     """Pre-norm (GroupNorm) window attention and MLP, each with a residual; optionally shifted.
 
@@ -189,6 +221,7 @@ class SwinTransformerBlock(nn.Module):
         self.register_buffer("attn_mask", mask)
         self._mask_cache: dict[tuple, list[tuple[slice, torch.Tensor | None]]] = {}
         self._bias_cache: dict[tuple, list[tuple[slice, torch.Tensor]]] = {}
+        self._order_cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def _stored_mask(self) -> torch.Tensor:
         return shifted_window_mask(*self.input_resolution, self.window_size, self.shift_size)
@@ -234,11 +267,44 @@ class SwinTransformerBlock(nn.Module):
             self._bias_cache[key] = out
         return out
 
+    def window_order(self, height: int, width: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token permutations ``(order, inverse)`` of the shifted window partition (cached per size).
+
+        ``tokens[:, order]`` lists the tokens of the map rolled by ``-shift`` window by window (row-major
+        windows, row-major tokens inside), which is the roll plus partition of the reference path in
+        one gather; ``windows[:, inverse]`` undoes both.
+        """
+        key = (height, width, str(device))
+        cached = self._order_cache.get(key)
+        if cached is None:
+            ws, shift = self.window_size, self.shift_size
+            rows = ((torch.arange(height) + shift) % height).view(height // ws, ws)
+            cols = ((torch.arange(width) + shift) % width).view(width // ws, ws)
+            order = (rows[:, None, :, None] * width + cols[None, :, None, :]).reshape(-1)
+            inverse = torch.empty_like(order)
+            inverse[order] = torch.arange(order.numel())
+            cached = (order.to(device), inverse.to(device))
+            self._order_cache[key] = cached
+        return cached
+
+    def _forward_fast(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        order, inverse = self.window_order(h, w, x.device)
+        tokens = self.norm1(x).reshape(b, c, h * w).transpose(1, 2)  # B x HW x C view
+        windows = tokens.index_select(1, order)
+        groups = self._group_biases(h, x.device, windows.dtype)
+        out = self.attn.forward_windows(windows, groups, w // self.window_size)
+        y = out.index_select(1, inverse).transpose(1, 2).view(b, c, h, w)
+        x = x + y
+        return self.mlp(self.norm2(x), residual=x)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         ws = self.window_size
         if h % ws or w % ws:
             raise ValueError(f"Swin block got a {h}x{w} feature map, not a multiple of the window {ws}")
+        if fast_enabled() and not self.training:
+            return self._forward_fast(x)
         y = self.norm1(x)
         if self.shift_size:
             y = torch.roll(y, shifts=(-self.shift_size, -self.shift_size), dims=(2, 3))
@@ -253,7 +319,7 @@ class SwinTransformerBlock(nn.Module):
         if self.shift_size:
             y = torch.roll(y, shifts=(self.shift_size, self.shift_size), dims=(2, 3))
         x = x + y
-        return x + self.mlp(self.norm2(x))
+        return self.mlp(self.norm2(x), residual=x)
 
 
 class PatchEmbed(nn.Module):
@@ -262,7 +328,7 @@ class PatchEmbed(nn.Module):
     def __init__(self, in_chans: int, img_size: int, patch_size: int, embed_dim: int, patch_norm: bool):
         super().__init__()
         self.patches_resolution = (img_size // patch_size, img_size // patch_size)
-        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
+        self.proj = Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
         self.norm = normalization(embed_dim) if patch_norm else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -274,7 +340,7 @@ class PatchUnEmbed(nn.Module):
 
     def __init__(self, out_chans: int, embed_dim: int, patch_norm: bool):
         super().__init__()
-        self.proj = nn.Conv2d(embed_dim, out_chans, kernel_size=1)
+        self.proj = Conv2d(embed_dim, out_chans, kernel_size=1)
         self.norm = normalization(out_chans) if patch_norm else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -19,6 +19,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from resshift.models.fast import (
+    Conv2d,
+    fast_enabled,
+    group_norm_silu,
+    inplace_ok,
+    nearest_upsample_conv,
+    upsample_conv_fusable,
+)
 from resshift.models.layers import normalization, timestep_embedding
 from resshift.models.swin import BasicLayer, SwinTransformerBlock, WindowAttention
 
@@ -40,10 +48,12 @@ class Upsample(nn.Module):
         self.channels = channels
         self.out_channels = out_channels or channels
         if use_conv:
-            self.conv = nn.Conv2d(channels, self.out_channels, 3, padding=1)
+            self.conv = Conv2d(channels, self.out_channels, 3, padding=1)
         self.use_conv = use_conv
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.use_conv and fast_enabled() and upsample_conv_fusable(self.conv):
+            return nearest_upsample_conv(self, self.conv, x)
         x = F.interpolate(x, scale_factor=2, mode="nearest")
         return self.conv(x) if self.use_conv else x
 
@@ -56,7 +66,7 @@ class Downsample(nn.Module):
         self.channels = channels
         self.out_channels = out_channels or channels
         if use_conv:
-            self.op: nn.Module = nn.Conv2d(channels, self.out_channels, 3, stride=2, padding=1)
+            self.op: nn.Module = Conv2d(channels, self.out_channels, 3, stride=2, padding=1)
         else:
             if self.out_channels != channels:
                 raise ValueError("Downsample without conv cannot change the channel count")
@@ -83,7 +93,7 @@ class ResBlock(nn.Module):
         self.out_channels = out_channels or channels
         self.use_scale_shift_norm = use_scale_shift_norm
         self.in_layers = nn.Sequential(
-            normalization(channels), nn.SiLU(), nn.Conv2d(channels, self.out_channels, 3, padding=1)
+            normalization(channels), nn.SiLU(), Conv2d(channels, self.out_channels, 3, padding=1)
         )
         self.updown = up or down
         if up:
@@ -100,14 +110,14 @@ class ResBlock(nn.Module):
             normalization(self.out_channels),
             nn.SiLU(),
             nn.Dropout(p=dropout),
-            nn.Conv2d(self.out_channels, self.out_channels, 3, padding=1),
+            Conv2d(self.out_channels, self.out_channels, 3, padding=1),
         )
         nn.init.zeros_(self.out_layers[3].weight)
         nn.init.zeros_(self.out_layers[3].bias)
         if self.out_channels == channels:
             self.skip_connection: nn.Module = nn.Identity()
         else:
-            self.skip_connection = nn.Conv2d(channels, self.out_channels, 1)
+            self.skip_connection = Conv2d(channels, self.out_channels, 1)
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         if self.updown:
@@ -115,15 +125,17 @@ class ResBlock(nn.Module):
             h = self.in_layers[-1](self.h_upd(h))
             x = self.x_upd(x)
         else:
-            h = self.in_layers(x)
+            h = self.in_layers[2](group_norm_silu(self.in_layers[0], x))
         emb_out = self.emb_layers(emb).to(h.dtype)[..., None, None]
         if self.use_scale_shift_norm:
             scale, shift = emb_out.chunk(2, dim=1)
-            h = self.out_layers[0](h) * (1 + scale) + shift
-            h = self.out_layers[1:](h)
+            if inplace_ok():  # the same arithmetic, written into the fresh norm output
+                h = F.silu(self.out_layers[0](h).mul_(1 + scale).add_(shift), inplace=True)
+            else:
+                h = self.out_layers[1](self.out_layers[0](h) * (1 + scale) + shift)
         else:
-            h = self.out_layers(h + emb_out)
-        return self.skip_connection(x) + h
+            h = group_norm_silu(self.out_layers[0], h + emb_out)
+        return self.out_layers[3](self.out_layers[2](h), residual=self.skip_connection(x))  # skip(x) + h
 
 
 def _as_list(value: int | Sequence[int], n: int, name: str) -> list[int]:
@@ -204,7 +216,7 @@ class UNetModelSwin(nn.Module):
             feat_chn, cond_chn = (4 if cond_mask else 3), 16
             for _ in range(int(math.log(lq_size / image_size) / math.log(2))):
                 layers += [
-                    nn.Conv2d(feat_chn, cond_chn, 3, 1, 1),
+                    Conv2d(feat_chn, cond_chn, 3, 1, 1),
                     nn.SiLU(),
                     Downsample(cond_chn, True, out_channels=cond_chn * 2),
                 ]
@@ -227,7 +239,7 @@ class UNetModelSwin(nn.Module):
 
         ch = input_ch = int(channel_mult[0] * model_channels)
         self.input_blocks = nn.ModuleList(
-            [TimestepEmbedSequential(nn.Conv2d(in_channels + cond_chn, ch, 3, padding=1))]
+            [TimestepEmbedSequential(Conv2d(in_channels + cond_chn, ch, 3, padding=1))]
         )
         skip_chans = [ch]
         ds = image_size
@@ -261,7 +273,7 @@ class UNetModelSwin(nn.Module):
                 self.output_blocks.append(TimestepEmbedSequential(*blocks))
 
         self.out = nn.Sequential(
-            normalization(ch), nn.SiLU(), nn.Conv2d(input_ch, out_channels, 3, padding=1)
+            normalization(ch), nn.SiLU(), Conv2d(input_ch, out_channels, 3, padding=1)
         )
         nn.init.zeros_(self.out[2].weight)
         nn.init.zeros_(self.out[2].bias)

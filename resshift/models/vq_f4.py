@@ -19,10 +19,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from resshift.models.fast import (
+    Conv2d,
+    cached_derived,
+    fast_enabled,
+    group_norm_silu,
+    nearest_upsample_conv,
+    upsample_conv_fusable,
+)
 from resshift.models.layers import attention
 
 # Distance rows computed per chunk in the quantiser (keeps B*H*W x n_embed bounded).
 _MAX_DISTANCES_PER_CHUNK = 1 << 24
+# The fast CPU path uses blocks that stay in cache (1M distances, 4 MiB in float32).
+_FAST_DISTANCES_PER_CHUNK = 1 << 20
 
 
 def _normalize(channels: int) -> nn.GroupNorm:
@@ -38,23 +48,23 @@ class ResnetBlock(nn.Module):
         out_channels = out_channels or in_channels
         self.in_channels, self.out_channels = in_channels, out_channels
         self.norm1 = _normalize(in_channels)
-        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        self.conv1 = Conv2d(in_channels, out_channels, 3, padding=1)
         self.norm2 = _normalize(out_channels)
         self.dropout = nn.Dropout(dropout)
-        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
+        self.conv2 = Conv2d(out_channels, out_channels, 3, padding=1)
         self.shortcut_name = None
         if in_channels != out_channels:
             self.shortcut_name = "conv_shortcut" if conv_shortcut else "nin_shortcut"
             kernel = 3 if conv_shortcut else 1
-            shortcut = nn.Conv2d(in_channels, out_channels, kernel, padding=kernel // 2)
+            shortcut = Conv2d(in_channels, out_channels, kernel, padding=kernel // 2)
             setattr(self, self.shortcut_name, shortcut)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
-        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
+        h = self.conv1(group_norm_silu(self.norm1, x))
+        h = self.dropout(group_norm_silu(self.norm2, h))
         if self.shortcut_name is not None:
             x = getattr(self, self.shortcut_name)(x)
-        return x + h
+        return self.conv2(h, residual=x)  # x + conv2(h)
 
 
 class AttnBlock(nn.Module):
@@ -64,18 +74,42 @@ class AttnBlock(nn.Module):
         super().__init__()
         self.in_channels = in_channels
         self.norm = _normalize(in_channels)
-        self.q = nn.Conv2d(in_channels, in_channels, 1)
-        self.k = nn.Conv2d(in_channels, in_channels, 1)
-        self.v = nn.Conv2d(in_channels, in_channels, 1)
-        self.proj_out = nn.Conv2d(in_channels, in_channels, 1)
+        self.q = Conv2d(in_channels, in_channels, 1)
+        self.k = Conv2d(in_channels, in_channels, 1)
+        self.v = Conv2d(in_channels, in_channels, 1)
+        self.proj_out = Conv2d(in_channels, in_channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if fast_enabled():
+            return self._forward_fast(x)
         h = self.norm(x)
         b, c, hh, ww = x.shape
         q, k, v = (conv(h).reshape(b, 1, c, hh * ww).transpose(-1, -2) for conv in (self.q, self.k, self.v))
         out = attention(q, k, v, scale=c**-0.5)  # b x 1 x hw x c
         out = out.transpose(-1, -2).reshape(b, c, hh, ww)
         return x + self.proj_out(out)
+
+    def _fused_qkv(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The q, k, v 1x1 convs as one ``[3c, c]`` matrix and ``[3c]`` bias (cached per weight version)."""
+        convs = (self.q, self.k, self.v)
+
+        def build() -> tuple[torch.Tensor, torch.Tensor]:
+            weight = torch.cat([conv.weight.reshape(self.in_channels, self.in_channels) for conv in convs])
+            return weight, torch.cat([conv.bias for conv in convs])
+
+        tensors = [t for conv in convs for t in (conv.weight, conv.bias)]
+        return cached_derived(self, tensors, build)
+
+    def _forward_fast(self, x: torch.Tensor) -> torch.Tensor:
+        """One q/k/v matrix product on the token matrix, SDPA on ``[b, 1, hw, c]`` with unit-stride
+        features (the flash kernel on CPU: O(hw) memory), projection with the residual fused."""
+        b, c, hh, ww = x.shape
+        tokens = self.norm(x).reshape(b, c, hh * ww).transpose(1, 2)
+        weight, bias = self._fused_qkv()
+        qkv = F.linear(tokens, weight, bias).unsqueeze(1)  # b x 1 x hw x 3c
+        out = attention(qkv[..., :c], qkv[..., c : 2 * c], qkv[..., 2 * c :], scale=c**-0.5)
+        out = out.transpose(-1, -2).reshape(b, c, hh, ww).contiguous()
+        return self.proj_out(out, residual=x)
 
 
 class Downsample(nn.Module):
@@ -85,7 +119,7 @@ class Downsample(nn.Module):
         super().__init__()
         self.with_conv = with_conv
         if with_conv:
-            self.conv = nn.Conv2d(in_channels, in_channels, 3, stride=2, padding=0)
+            self.conv = Conv2d(in_channels, in_channels, 3, stride=2, padding=0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.with_conv:
@@ -100,9 +134,11 @@ class Upsample(nn.Module):
         super().__init__()
         self.with_conv = with_conv
         if with_conv:
-            self.conv = nn.Conv2d(in_channels, in_channels, 3, padding=1)
+            self.conv = Conv2d(in_channels, in_channels, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.with_conv and fast_enabled() and upsample_conv_fusable(self.conv):
+            return nearest_upsample_conv(self, self.conv, x)
         x = F.interpolate(x, scale_factor=2.0, mode="nearest")
         return self.conv(x) if self.with_conv else x
 
@@ -139,7 +175,7 @@ class Encoder(nn.Module):
         self.num_resolutions = len(ch_mult)
         blocks = [num_res_blocks] * len(ch_mult) if isinstance(num_res_blocks, int) else list(num_res_blocks)
         self.num_res_blocks = blocks
-        self.conv_in = nn.Conv2d(in_channels, ch, 3, padding=1)
+        self.conv_in = Conv2d(in_channels, ch, 3, padding=1)
         in_ch_mult = (1, *ch_mult)
         curr_res = resolution
         self.down = nn.ModuleList()
@@ -161,7 +197,7 @@ class Encoder(nn.Module):
         self.mid.attn_1 = AttnBlock(block_in)
         self.mid.block_2 = ResnetBlock(block_in, block_in, dropout=dropout)
         self.norm_out = _normalize(block_in)
-        self.conv_out = nn.Conv2d(block_in, 2 * z_channels if double_z else z_channels, 3, padding=1)
+        self.conv_out = Conv2d(block_in, 2 * z_channels if double_z else z_channels, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv_in(x)
@@ -173,7 +209,7 @@ class Encoder(nn.Module):
             if i_level != self.num_resolutions - 1:
                 h = level.downsample(h)
         h = self.mid.block_2(self.mid.attn_1(self.mid.block_1(h)))
-        return self.conv_out(F.silu(self.norm_out(h)))
+        return self.conv_out(group_norm_silu(self.norm_out, h))
 
 
 class Decoder(nn.Module):
@@ -196,7 +232,7 @@ class Decoder(nn.Module):
         self.give_pre_end, self.tanh_out = give_pre_end, tanh_out
         block_in = ch * ch_mult[-1]
         curr_res = resolution // 2 ** (self.num_resolutions - 1)
-        self.conv_in = nn.Conv2d(z_channels, block_in, 3, padding=1)
+        self.conv_in = Conv2d(z_channels, block_in, 3, padding=1)
         self.mid = nn.Module()
         self.mid.block_1 = ResnetBlock(block_in, block_in, dropout=dropout)
         self.mid.attn_1 = AttnBlock(block_in)
@@ -217,7 +253,7 @@ class Decoder(nn.Module):
             levels.insert(0, level)
         self.up = nn.ModuleList(levels)
         self.norm_out = _normalize(block_in)
-        self.conv_out = nn.Conv2d(block_in, out_ch, 3, padding=1)
+        self.conv_out = Conv2d(block_in, out_ch, 3, padding=1)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         h = self.conv_in(z)
@@ -232,7 +268,7 @@ class Decoder(nn.Module):
                 h = level.upsample(h)
         if self.give_pre_end:
             return h
-        h = self.conv_out(F.silu(self.norm_out(h)))
+        h = self.conv_out(group_norm_silu(self.norm_out, h))
         return torch.tanh(h) if self.tanh_out else h
 
 
@@ -266,11 +302,21 @@ class VectorQuantizer(nn.Module):
 
     def _nearest_fp32(self, z_flat: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
         e_sq = torch.sum(codebook**2, dim=1)
-        step = max(1, _MAX_DISTANCES_PER_CHUNK // self.n_e)
+        z_sq = torch.sum(z_flat**2, dim=1, keepdim=True)
         out = torch.empty(z_flat.shape[0], dtype=torch.long, device=z_flat.device)
+        if fast_enabled() and z_flat.device.type == "cpu":
+            # Cache-sized blocks and in-place updates; the distances are bit-identical:
+            # (|z|^2 + |e|^2) - 2 z.e, with 2 z.e exact and one rounding for the subtraction.
+            step = max(1, _FAST_DISTANCES_PER_CHUNK // self.n_e)
+            for start in range(0, z_flat.shape[0], step):
+                d = torch.add(z_sq[start : start + step], e_sq)
+                d.sub_(z_flat[start : start + step] @ codebook.t(), alpha=2)
+                out[start : start + step] = torch.argmin(d, dim=1)
+            return out
+        step = max(1, _MAX_DISTANCES_PER_CHUNK // self.n_e)
         for start in range(0, z_flat.shape[0], step):
             zc = z_flat[start:start + step]
-            d = torch.sum(zc**2, dim=1, keepdim=True) + e_sq - 2 * (zc @ codebook.t())
+            d = z_sq[start:start + step] + e_sq - 2 * (zc @ codebook.t())
             out[start:start + step] = torch.argmin(d, dim=1)
         return out
 
@@ -300,8 +346,8 @@ class VQModelTorch(nn.Module):
         self.encoder = Encoder(**ddconfig)
         self.decoder = Decoder(**ddconfig)
         self.quantize = VectorQuantizer(n_embed, embed_dim, beta=0.25)
-        self.quant_conv = nn.Conv2d(ddconfig["z_channels"], embed_dim, 1)
-        self.post_quant_conv = nn.Conv2d(embed_dim, ddconfig["z_channels"], 1)
+        self.quant_conv = Conv2d(ddconfig["z_channels"], embed_dim, 1)
+        self.post_quant_conv = Conv2d(embed_dim, ddconfig["z_channels"], 1)
         self.downsample_factor = 2 ** (len(ddconfig.get("ch_mult", (1, 2, 4, 8))) - 1)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,291 @@
+"""CPU speed benchmark of the ResShift networks and chains: reference path vs fast path.
+
+``python -m resshift.bench`` builds the released architectures with random weights (full size) and
+times, in one process and interleaved (reference, fast, reference, fast, ...):
+
+* one UNet forward on a 64x64 latent, VQ encode at 256x256, VQ decode 64x64 -> 256x256 (with the
+  codebook search, as the sampler calls it);
+* the whole v3 (4-step) and v1 (15-step) chain for one 64x64 LR: bicubic x4, encode, T UNet steps,
+  decode, clamp (``ResShiftSR.sample_patches``).
+
+The protocol follows the official timings in ``golden/timing.json`` (2 threads, float32,
+``torch.inference_mode``, batch 1, median of N after one warm-up), which are printed alongside. It
+also counts FLOPs (``torch.utils.flop_counter``; the fast path does fewer: its upsampling
+convolutions use the sub-pixel form), prints achieved GFLOP/s, the equivalence of the two paths'
+outputs, and the load average before and after each component (the figures are only comparable
+with each other when the machine is otherwise idle). ``--memory`` also measures the peak RSS of
+decoding a 256x256 latent (1024x1024 output) in a fresh subprocess.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from resshift.models.fast import fast_kernels
+
+# name -> (runs, warm-up runs) as in the official timing protocol
+PROTOCOL = {
+    "unet_forward_b1_64x64": (10, 1),
+    "vq_encode_256x256": (5, 1),
+    "vq_decode_64x64_to_256x256": (5, 1),
+    "sampler_v3_4steps_64_to_256": (3, 1),
+    "sampler_v1_15steps_64_to_256": (3, 1),
+}
+
+TINY_UNET = {
+    "image_size": 64, "in_channels": 3, "model_channels": 32, "out_channels": 3,
+    "attention_resolutions": [64, 32, 16, 8], "channel_mult": [1, 2, 2, 4], "num_res_blocks": [1, 1, 1, 1],
+    "num_head_channels": 32, "use_scale_shift_norm": True, "swin_depth": 2, "swin_embed_dim": 64,
+    "window_size": 8, "mlp_ratio": 4, "cond_lq": True, "lq_size": 64,
+}
+TINY_VQ = {
+    "embed_dim": 3, "n_embed": 64,
+    "ddconfig": {"double_z": False, "z_channels": 3, "resolution": 256, "in_channels": 3, "out_ch": 3,
+                 "ch": 32, "ch_mult": [1, 2, 4], "num_res_blocks": 1, "attn_resolutions": [], "dropout": 0.0},
+}
+
+
+def load_average() -> float:
+    """The 1-minute load average (NaN where unavailable)."""
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return float("nan")
+
+
+def build_networks(tiny: bool = False, unet: bool = True) -> tuple[torch.nn.Module | None, torch.nn.Module]:
+    """UNet (unless ``unet=False``) and VQ-f4 with random weights: default init (seed 0) plus
+    0.05 * randn on every tensor."""
+    from resshift.models import UNetModelSwin, VQModelTorch
+    from resshift.models.configs import AUTOENCODER_PARAMS, UNET_PARAMS
+
+    torch.manual_seed(0)
+    unet_net = UNetModelSwin(**(TINY_UNET if tiny else UNET_PARAMS)).eval() if unet else None
+    vq = VQModelTorch(**(TINY_VQ if tiny else AUTOENCODER_PARAMS)).eval()
+    with torch.no_grad():
+        for seed, net in ((2001, unet_net), (2002, vq)):
+            if net is None:
+                continue
+            gen = torch.Generator().manual_seed(seed)
+            for p in net.parameters():
+                p.add_(0.05 * torch.randn(p.shape, generator=gen))
+    return unet_net, vq
+
+
+def _cpu_flash_flops(query_shape, key_shape, value_shape, *args, **kwargs) -> int:
+    from torch.utils.flop_counter import sdpa_flop_count
+
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+def count_flops(fn: Callable[[], object]) -> int:
+    """2 x multiply-adds of convolutions and matrix products, as the official count; the CPU flash
+    attention kernel (unknown to ``FlopCounterMode``) is counted like the other SDPA kernels."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    mapping = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_flash_flops}
+    with FlopCounterMode(display=False, custom_mapping=mapping) as counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
+def _relative_difference(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).abs().max() / b.abs().max().clamp_min(1e-12))
+
+
+def time_interleaved(
+    fns: dict[str, Callable[[], object]], runs: int, warmup: int
+) -> dict[str, list[float]]:
+    """Wall-clock seconds of each callable, run alternately ``runs`` times after ``warmup`` rounds."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(runs):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def _components(unet, vq, steps_v1: int = 15):
+    from resshift.methods.resshift_method import ResShiftSR, schedule_for
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 3, 64, 64, generator=gen)
+    lq = torch.rand(1, 3, 64, 64, generator=gen) * 2 - 1
+    t = torch.tensor([2])
+    img = torch.rand(1, 3, 256, 256, generator=gen) * 2 - 1
+    latent = torch.randn(1, 3, 64, 64, generator=gen)
+
+    def chain(version: str):
+        def run(fast: bool):
+            method = ResShiftSR(unet, vq, schedule_for(version), fast=fast)
+            noise = {"generators": [torch.Generator().manual_seed(1)]}
+            return method.sample_patches(lq, noise)
+        return run
+
+    def with_kernels(fn):
+        def run(fast: bool):
+            with fast_kernels(fast):
+                return fn()
+        return run
+
+    return {
+        "unet_forward_b1_64x64": with_kernels(lambda: unet(x, t, lq=lq)),
+        "vq_encode_256x256": with_kernels(lambda: vq.encode(img)),
+        "vq_decode_64x64_to_256x256": with_kernels(lambda: vq.decode(latent)),
+        "sampler_v3_4steps_64_to_256": chain("v3"),
+        "sampler_v1_15steps_64_to_256": chain("v1"),
+    }
+
+
+def official_timings(path: Path | None) -> dict:
+    """The official figures (``golden/timing.json``), or an empty dict if the file is absent."""
+    if path is None:
+        from resshift.paths import shared_dir
+
+        path = shared_dir() / "golden" / "timing.json"
+    if not Path(path).is_file():
+        return {}
+    return json.loads(Path(path).read_text())
+
+
+def run_benchmark(
+    names: list[str], runs_scale: float = 1.0, tiny: bool = False, official_path: Path | None = None
+) -> dict:
+    """Time every component on both paths; returns a JSON-ready report (also printed as it goes)."""
+    official = official_timings(official_path)
+    unet, vq = build_networks(tiny)
+    components = _components(unet, vq)
+    report: dict = {
+        "torch_version": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "interop_threads": torch.get_num_interop_threads(),
+        "nproc": os.cpu_count(),
+        "mode": "torch.inference_mode(), float32, CPU, batch 1",
+        "weights": "random: torch.manual_seed(0) default init + 0.05*randn (seeds 2001, 2002)",
+        "tiny": tiny,
+        "components": {},
+    }
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {'tiny' if tiny else 'full-size'} networks")
+    header = f"{'component':32s} {'official':>9s} {'reference':>10s} {'fast':>8s} {'speed-up':>9s} " \
+             f"{'vs official':>11s} {'GFLOP ref/fast':>16s} {'GFLOP/s fast':>12s} {'rel. diff':>9s} {'load':>11s}"
+    print(header)
+    for name in names:
+        fn = components[name]
+        runs, warmup = PROTOCOL[name]
+        runs = max(1, round(runs * runs_scale))
+        load_before = load_average()
+        with torch.inference_mode():
+            paths = {"reference": functools.partial(fn, False), "fast": functools.partial(fn, True)}
+            out_ref, out_fast = paths["reference"](), paths["fast"]()
+            flops = {k: count_flops(path) for k, path in paths.items()}
+            times = time_interleaved(paths, runs, warmup)
+        load_after = load_average()
+        med = {k: statistics.median(v) for k, v in times.items()}
+        official_median = official.get("timings", {}).get(name, {}).get("median_s")
+        entry = {
+            "runs": runs,
+            "warmup": warmup,
+            "median_s": med,
+            "all_s": times,
+            "flops": flops,
+            "gflop_per_s_at_median": {k: flops[k] / med[k] / 1e9 for k in med},
+            "speedup_fast_vs_reference": med["reference"] / med["fast"],
+            "max_abs_diff_relative_to_scale": _relative_difference(out_fast.float(), out_ref.float()),
+            "load_average_1min": [load_before, load_after],
+            "official_median_s": official_median,
+            "speedup_fast_vs_official": (official_median / med["fast"]) if official_median else None,
+        }
+        report["components"][name] = entry
+        off = f"{official_median:8.2f}s" if official_median else f"{'-':>9s}"
+        vs_off = f"{entry['speedup_fast_vs_official']:10.2f}x" if official_median else f"{'-':>11s}"
+        print(
+            f"{name:32s} {off} {med['reference']:9.2f}s {med['fast']:7.2f}s {entry['speedup_fast_vs_reference']:8.2f}x "
+            f"{vs_off} {flops['reference'] / 1e9:7.1f}/{flops['fast'] / 1e9:<8.1f} "
+            f"{entry['gflop_per_s_at_median']['fast']:12.1f} {entry['max_abs_diff_relative_to_scale']:9.1e} "
+            f"{load_before:5.1f}->{load_after:<5.1f}",
+            flush=True,
+        )
+    return report
+
+
+_MEMORY_CHILD = """
+import resource, sys, torch
+from resshift.bench import build_networks
+from resshift.models.fast import fast_kernels
+torch.set_num_threads({threads})
+_, vq = build_networks(tiny={tiny}, unet=False)
+z = torch.randn(1, 3, {side}, {side})
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+with torch.inference_mode(), fast_kernels({fast}):
+    out = vq.decode(z)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print("RESULT", base, peak, tuple(out.shape))
+"""
+
+
+def decode_peak_rss(side: int = 256, fast: bool = True, tiny: bool = False, threads: int = 2) -> dict:
+    """Peak RSS (MiB) of decoding a ``side x side`` latent in a fresh Python process (random weights)."""
+    code = _MEMORY_CHILD.format(side=side, fast=fast, tiny=tiny, threads=threads)
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"decode subprocess failed:\n{proc.stderr[-2000:]}")
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT"))
+    _, base, peak, *shape = line.split(maxsplit=3)
+    scale = 1024 if sys.platform != "darwin" else 1024 * 1024  # ru_maxrss: KiB on Linux, bytes on macOS
+    return {
+        "latent": [side, side],
+        "output_shape": shape[0],
+        "peak_rss_MiB": int(peak) / scale,
+        "rss_before_decode_MiB": int(base) / scale,
+        "seconds": time.perf_counter() - start,
+        "fast": fast,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m resshift.bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--threads", type=int, default=2, help="torch threads (default: 2, as the official timings)")
+    p.add_argument("--only", nargs="+", choices=list(PROTOCOL), default=list(PROTOCOL), help="components to time")
+    p.add_argument("--runs-scale", type=float, default=1.0, help="multiply the number of timed runs")
+    p.add_argument("--tiny", action="store_true", help="small networks (a smoke test of the script)")
+    p.add_argument("--memory", action="store_true", help="also measure the peak RSS of a 256x256-latent decode")
+    p.add_argument("--memory-side", type=int, default=256, help="latent side for --memory (default: 256)")
+    p.add_argument("--official", type=Path, default=None, help="official timing.json (default: the shared one)")
+    p.add_argument("--json", type=Path, default=None, help="write the report here")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.set_num_interop_threads(args.threads)
+    report = run_benchmark(args.only, args.runs_scale, args.tiny, args.official)
+    if args.memory:
+        mem = decode_peak_rss(args.memory_side, fast=True, tiny=args.tiny, threads=args.threads)
+        report["decode_peak_rss"] = mem
+        print(
+            f"peak RSS decoding a {args.memory_side}x{args.memory_side} latent to {mem['output_shape']}: "
+            f"{mem['peak_rss_MiB']:.0f} MiB (before the decode: {mem['rss_before_decode_MiB']:.0f} MiB, "
+            f"{mem['seconds']:.0f} s)"
+        )
+    report["max_rss_this_process_MiB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
