@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,11 @@ def test_imagenet_preset_on_val_sr_mirror(small_release_files: Path, tmp_path: P
         assert name in summary["metrics"] or name in summary["unavailable"]
     rows = all_rows(spec.records_dir, "sr")
     assert all(r["sr_hw"] == [256, 256] for r in rows)
+    # the checkpoint's SHA-256 is on every result row
+    v3_file = small_release_files / "resshift_realsrx4_s4_v3.pth"
+    expected = hashlib.sha256(v3_file.read_bytes()).hexdigest()
+    assert summary["method_info"]["checkpoint_sha256"] == expected
+    assert {r["provenance"]["checkpoint_sha256"] for r in all_rows(spec.records_dir, "metrics")} == {expected}
 
 
 def test_realworld_preset_on_realset65_mirror(small_release_files: Path, tmp_path: Path,

@@ -315,19 +315,22 @@ def build_resshift(
     provenance: dict[str, object] = {"version": version}
     if unet is None or autoencoder is None:
         from resshift import weights
+        from resshift.provenance import file_sha256
 
         if unet is None:
-            unet = weights.load_unet(
-                version, unet_path, device=device, offline_dir=weights_dir, download=download
-            )
-            provenance["unet_checkpoint"] = str(unet_path or weights.get_entry(version).filename)
+            unet_path = unet_path or weights.resolve_checkpoint(version, offline_dir=weights_dir, download=download)
+            unet = weights.load_unet(version, unet_path, device=device, offline_dir=weights_dir, download=download)
+            provenance["unet_checkpoint"] = str(unet_path)
+            provenance["checkpoint_sha256"] = file_sha256(unet_path)
         if autoencoder is None:
+            autoencoder_path = autoencoder_path or weights.resolve_checkpoint(
+                "vqgan", offline_dir=weights_dir, download=download
+            )
             autoencoder = weights.load_autoencoder(
                 autoencoder_path, device=device, offline_dir=weights_dir, download=download
             )
-            provenance["autoencoder_checkpoint"] = str(
-                autoencoder_path or weights.get_entry("vqgan").filename
-            )
+            provenance["autoencoder_checkpoint"] = str(autoencoder_path)
+            provenance["autoencoder_sha256"] = file_sha256(autoencoder_path)
     return ResShiftSR(
         unet,
         autoencoder,
