@@ -30,7 +30,7 @@ from torch import nn
 from resshift.diffusion.schedule import ResShiftSchedule
 from resshift.methods.registry import register_method
 from resshift.methods.resshift_method import ResShiftSR
-from resshift.models.sr3_unet import SR3UNet
+from resshift.models.sr3_unet import SR3UNet, read_unet_file
 
 CHECKPOINT_FORMAT = "resshift-bench/resshift-pixel/1"
 SCALE = 4
@@ -110,27 +110,8 @@ def save_checkpoint(path: str | Path, net: SR3UNet, schedule: ResShiftSchedule,
 
 def load_checkpoint(path: str | Path) -> tuple[SR3UNet, ResShiftSchedule, dict[str, Any]]:
     """Read a file written by :func:`save_checkpoint`: ``(net in float32, eval mode; schedule; config)``."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        with safe_open(str(path), framework="pt") as fh:
-            meta = fh.metadata() or {}
-    except Exception as err:  # noqa: BLE001 - any parse failure is a bad file
-        raise ValueError(f"{path} is not a safetensors file: {err}") from err
-    if meta.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a {CHECKPOINT_FORMAT} checkpoint (format {meta.get('format')!r})")
-    config = json.loads(meta["config"])
-    net = SR3UNet(**config["model"])
-    state = {k: v.float() for k, v in load_file(str(path)).items()}
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        raise ValueError(f"{path}: weights do not match the stored model config: {err}") from err
-    return net.eval(), schedule_from_description(config["schedule"]), config
+    net, config = read_unet_file(path, CHECKPOINT_FORMAT)
+    return net, schedule_from_description(config["schedule"]), config
 
 
 def build_pixel_resshift(net: SR3UNet, schedule: ResShiftSchedule, *, name: str = "resshift-pixel",

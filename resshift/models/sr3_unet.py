@@ -138,6 +138,12 @@ def load_checkpoint(path: str | Path) -> tuple[SR3UNet, dict[str, Any]]:
 
     Errors name the file: missing, not our format, or weights that do not fit the stored config.
     """
+    return read_unet_file(path, CHECKPOINT_FORMAT)
+
+
+def read_unet_file(path: str | Path, expected_format: str) -> tuple[SR3UNet, dict[str, Any]]:
+    """An :class:`SR3UNet` (float32, eval mode) and the JSON ``config`` stored in a safetensors file whose
+    metadata ``format`` is ``expected_format`` (any checkpoint format built on this network)."""
     from safetensors import safe_open
     from safetensors.torch import load_file
 
@@ -149,12 +155,13 @@ def load_checkpoint(path: str | Path) -> tuple[SR3UNet, dict[str, Any]]:
             meta = fh.metadata() or {}
     except Exception as err:  # noqa: BLE001 - any parse failure is a bad file
         raise ValueError(f"{path} is not a safetensors file: {err}") from err
-    if meta.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a {CHECKPOINT_FORMAT} checkpoint (format {meta.get('format')!r})")
+    if meta.get("format") != expected_format:
+        raise ValueError(f"{path} is not a {expected_format} checkpoint (format {meta.get('format')!r})")
     config = json.loads(meta["config"])
     model = SR3UNet(**config["model"])
+    state = {k: v.float() for k, v in load_file(str(path)).items()}
     try:
-        model.load_state_dict(load_file(str(path)), strict=True)
+        model.load_state_dict(state, strict=True)
     except RuntimeError as err:
         raise ValueError(f"{path}: weights do not match the stored model config: {err}") from err
     return model.eval(), config
