@@ -46,3 +46,12 @@ def _deterministic_threads():
     torch.set_num_threads(min(2, before))
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture()
+def one_thread():
+    """One torch thread (tiny networks, small FFTs): avoids oversubscription on a shared machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -27,13 +27,7 @@ from resshift.timing import Timer
 SPECTRAL = ["hf-ratio", "hf-log-ratio-abs", "psnr-low", "psnr-mid", "psnr-high", "hf-ratio-lrup"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small FFTs: one thread is faster than two fighting over a loaded machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -31,13 +31,7 @@ TINY_NET = {"model_channels": 32, "channel_mult": [1, 2], "num_res_blocks": 1, "
 SCHEDULE = ResShiftSchedule.from_config(steps=4, kappa=2.0, min_noise_level=0.2)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny networks: one thread avoids oversubscription on shared machines."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _images(n: int = 3, size: int = 40, seed: int = 0) -> list[torch.Tensor]:

@@ -15,7 +15,8 @@ import torch  # noqa: E402
 from resshift.reports.tables import arrow, metric_columns  # noqa: E402
 
 
-def _save(fig: plt.Figure, out_dir: Path, stem: str) -> list[Path]:
+def save_figure(fig: plt.Figure, out_dir: Path, stem: str) -> list[Path]:
+    """Write ``<stem>.png`` and ``<stem>.pdf`` into ``out_dir`` and close the figure."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / f"{stem}.png", out_dir / f"{stem}.pdf"]
     for p in paths:
@@ -57,7 +58,7 @@ def quality_vs(df: pd.DataFrame, x: str, out_dir: Path, stem: str, xlabel: str, 
             ax.set_xscale("log")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
-    return _save(fig, out_dir, stem)
+    return save_figure(fig, out_dir, stem)
 
 
 def per_image_distributions(per_image: pd.DataFrame, out_dir: Path) -> list[Path]:
@@ -78,7 +79,7 @@ def per_image_distributions(per_image: pd.DataFrame, out_dir: Path) -> list[Path
         ax.set_xticks(range(1, len(groups) + 1), [k for k, _ in groups], fontsize=7, rotation=30, ha="right")
         ax.set_title(f"{metric} per image")
         ax.grid(alpha=0.3, axis="y")
-    return _save(fig, out_dir, "per_image_distributions")
+    return save_figure(fig, out_dir, "per_image_distributions")
 
 
 def comparison_grid(panels: list[tuple[str, torch.Tensor]], out_dir: Path, stem: str = "visual_comparison",
@@ -98,4 +99,4 @@ def comparison_grid(panels: list[tuple[str, torch.Tensor]], out_dir: Path, stem:
         ax.imshow(patch, interpolation="nearest")
         ax.set_title(title, fontsize=8)
         ax.axis("off")
-    return _save(fig, out_dir, stem)
+    return save_figure(fig, out_dir, stem)

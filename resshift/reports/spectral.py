@@ -25,6 +25,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from resshift.reports.plots import save_figure  # noqa: E402
 from resshift.runner.spectra import REFERENCE_LABELS, RunSpectra, load_run_spectra  # noqa: E402
 
 SPECTRAL_COLUMNS = ("hf-ratio", "hf-log-ratio-abs", "psnr-low", "psnr-mid", "psnr-high", "hf-ratio-lrup")
@@ -243,15 +244,6 @@ def frequency_finding(df: pd.DataFrame, per_image: pd.DataFrame,
     return "\n".join(out)
 
 
-def _save(fig: plt.Figure, out_dir: Path, stem: str) -> list[Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [out_dir / f"{stem}.png", out_dir / f"{stem}.pdf"]
-    for p in paths:
-        fig.savefig(p, dpi=130, bbox_inches="tight")
-    plt.close(fig)
-    return paths
-
-
 def _ratio_axes(ax: plt.Axes) -> None:
     ax.set_yscale("log", base=2)
     ax.axhline(1.0, color="black", lw=0.8)
@@ -286,7 +278,7 @@ def spectrum_ratio_figure(df: pd.DataFrame, curves: dict[str, tuple[str, np.ndar
         ax.set_ylabel(f"power SR / {'GT' if ref == 'gt' else 'bicubic-up LR'} (geometric mean)")
         ax.set_title(protocol, fontsize=9)
         ax.legend(fontsize=7)
-    return _save(fig, out_dir, stem)
+    return save_figure(fig, out_dir, stem)
 
 
 def hf_ratio_vs_nfe(df: pd.DataFrame, out_dir: Path, stem: str = "hf_ratio_vs_nfe") -> list[Path]:
@@ -311,7 +303,7 @@ def hf_ratio_vs_nfe(df: pd.DataFrame, out_dir: Path, stem: str = "hf_ratio_vs_nf
         ref = "GT" if col == "hf-ratio" else "bicubic-up LR"
         ax.set_title(f"{col}: HF energy SR / {ref} (1 = as {ref})", fontsize=9)
         ax.legend(fontsize=7)
-    return _save(fig, out_dir, stem)
+    return save_figure(fig, out_dir, stem)
 
 
 CONVENTION_TEXT = (
