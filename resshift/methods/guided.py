@@ -27,8 +27,7 @@ from resshift.diffusion.gaussian import (
     sampling_levels,
 )
 from resshift.diffusion.guidance import OPERATORS, SeparableOperator, sample_ddnm, sample_ddrm
-from resshift.methods.base import SRMethod
-from resshift.methods.patchwise import autocast, check_precision, run_patchwise
+from resshift.methods.patchwise import PatchwiseSRMethod, autocast, check_precision
 from resshift.methods.registry import register_method
 from resshift.paths import cache_dir
 from resshift.provenance import file_sha256
@@ -106,7 +105,7 @@ def load_prior(kind: str, checkpoint: str | None, config: dict[str, Any] | None 
     raise ValueError(f"unknown prior kind {kind!r} (known: {', '.join(PRIORS)})")
 
 
-class GuidedPriorSR(SRMethod):
+class GuidedPriorSR(PatchwiseSRMethod):
     """DDNM or DDRM x4 SR on an unconditional prior, with a known operator."""
 
     scale = 4
@@ -170,19 +169,8 @@ class GuidedPriorSR(SRMethod):
             )
         return (out + 1) / 2
 
-    @torch.inference_mode()
-    def upscale(self, lr: torch.Tensor, generators: Sequence[torch.Generator] | None = None) -> torch.Tensor:
-        lr = lr.to(self.device, torch.float32)
-        multiple = max(1, -(-self.prior.size_multiple // self.scale))
-        return run_patchwise(
-            lr,
-            generators,
-            self._sample,
-            scale=self.scale,
-            pad_multiple=multiple,
-            chop_size=self.chop_size,
-            chop_stride=self.chop_stride,
-        )
+    def lr_pad_multiple(self) -> int:
+        return max(1, -(-self.prior.size_multiple // self.scale))
 
     def describe(self) -> dict[str, object]:
         return {

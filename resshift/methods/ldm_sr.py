@@ -19,8 +19,7 @@ from typing import Any
 import torch
 
 from resshift.diffusion.gaussian import batch_randn
-from resshift.methods.base import SRMethod
-from resshift.methods.patchwise import autocast, check_precision, run_patchwise
+from resshift.methods.patchwise import PatchwiseSRMethod, autocast, check_precision
 from resshift.methods.registry import register_method
 
 DEFAULT_MODEL = "CompVis/ldm-super-resolution-4x-openimages"
@@ -64,7 +63,7 @@ def load_pipeline(
         ) from err
 
 
-class LDMSR(SRMethod):
+class LDMSR(PatchwiseSRMethod):
     """x4 SR with a latent-diffusion pipeline (``unet`` input = latent + LR, DDIM, VQ decode)."""
 
     name = "ldm-sr"
@@ -112,18 +111,8 @@ class LDMSR(SRMethod):
             image = self.vqvae.decode(latents).sample.float()
         return (image.clamp(-1.0, 1.0) + 1) / 2
 
-    @torch.inference_mode()
-    def upscale(self, lr: torch.Tensor, generators: Sequence[torch.Generator] | None = None) -> torch.Tensor:
-        lr = lr.to(self.device, torch.float32)
-        return run_patchwise(
-            lr,
-            generators,
-            self._sample,
-            scale=self.scale,
-            pad_multiple=self._multiple,
-            chop_size=self.chop_size,
-            chop_stride=self.chop_stride,
-        )
+    def lr_pad_multiple(self) -> int:
+        return self._multiple
 
     def describe(self) -> dict[str, object]:
         return {

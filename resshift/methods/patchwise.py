@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from resshift.methods.base import SRMethod
 from resshift.methods.resshift_method import DTYPES, per_tile_generators  # noqa: F401 (re-exported)
 from resshift.methods.tiling import TileBlender, plan_tiles, reflect_pad_to_multiple
 
@@ -78,3 +79,34 @@ def run_patchwise(
     result = blender.result() if blender is not None else out
     assert result is not None
     return result.clamp(0.0, 1.0)
+
+
+class PatchwiseSRMethod(SRMethod):
+    """A baseline whose ``upscale`` is :func:`run_patchwise` over its ``_sample`` (one tile batch).
+
+    Subclasses set ``device``, ``chop_size``, ``chop_stride`` and implement ``_sample`` and
+    :meth:`lr_pad_multiple`.
+    """
+
+    device: torch.device
+    chop_size: int | None = None
+    chop_stride: int | None = None
+
+    def lr_pad_multiple(self) -> int:
+        """The LR size multiple each tile is reflect-padded to (the network's, in LR pixels)."""
+        raise NotImplementedError
+
+    def _sample(self, lr: torch.Tensor, generators: Sequence[torch.Generator]) -> torch.Tensor:
+        raise NotImplementedError
+
+    @torch.inference_mode()
+    def upscale(self, lr: torch.Tensor, generators: Sequence[torch.Generator] | None = None) -> torch.Tensor:
+        return run_patchwise(
+            lr.to(self.device, torch.float32),
+            generators,
+            self._sample,
+            scale=self.scale,
+            pad_multiple=self.lr_pad_multiple(),
+            chop_size=self.chop_size,
+            chop_stride=self.chop_stride,
+        )

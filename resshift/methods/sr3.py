@@ -16,8 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from resshift.diffusion.gaussian import batch_randn, make_betas, sample_ddim, sample_ddpm, sampling_levels
-from resshift.methods.base import SRMethod
-from resshift.methods.patchwise import autocast, check_precision, run_patchwise
+from resshift.methods.patchwise import PatchwiseSRMethod, autocast, check_precision
 from resshift.methods.registry import register_method
 from resshift.models.sr3_unet import SR3UNet, load_checkpoint
 from resshift.paths import cache_dir
@@ -31,7 +30,7 @@ def default_checkpoint() -> Path:
     return cache_dir() / "weights" / "sr3_x4.safetensors"
 
 
-class SR3StyleSR(SRMethod):
+class SR3StyleSR(PatchwiseSRMethod):
     """Conditional Gaussian diffusion SR with an :class:`SR3UNet` (6 input channels)."""
 
     name = "sr3"
@@ -95,19 +94,8 @@ class SR3StyleSR(SRMethod):
             x = sample_ddim(eps_fn, x, self.levels, generators, eta=self.eta, clip_x0=self.clip_x0)
         return (x + 1) / 2
 
-    @torch.inference_mode()
-    def upscale(self, lr: torch.Tensor, generators: Sequence[torch.Generator] | None = None) -> torch.Tensor:
-        lr = lr.to(self.device, torch.float32)
-        multiple = max(1, self.model.size_multiple // self.scale)
-        return run_patchwise(
-            lr,
-            generators,
-            self._sample,
-            scale=self.scale,
-            pad_multiple=multiple,
-            chop_size=self.chop_size,
-            chop_stride=self.chop_stride,
-        )
+    def lr_pad_multiple(self) -> int:
+        return max(1, self.model.size_multiple // self.scale)
 
     def describe(self) -> dict[str, object]:
         return {
