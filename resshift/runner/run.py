@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,11 +86,13 @@ def all_rows(records_dir: Path, kind: str) -> list[dict[str, Any]]:
     return [merged[k] for k in sorted(merged)]
 
 
-def _batches(items: Iterator[Any], batch_size: int) -> Iterator[list[Any]]:
-    """Group consecutive samples whose LR shapes are equal into lists of at most ``batch_size``."""
+def _batches(items: Iterator[Any], batch_size: int,
+             key: Callable[[Any], Any] = lambda s: s.lr.shape) -> Iterator[list[Any]]:
+    """Group consecutive items with equal ``key`` (default: the sample's LR shape) into lists of at
+    most ``batch_size``."""
     batch: list[Any] = []
     for item in items:
-        if batch and (len(batch) >= batch_size or batch[0].lr.shape != item.lr.shape):
+        if batch and (len(batch) >= batch_size or key(batch[0]) != key(item)):
             yield batch
             batch = []
         batch.append(item)
@@ -194,11 +196,8 @@ def run_metrics_phase(spec: RunSpec, dataset: Any, metrics: dict[str, Any],
                 fail(name, err)
 
     progress = tqdm(total=len(pending), desc=f"metrics {spec.method} on {spec.dataset}", unit="img", leave=False)
-    group: list[tuple[str, torch.Tensor, torch.Tensor | None, torch.Tensor]] = []
 
-    def flush() -> None:
-        if not group:
-            return
+    def score(group: list[tuple[str, torch.Tensor, torch.Tensor | None, torch.Tensor]]) -> None:
         names = [g[0] for g in group]
         sr = torch.stack([g[1] for g in group]).to(device)
         has_hr = group[0][2] is not None
@@ -226,13 +225,9 @@ def run_metrics_phase(spec: RunSpec, dataset: Any, metrics: dict[str, Any],
                 store.append(row)
                 counts["done"] += 1
         progress.update(len(names))
-        group.clear()
 
-    for item in loaded(pending):
-        if group and (len(group) >= batch_size or _shape_key(group[0]) != _shape_key(item)):
-            flush()
-        group.append(item)
-    flush()
+    for group in _batches(loaded(pending), batch_size, key=_shape_key):
+        score(group)
     progress.close()
     return counts
 
