@@ -133,8 +133,8 @@ class SRDataset:
         self.card = card
         self.root = root
         self._items = list(items)
-        names = [it.name for it in self._items]
-        if len(set(names)) != len(names):
+        self._index = {it.name: it for it in self._items}
+        if len(self._index) != len(self._items):
             raise DatasetError(f"data set {card.name!r}: duplicate item names")
 
     def __len__(self) -> int:
@@ -158,8 +158,7 @@ class SRDataset:
     def select(self, names: Iterable[str]) -> SRDataset:
         """A subset with the given names (kept in the set's sorted order); unknown names raise."""
         wanted = set(names)
-        known = {it.name for it in self._items}
-        missing = sorted(wanted - known)
+        missing = sorted(wanted - self._index.keys())
         if missing:
             raise KeyError(f"data set {self.card.name!r} has no item(s) {', '.join(missing[:5])}")
         return SRDataset(self.card, [it for it in self._items if it.name in wanted], self.root)
@@ -175,10 +174,9 @@ class SRDataset:
         if isinstance(item, int):
             item = self._items[item]
         elif isinstance(item, str):
-            matches = [it for it in self._items if it.name == item]
-            if not matches:
+            if item not in self._index:
                 raise KeyError(f"data set {self.card.name!r} has no item {item!r}")
-            item = matches[0]
+            item = self._index[item]
         card = self.card
         lr, lr_notes, lr_where = _read(item.lr)
         hr = None
