@@ -36,8 +36,8 @@ def slow(session: nox.Session) -> None:
 def eval(session: nox.Session) -> None:  # noqa: A001 - the session name users type
     """Run an evaluation (Hydra overrides after `--`), then write its report.
 
-    With no arguments: the shipped small models and bicubic on the embedded set (see
-    eval/experiment/embedded_default.yaml), reported in runs/embedded-default/report/.
+    With no arguments: the shipped small models and bicubic on the embedded set and the held-out
+    ImageNet split (eval/experiment/embedded_default.yaml), reported in runs/embedded-default/report/.
     """
     _install(session)
     args = session.posargs or ["-m", "+experiment=embedded_default"]

@@ -321,3 +321,54 @@ def test_hydra_method_configs_build(
     method = build_method(method_cfg["name"], device="cpu", dtype="fp32", **method_cfg["params"])
     assert method.nfe == 2
     assert method.upscale(lr_batch[:1], _gens(1)).shape == (1, 3, 32, 32)
+
+
+class _AsVelocity(torch.nn.Module):
+    """A noise predictor re-expressed as a velocity predictor: ``v = (eps - sqrt(1-ab) x_t) / sqrt(ab)``."""
+
+    def __init__(self, eps_model: SR3UNet) -> None:
+        super().__init__()
+        self.inner = eps_model
+        self.in_channels, self.size_multiple = eps_model.in_channels, eps_model.size_multiple
+
+    def forward(self, inp: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
+        eps = self.inner(inp, gamma).double()
+        g = gamma.double().reshape(-1, 1, 1, 1)
+        return ((eps - (1 - g**2).sqrt() * inp[:, :3].double()) / g).float()
+
+
+def test_v_prediction_models_sample_as_their_noise_equivalents(sr3_checkpoint: Path, lr_batch: torch.Tensor) -> None:
+    from resshift.methods.guided import Prior
+    from resshift.methods.sr3 import SR3StyleSR
+
+    model, config = load_checkpoint(sr3_checkpoint)
+    assert config["prediction"] == "eps"  # files without the field are noise predictors
+    ref = SR3StyleSR(model, config, steps=4).upscale(lr_batch, _gens(2))
+    as_v = SR3StyleSR(_AsVelocity(model), {**config, "prediction": "v"}, steps=4)
+    assert as_v.describe()["prediction"] == "v"
+    torch.testing.assert_close(as_v.upscale(lr_batch, _gens(2)), ref, atol=2e-5, rtol=0)
+    prior = _randomize(SR3UNet(in_channels=3, **TINY_SR3), seed=2)
+    x, ab = torch.randn(2, 3, 16, 16), torch.tensor([1e-4, 0.6], dtype=torch.float64)
+    eps = Prior(prior, linear_betas(1000), "ours", None).eps_fn("fp32", torch.device("cpu"))(x, ab)
+    via_v = Prior(_AsVelocity(prior), linear_betas(1000), "ours", None, prediction="v")
+    torch.testing.assert_close(via_v.eps_fn("fp32", torch.device("cpu"))(x, ab), eps, atol=1e-5, rtol=0)
+
+
+def test_unknown_prediction_is_refused_naming_the_file(tmp_path: Path) -> None:
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    model = SR3UNet(in_channels=6, **TINY_SR3)
+    with pytest.raises(ValueError, match="unknown prediction 'x0'"):
+        save_checkpoint(tmp_path / "x.safetensors", model, SCHEDULE, "bicubic-concat", prediction="x0")
+    good = save_checkpoint(tmp_path / "good.safetensors", model, SCHEDULE, "bicubic-concat", prediction="v")
+    from safetensors import safe_open
+
+    with safe_open(str(good), framework="pt") as fh:
+        meta = fh.metadata()
+    cfg = json.loads(meta["config"])
+    save_file(load_file(str(good)), str(tmp_path / "odd.safetensors"),
+              metadata={**meta, "config": json.dumps({**cfg, "prediction": "x0"})})
+    with pytest.raises(ValueError, match=r"odd\.safetensors: unknown prediction 'x0'"):
+        load_checkpoint(tmp_path / "odd.safetensors")

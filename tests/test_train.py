@@ -20,6 +20,7 @@ from resshift.diffusion.schedule import ResShiftSchedule
 from resshift.io import write_png
 from resshift.methods import build_method
 from resshift.methods.resshift_pixel import PixelResShiftNet, load_checkpoint, upsample_lq
+from resshift.models.sr3_unet import load_checkpoint as sr3_load
 from resshift.paths import PROJECT_ROOT
 from resshift.train.data import PatchPairs, load_images
 from resshift.train.loop import EMA, Trainer, TrainSettings, lr_factor
@@ -346,3 +347,21 @@ def test_ddp_two_gloo_processes(tmp_path):
 
     weights = load_file(str(tmp_path / "ddp" / "small-sr3.safetensors"))
     assert all(np.isfinite(v.float().numpy()).all() for v in weights.values())
+
+
+def test_v_prediction_loss_is_the_velocity_mse_and_is_stored_in_the_export(tmp_path):
+    obj = GaussianObjective(dict(TINY_NET), {"kind": "linear", "steps": 1000}, conditional=True, prediction="v")
+    torch.manual_seed(0)
+    model = obj.build_model()
+    hr, lr = PatchPairs(_images(), patch=16, degradation="bicubic", seed=2).batch(2, step=0)
+    loss, _ = obj.loss(model, hr, lr, torch.Generator().manual_seed(5))
+    # zero-initialised output: the loss is mean(v^2), v = sqrt(ab) eps - sqrt(1 - ab) x0, by hand
+    g = torch.Generator().manual_seed(5)
+    ab = obj.draw_levels(2, g).reshape(-1, 1, 1, 1)
+    eps = torch.randn(hr.shape, generator=g).double()
+    v = ab.sqrt() * eps - (1 - ab).sqrt() * (hr.double() * 2 - 1)
+    torch.testing.assert_close(loss, (v**2).mean(dim=(1, 2, 3)).float())
+    path = obj.export(model, tmp_path / "v.safetensors", {})
+    assert sr3_load(path)[1]["prediction"] == "v"
+    with pytest.raises(ValueError, match="unknown prediction 'x0'"):
+        GaussianObjective(dict(TINY_NET), {"kind": "linear", "steps": 10}, prediction="x0")

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from resshift.data.cards import DatasetCard, load_card
-from resshift.data.sources import locate
+from resshift.data.sources import DatasetNotAvailable, locate
 from resshift.io import IMAGE_SUFFIXES, ImageReadError, read_image_with_info
 
 
@@ -223,6 +223,19 @@ class SRDataset:
             yield group
 
 
+def _auto_build(card: DatasetCard, not_found: DatasetNotAvailable) -> Path:
+    """Build a set whose card says ``builder.auto`` (cheap, deterministic, from the shared folder)
+    into the data cache; a :class:`DatasetNotAvailable` naming both failures when that is impossible."""
+    from resshift.train.heldout import build_heldout
+
+    if "split" not in card.builder:
+        raise DatasetNotAvailable(f"{not_found}; card {card.name!r} has no automatic builder recipe")
+    try:
+        return build_heldout(card)
+    except FileNotFoundError as err:
+        raise DatasetNotAvailable(f"{not_found}; building it failed: {err}") from err
+
+
 def _apply_build_record(card: DatasetCard, root: Path) -> DatasetCard:
     """A set made by a builder carries ``build.json``: its protocol id and count replace the card's."""
     record_path = root / "build.json"
@@ -277,7 +290,12 @@ def open_dataset(
 
         set_root = Path(root).resolve() if root is not None else build_embedded(card)
     else:
-        set_root = locate(card, root=root, mirror=mirror)
+        try:
+            set_root = locate(card, root=root, mirror=mirror)
+        except DatasetNotAvailable as err:
+            if root is not None or not (card.builder or {}).get("auto"):
+                raise
+            set_root = _auto_build(card, err)
     card = _apply_build_record(card, set_root)
     items, found_hr = scan_folder_items(card, set_root)
     if found_hr != card.has_hr:

@@ -118,6 +118,42 @@ def _interp_timestep(log_ab: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------------------------------
+# What the network predicts
+# --------------------------------------------------------------------------------------------------
+
+PREDICTIONS = ("eps", "v")
+"""Network parameterisations: the noise ``eps`` (DDPM, SR3, ADM) or the velocity
+``v = sqrt(ab) eps - sqrt(1-ab) x0`` (Salimans & Ho 2022; the Stable Diffusion x4 upscaler)."""
+
+
+def check_prediction(prediction: str, where: str = "model") -> str:
+    """``prediction`` if it is one of :data:`PREDICTIONS`, else a ``ValueError`` naming ``where``."""
+    if prediction not in PREDICTIONS:
+        raise ValueError(f"{where}: unknown prediction {prediction!r} (known: {', '.join(PREDICTIONS)})")
+    return prediction
+
+
+def prediction_target(x0: torch.Tensor, noise: torch.Tensor, ab: torch.Tensor, prediction: str) -> torch.Tensor:
+    """The training target of a ``prediction``-parameterised network for ``x_t = sqrt(ab) x0 + sqrt(1-ab) noise``.
+
+    ``ab`` broadcasts against ``x0`` (e.g. ``[B, 1, 1, 1]``)."""
+    if check_prediction(prediction) == "eps":
+        return noise
+    return ab.sqrt() * noise - (1 - ab).sqrt() * x0
+
+
+def eps_from_prediction(out: torch.Tensor, x: torch.Tensor, ab: torch.Tensor, prediction: str) -> torch.Tensor:
+    """The noise implied by a network output ``out`` at ``x_t = x``, level ``ab`` (``[B]``).
+
+    For ``v``: ``eps = sqrt(ab) v + sqrt(1-ab) x_t``, which stays well conditioned at ``ab -> 0``
+    (pure noise), where an undertrained ``eps`` network's error is amplified into ``x0``."""
+    if check_prediction(prediction) == "eps":
+        return out
+    abv = ab.to(device=x.device, dtype=torch.float64).reshape(-1, *([1] * (x.ndim - 1)))
+    return (abv.sqrt() * out.double() + (1 - abv).sqrt() * x.double()).to(out.dtype)
+
+
+# --------------------------------------------------------------------------------------------------
 # Noise and the x0 prediction
 # --------------------------------------------------------------------------------------------------
 

@@ -2,7 +2,8 @@
 
 The prior is either OpenAI's ADM (``256x256_diffusion_uncond.pt``: ImageNet 256x256, learned sigma,
 linear 1000-step betas; only its noise prediction is used) or one of our unconditional
-:class:`~resshift.models.sr3_unet.SR3UNet` priors (``conditioning: none``). The operator is
+:class:`~resshift.models.sr3_unet.SR3UNet` priors (``conditioning: none``; a ``v``-predicting
+prior is converted to its noise prediction). The operator is
 ``"bicubic"`` (MATLAB imresize x1/4) or ``"avgpool"`` (4x4 block mean): both methods assume the LR
 image was made by exactly that operator (plus optional Gaussian noise ``sigma_y``). On data with
 another degradation (e.g. Real-ESRGAN-degraded ImageNet-Test) the operator is mis-specified by
@@ -22,6 +23,7 @@ from resshift.diffusion.gaussian import (
     alphas_cumprod,
     batch_randn,
     discrete_time_eps,
+    eps_from_prediction,
     linear_betas,
     make_betas,
     sampling_levels,
@@ -46,9 +48,11 @@ class Prior:
     """An unconditional noise predictor ``eps_fn(x in [-1,1], ab)`` with its training betas."""
 
     def __init__(
-        self, model: torch.nn.Module, betas: torch.Tensor, kind: str, checkpoint: str | None
+        self, model: torch.nn.Module, betas: torch.Tensor, kind: str, checkpoint: str | None,
+        prediction: str = "eps",
     ) -> None:
         self.model = model.eval()
+        self.prediction = prediction
         self.betas = betas
         self.kind = kind
         self.checkpoint = checkpoint
@@ -61,7 +65,8 @@ class Prior:
         else:
 
             def inner(x: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
-                return self.model(x, ab.sqrt().float()).float()
+                out = self.model(x, ab.sqrt().float()).float()
+                return eps_from_prediction(out, x, ab, self.prediction)
 
         def eps(x: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
             with autocast(precision, device):
@@ -100,7 +105,8 @@ def load_prior(kind: str, checkpoint: str | None, config: dict[str, Any] | None 
             )
         sched = dict(cfg["schedule"])
         return Prior(
-            model, make_betas(sched.pop("kind"), int(sched.pop("steps")), **sched), "ours", checkpoint
+            model, make_betas(sched.pop("kind"), int(sched.pop("steps")), **sched), "ours", checkpoint,
+            prediction=cfg["prediction"],
         )
     raise ValueError(f"unknown prior kind {kind!r} (known: {', '.join(PRIORS)})")
 
@@ -178,6 +184,7 @@ class GuidedPriorSR(PatchwiseSRMethod):
             "family": "guided prior (unconditional prior, LR steers the reverse path)",
             "algorithm": self.algorithm,
             "prior": self.prior.kind,
+            "prediction": self.prior.prediction,
             "steps": self.steps,
             "spacing": self.spacing,
             "eta": self.eta,

@@ -4,6 +4,8 @@ There are no official SR3 weights; the model is trained by this suite (checkpoin
 :func:`resshift.models.sr3_unet.save_checkpoint`). Because the network is conditioned on the
 continuous noise level, one checkpoint samples with any number of steps: the training schedule is
 respaced to ``steps`` levels and sampled with ancestral DDPM or DDIM (``eta``). NFE = ``steps``.
+The network predicts the noise or the velocity ``v`` (the checkpoint's ``prediction``); the
+samplers see the noise either way (:func:`resshift.diffusion.gaussian.eps_from_prediction`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,14 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from resshift.diffusion.gaussian import batch_randn, make_betas, sample_ddim, sample_ddpm, sampling_levels
+from resshift.diffusion.gaussian import (
+    batch_randn,
+    eps_from_prediction,
+    make_betas,
+    sample_ddim,
+    sample_ddpm,
+    sampling_levels,
+)
 from resshift.methods.patchwise import PatchwiseSRMethod, autocast, check_precision
 from resshift.methods.registry import register_method
 from resshift.models.sr3_unet import SR3UNet, load_checkpoint
@@ -64,6 +73,7 @@ class SR3StyleSR(PatchwiseSRMethod):
         self.dtype = check_precision(dtype, self.device)
         self.model = model.to(self.device).eval()
         self.config = config
+        self.prediction = str(config.get("prediction", "eps"))
         sched = dict(config["schedule"])
         self.betas = make_betas(sched.pop("kind"), int(sched.pop("steps")), **sched)
         self.levels = sampling_levels(self.betas, int(steps), spacing)
@@ -76,10 +86,10 @@ class SR3StyleSR(PatchwiseSRMethod):
         self._sha256 = file_sha256(checkpoint) if checkpoint else None
 
     def eps(self, x: torch.Tensor, ab: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """The network's noise prediction at level ``ab`` (``[B]``) given the upsampled LR ``cond``."""
+        """The noise the network predicts at level ``ab`` (``[B]``) given the upsampled LR ``cond``."""
         with autocast(self.dtype, self.device):
             out = self.model(torch.cat([x, cond], dim=1), ab.sqrt().float())
-        return out.float()
+        return eps_from_prediction(out.float(), x, ab, self.prediction)
 
     def _sample(self, lr: torch.Tensor, generators: Sequence[torch.Generator]) -> torch.Tensor:
         cond = F.interpolate(lr, scale_factor=self.scale, mode="bicubic", align_corners=False) * 2 - 1
@@ -111,6 +121,7 @@ class SR3StyleSR(PatchwiseSRMethod):
             "checkpoint": self.checkpoint,
             "checkpoint_sha256": self._sha256,
             "train_schedule": self.config.get("schedule"),
+            "prediction": self.prediction,
         }
 
 

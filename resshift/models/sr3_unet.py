@@ -24,6 +24,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from resshift.diffusion.gaussian import check_prediction
 from resshift.models.adm_unet import ADMUNet
 
 CONDITIONINGS = ("bicubic-concat", "none")
@@ -101,6 +102,7 @@ def save_checkpoint(
     schedule: dict[str, Any],
     conditioning: str,
     extra: dict[str, Any] | None = None,
+    prediction: str = "eps",
 ) -> Path:
     """Write ``model`` as a ``.safetensors`` file whose metadata holds everything needed to sample.
 
@@ -108,12 +110,14 @@ def save_checkpoint(
     ``model`` (the :class:`SR3UNet` constructor arguments), ``schedule`` (``{"kind": "linear" |
     "cosine", "steps": T, ...}``, the training betas, see :func:`resshift.diffusion.gaussian.make_betas`),
     ``conditioning`` (``"bicubic-concat"``: channels 4-6 are ``2*bicubic_x4(lr)-1``;
-    ``"none"``: unconditional prior), ``prediction`` (``"eps"``) and any ``extra`` (training facts).
+    ``"none"``: unconditional prior), ``prediction`` (``"eps"`` or ``"v"``, see
+    :data:`resshift.diffusion.gaussian.PREDICTIONS`) and any ``extra`` (training facts).
     """
     from safetensors.torch import save_file
 
     if conditioning not in CONDITIONINGS:
         raise ValueError(f"unknown conditioning {conditioning!r} (known: {', '.join(CONDITIONINGS)})")
+    check_prediction(prediction, str(path))
     expected_in = 6 if conditioning == "bicubic-concat" else 3
     if model.in_channels != expected_in:
         raise ValueError(
@@ -123,7 +127,7 @@ def save_checkpoint(
         "model": model.config,
         "schedule": dict(schedule),
         "conditioning": conditioning,
-        "prediction": "eps",
+        "prediction": prediction,
         **(extra or {}),
     }
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
@@ -136,9 +140,12 @@ def save_checkpoint(
 def load_checkpoint(path: str | Path) -> tuple[SR3UNet, dict[str, Any]]:
     """Read a file written by :func:`save_checkpoint`; returns ``(model in eval mode, config)``.
 
-    Errors name the file: missing, not our format, or weights that do not fit the stored config.
+    Errors name the file: missing, not our format, an unknown ``prediction``, or weights that do not
+    fit the stored config. Files without ``prediction`` are noise predictors (``"eps"``).
     """
-    return read_unet_file(path, CHECKPOINT_FORMAT)
+    model, config = read_unet_file(path, CHECKPOINT_FORMAT)
+    config["prediction"] = check_prediction(str(config.get("prediction", "eps")), str(path))
+    return model, config
 
 
 def read_unet_file(path: str | Path, expected_format: str) -> tuple[SR3UNet, dict[str, Any]]:

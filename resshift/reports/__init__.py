@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from resshift.reports.plots import comparison_grid, per_image_distributions, quality_vs
 from resshift.reports.reference import compare_with_reference
-from resshift.reports.results import find_run_dirs, per_image_table, runs_table
+from resshift.reports.results import find_run_dirs, find_skipped, per_image_table, runs_table
 from resshift.reports.spectral import frequency_section
 from resshift.reports.tables import reference_markdown, to_latex, to_markdown
 
@@ -97,6 +97,10 @@ def write_report(paths: list[str | Path], out_dir: str | Path, title: str = "Eva
         "",
     ]
     lines += [f"![{p.stem}]({p.name})" for p in figures if p.suffix == ".png"]
+    skipped = find_skipped(list(paths))
+    if skipped:
+        lines += ["", "## Skipped runs", "", "Data sets that could be neither found nor built here:", ""]
+        lines += [f"- {s.get('label') or s.get('method')} on {s.get('dataset')}: {s.get('reason')}" for s in skipped]
     report = out_dir / "report.md"
     report.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return report

@@ -22,6 +22,18 @@ def find_run_dirs(paths: list[str | Path]) -> list[Path]:
     return sorted(found)
 
 
+def find_skipped(paths: list[str | Path]) -> list[dict[str, Any]]:
+    """The ``skipped.json`` records (runs whose data set was unavailable) at or below each path,
+    except in folders that hold a finished run."""
+    out = []
+    for p in map(Path, paths):
+        files = [p / "skipped.json"] if (p / "skipped.json").is_file() else sorted(p.glob("**/skipped.json"))
+        for f in files:
+            if not (f.parent / "summary.json").is_file():
+                out.append(json.loads(f.read_text(encoding="utf-8")))
+    return out
+
+
 def load_summary(run_dir: Path) -> dict[str, Any]:
     path = Path(run_dir) / "summary.json"
     try:

@@ -1,11 +1,14 @@
 """Hydra entry point of an evaluation run: ``python -m resshift.runner.app [overrides]``.
 
 The config tree lives in ``eval/`` at the project root. Under ``torchrun`` each process evaluates a
-deterministic shard of the images (``RANK`` / ``WORLD_SIZE``); rank 0 merges and reports.
+deterministic shard of the images (``RANK`` / ``WORLD_SIZE``); rank 0 merges and reports. With
+``skip_unavailable=true`` a data set that can be neither found nor built is recorded in
+``<run dir>/skipped.json`` (and listed by the report) instead of failing the run.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -53,11 +56,33 @@ def spec_from_config(cfg: DictConfig, run_dir: Path) -> RunSpec:
     )
 
 
+SKIPPED_FILE = "skipped.json"
+
+
+def record_skipped(run_dir: Path, spec: RunSpec, reason: str) -> Path:
+    """Write ``<run_dir>/skipped.json`` (method, label, dataset, reason) for a run that could not start."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / SKIPPED_FILE
+    record = {"method": spec.method, "label": spec.setting.get("label"), "dataset": spec.dataset, "reason": reason}
+    path.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    log.warning("skipped %s on %s: %s", record["label"], spec.dataset, reason)
+    return path
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def main(cfg: DictConfig) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     spec = spec_from_config(cfg, run_dir)
-    run(spec)
+    from resshift.data.sources import DatasetNotAvailable
+
+    try:
+        run(spec)
+    except DatasetNotAvailable as err:
+        if not cfg.get("skip_unavailable", False):
+            raise
+        record_skipped(run_dir, spec, str(err))
+        return
+    (run_dir / SKIPPED_FILE).unlink(missing_ok=True)  # a set that was skipped before is there now
     if spec.rank != 0:  # rank 0 merges the shards and reports
         return
     log.info("run folder: %s", run_dir)

@@ -57,7 +57,8 @@ def build_objective(model_cfg: dict[str, Any]) -> Any:
                                  residual=bool(model_cfg.get("residual", False)))
     if kind == "gaussian":
         return GaussianObjective(dict(model_cfg["net"]), dict(model_cfg["schedule"]),
-                                 conditional=bool(model_cfg.get("conditional", True)))
+                                 conditional=bool(model_cfg.get("conditional", True)),
+                                 prediction=str(model_cfg.get("prediction", "eps")))
     raise ValueError(f"unknown objective {kind!r} (known: resshift, gaussian)")
 
 

@@ -13,7 +13,8 @@ dtype)`` writing the checkpoint the matching SR method loads. ``model`` in ``los
 * :class:`GaussianObjective` - variance-preserving diffusion over *continuous* noise levels (SR3 /
   WaveGrad): a step ``t`` is drawn uniformly, then ``alpha_bar`` uniformly between the training
   schedule's ``alpha_bar[t]`` and ``alpha_bar[t-1]`` (1 before the first step); the network sees
-  ``gamma = sqrt(alpha_bar)`` and predicts the noise. Conditional (SR3-style: bicubic x4 LR
+  ``gamma = sqrt(alpha_bar)`` and predicts the noise (``eps``) or the velocity
+  ``v = sqrt(ab) eps - sqrt(1-ab) x0`` (``prediction``). Conditional (SR3-style: bicubic x4 LR
   concatenated) or unconditional (a prior for DDNM/DDRM).
 """
 
@@ -28,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from resshift.diffusion.gaussian import alphas_cumprod, make_betas
+from resshift.diffusion.gaussian import alphas_cumprod, check_prediction, make_betas, prediction_target
 from resshift.diffusion.resshift_chain import training_loss
 from resshift.diffusion.schedule import ResShiftSchedule
 from resshift.methods import resshift_pixel
@@ -150,7 +151,12 @@ class ResShiftObjective:
 
 
 class GaussianObjective:
-    """Continuous-level epsilon prediction (SR3-style when ``conditional``, else an unconditional prior).
+    """Continuous-level noise or velocity prediction (SR3-style when ``conditional``, else a prior).
+
+    The loss is the MSE to the target of ``prediction``
+    (:func:`resshift.diffusion.gaussian.prediction_target`); for ``v`` it equals the x0 error weighted
+    by ``1 / (1 - ab)``, so unlike ``eps`` it does not vanish at the noisiest levels, where a noise
+    predictor's error is amplified ``sqrt((1-ab)/ab)``-fold into its x0 estimate.
 
     Args:
         model: :class:`SR3UNet` arguments (``in_channels`` is set from ``conditional``).
@@ -158,10 +164,13 @@ class GaussianObjective:
             (:func:`resshift.diffusion.gaussian.make_betas`).
         conditional: concatenate ``2 * bicubic_x4(lr) - 1`` (PyTorch bicubic, as
             :class:`resshift.methods.sr3.SR3StyleSR` does at sampling).
+        prediction: ``"eps"`` or ``"v"``; stored in the exported checkpoint.
     """
 
-    def __init__(self, model: dict[str, Any], schedule: dict[str, Any], conditional: bool = True) -> None:
+    def __init__(self, model: dict[str, Any], schedule: dict[str, Any], conditional: bool = True,
+                 prediction: str = "eps") -> None:
         self.model_config = dict(model)
+        self.prediction = check_prediction(prediction, "GaussianObjective")
         self.schedule = dict(schedule)
         sched = dict(schedule)
         self.betas = make_betas(sched.pop("kind"), int(sched.pop("steps")), **sched)
@@ -194,11 +203,13 @@ class GaussianObjective:
             cond = F.interpolate(lr, scale_factor=SCALE, mode="bicubic", align_corners=False) * 2 - 1
             x_t = torch.cat([x_t, cond], dim=1)
         pred = model(x_t, ab.sqrt().float().to(x0.device))
-        mse = ((pred.float() - noise) ** 2).mean(dim=(1, 2, 3))
+        target = prediction_target(x0.double(), noise.double(), abv, self.prediction).float()
+        mse = ((pred.float() - target) ** 2).mean(dim=(1, 2, 3))
         return mse, {"mse": float(mse.detach().mean())}
 
     def export(self, model: nn.Module, path: str | Path, extra: dict[str, Any],
                dtype: torch.dtype | None = None) -> Path:
         net = _copy_as(model, dtype)
         conditioning = "bicubic-concat" if self.conditional else "none"
-        return save_gaussian_checkpoint(path, net, self.schedule, conditioning, extra=extra)
+        return save_gaussian_checkpoint(path, net, self.schedule, conditioning, extra=extra,
+                                        prediction=self.prediction)
