@@ -66,3 +66,18 @@ def test_unavailable_set_fails_the_run_by_default(tmp_path: Path) -> None:
     assert proc.returncode != 0
     assert "imagenet-heldout" in proc.stderr and "building it failed" in proc.stderr
     assert not (tmp_path / "bicubic__imagenet-heldout" / "skipped.json").exists()
+
+
+def test_sweep_over_embedded_and_heldout_reports_both(shared_datasets: Path, tmp_path: Path) -> None:
+    """The default sweep's two data sets (here with bicubic only): one table each, one visual grid each."""
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), CACHE_ENV: str(tmp_path / "cache")}
+    cmd = [sys.executable, "-m", "resshift.runner.app", "-m", "method=bicubic", "dataset=embedded,imagenet-heldout",
+           "skip_unavailable=true", "limit=2", "metrics=[psnr]", f"run.root={tmp_path}"]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = tmp_path / "report"
+    text = (report / "report.md").read_text()
+    assert "### embedded-bicubic-x4" in text and "### small-models-imagenet-heldout" in text
+    assert "Skipped runs" not in text
+    assert (report / "visual_comparison.png").is_file()
+    assert (report / "visual_comparison_imagenet-heldout.png").is_file()

@@ -21,13 +21,12 @@ log = logging.getLogger(__name__)
 __all__ = ["write_report", "find_run_dirs", "runs_table"]
 
 
-def _visual_panels(df: pd.DataFrame, max_methods: int = 6) -> list[tuple[str, torch.Tensor]]:
-    """LR (nearest-upsampled), each method's SR and the GT for one image shared by the runs of the
-    first dataset in the table."""
+def _visual_panels(df: pd.DataFrame, dataset: str, max_methods: int = 6) -> list[tuple[str, torch.Tensor]]:
+    """LR (nearest-upsampled), each method's SR and the GT for one image shared by the runs on
+    ``dataset``."""
     from resshift.data import open_dataset
     from resshift.io import read_image
 
-    dataset = sorted(df["dataset"].unique())[0]
     runs = df[df["dataset"] == dataset].head(max_methods)
     names = None
     for run in runs["run"]:
@@ -72,10 +71,12 @@ def write_report(paths: list[str | Path], out_dir: str | Path, title: str = "Eva
     figures += quality_vs(df, "nfe", out_dir, "quality_vs_nfe", "NFE (network evaluations per image)")
     figures += quality_vs(df, "ms_per_image", out_dir, "quality_vs_runtime", "median ms per image")
     figures += per_image_distributions(per_image, out_dir)
-    try:
-        figures += comparison_grid(_visual_panels(df), out_dir)
-    except Exception as err:  # noqa: BLE001 - a missing data set must not cost the tables
-        log.warning("visual comparison grid skipped: %s", err)
+    for i, dataset in enumerate(sorted(df["dataset"].unique())):  # one grid per data set
+        stem = "visual_comparison" if i == 0 else f"visual_comparison_{dataset}"
+        try:
+            figures += comparison_grid(_visual_panels(df, dataset), out_dir, stem=stem)
+        except Exception as err:  # noqa: BLE001 - a missing data set must not cost the tables
+            log.warning("visual comparison grid of %s skipped: %s", dataset, err)
 
     freq_lines, _ = frequency_section(df, per_image, out_dir)
 
