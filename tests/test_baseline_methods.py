@@ -372,3 +372,14 @@ def test_unknown_prediction_is_refused_naming_the_file(tmp_path: Path) -> None:
               metadata={**meta, "config": json.dumps({**cfg, "prediction": "x0"})})
     with pytest.raises(ValueError, match=r"odd\.safetensors: unknown prediction 'x0'"):
         load_checkpoint(tmp_path / "odd.safetensors")
+
+
+def test_batched_tiles_give_the_same_result_in_fewer_calls(sr3_checkpoint: Path, lr_batch: torch.Tensor) -> None:
+    one = build_method("sr3", checkpoint=str(sr3_checkpoint), steps=2, chop_size=4, chop_stride=3)
+    four = build_method("sr3", checkpoint=str(sr3_checkpoint), steps=2, chop_size=4, chop_stride=3, tile_batch=4)
+    calls = _count_calls(four.model)
+    out = four.upscale(lr_batch, _gens(2))
+    assert calls[0] == 3 * 2  # 9 tiles in groups of 4, 4, 1; two steps each
+    torch.testing.assert_close(out, one.upscale(lr_batch, _gens(2)), atol=2e-5, rtol=0)
+    with pytest.raises(ValueError, match="tile_batch"):
+        build_method("sr3", checkpoint=str(sr3_checkpoint), chop_size=4, tile_batch=0).upscale(lr_batch, _gens(2))

@@ -129,6 +129,7 @@ class GuidedPriorSR(PatchwiseSRMethod):
         spacing: str = "stride",
         chop_size: int | None = None,
         chop_stride: int | None = None,
+        tile_batch: int = 1,
         device: str | torch.device = "cpu",
         dtype: str = "fp32",
     ) -> None:
@@ -149,6 +150,7 @@ class GuidedPriorSR(PatchwiseSRMethod):
         self.nfe = self.steps
         self.eta, self.eta_b, self.sigma_y = float(eta), float(eta_b), float(sigma_y)
         self.chop_size, self.chop_stride = chop_size, chop_stride
+        self.tile_batch = int(tile_batch)
         self.preferred_tile = chop_size
         self._eps = prior.eps_fn(self.dtype, self.device)
 
@@ -210,6 +212,7 @@ def _factory(algorithm: str, default_steps: int) -> Callable[..., GuidedPriorSR]
         spacing: str = "stride",
         chop_size: int | None = None,
         chop_stride: int | None = None,
+        tile_batch: int = 1,
         device: str = "cpu",
         dtype: str = "fp32",
     ) -> GuidedPriorSR:
@@ -225,6 +228,7 @@ def _factory(algorithm: str, default_steps: int) -> Callable[..., GuidedPriorSR]
             spacing=spacing,
             chop_size=chop_size,
             chop_stride=chop_stride,
+            tile_batch=tile_batch,
             device=device,
             dtype=dtype,
         )

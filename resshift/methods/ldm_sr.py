@@ -78,6 +78,7 @@ class LDMSR(PatchwiseSRMethod):
         eta: float = 1.0,
         chop_size: int | None = None,
         chop_stride: int | None = None,
+        tile_batch: int = 1,
         device: str | torch.device = "cpu",
         dtype: str = "fp32",
         model: str = DEFAULT_MODEL,
@@ -94,6 +95,7 @@ class LDMSR(PatchwiseSRMethod):
         self.nfe = self.steps
         self.model = model
         self.chop_size, self.chop_stride = chop_size, chop_stride
+        self.tile_batch = int(tile_batch)
         self.preferred_tile = chop_size
         self._multiple = 2 ** (len(self.unet.config.block_out_channels) - 1)
 
@@ -137,6 +139,7 @@ def _build(
     cache_dir: str | None = None,
     chop_size: int | None = None,
     chop_stride: int | None = None,
+    tile_batch: int = 1,
     device: str = "cpu",
     dtype: str = "fp32",
 ) -> LDMSR:
@@ -147,6 +150,7 @@ def _build(
         eta=eta,
         chop_size=chop_size,
         chop_stride=chop_stride,
+        tile_batch=tile_batch,
         device=device,
         dtype=dtype,
         model=model,

@@ -52,30 +52,44 @@ def run_patchwise(
     pad_multiple: int,
     chop_size: int | None = None,
     chop_stride: int | None = None,
+    tile_batch: int = 1,
 ) -> torch.Tensor:
     """Apply ``fn`` to the whole LR batch, or tile by tile when a side exceeds ``chop_size``.
 
     Each tile is reflect-padded (bottom/right) to a multiple of ``pad_multiple`` LR pixels and the
-    output cropped back; overlapping tiles are averaged.
+    output cropped back; overlapping tiles are averaged. Up to ``tile_batch`` tiles of the same size
+    go through ``fn`` in one call (stacked along the batch, each with its own generator), which
+    changes nothing in the result: every tile's noise comes from its own (image, tile) generator.
     """
     if generators is None or len(generators) != lr.shape[0]:
         n = "no" if generators is None else len(generators)
         raise ValueError(f"{n} generators given for a batch of {lr.shape[0]} images (one per image needed)")
+    if tile_batch < 1:
+        raise ValueError(f"tile_batch must be >= 1, got {tile_batch}")
     b, c, h, w = lr.shape
     chop = chop_size or max(h, w)
     tiles = plan_tiles(h, w, chop, chop_stride or chop)
     noise = per_tile_generators(generators)
     blender = TileBlender(b, c, h, w, scale, lr.device) if len(tiles) > 1 else None
     out = None
-    for tile in tiles:
-        part = lr[..., tile.h0 : tile.h1, tile.w0 : tile.w1]
-        gens = noise(tile.index, b, ())["generators"]
-        sr = fn(reflect_pad_to_multiple(part, pad_multiple), gens)
-        sr = sr[..., : (tile.h1 - tile.h0) * scale, : (tile.w1 - tile.w0) * scale].float()
-        if blender is None:
-            out = sr
+    groups: list[list] = []
+    for tile in tiles:  # consecutive tiles of one size share a call
+        size = (tile.h1 - tile.h0, tile.w1 - tile.w0)
+        last = groups[-1] if groups else None
+        if last and len(last) < tile_batch and (last[0].h1 - last[0].h0, last[0].w1 - last[0].w0) == size:
+            last.append(tile)
         else:
-            blender.add(tile, sr)
+            groups.append([tile])
+    for group in groups:
+        parts = [reflect_pad_to_multiple(lr[..., t.h0 : t.h1, t.w0 : t.w1], pad_multiple) for t in group]
+        gens = [g for t in group for g in noise(t.index, b, ())["generators"]]
+        srs = fn(torch.cat(parts), gens).split(b)
+        for tile, sr in zip(group, srs, strict=True):
+            sr = sr[..., : (tile.h1 - tile.h0) * scale, : (tile.w1 - tile.w0) * scale].float()
+            if blender is None:
+                out = sr
+            else:
+                blender.add(tile, sr)
     result = blender.result() if blender is not None else out
     assert result is not None
     return result.clamp(0.0, 1.0)
@@ -84,13 +98,14 @@ def run_patchwise(
 class PatchwiseSRMethod(SRMethod):
     """A baseline whose ``upscale`` is :func:`run_patchwise` over its ``_sample`` (one tile batch).
 
-    Subclasses set ``device``, ``chop_size``, ``chop_stride`` and implement ``_sample`` and
-    :meth:`lr_pad_multiple`.
+    Subclasses set ``device``, ``chop_size``, ``chop_stride`` (and may set ``tile_batch``) and implement
+    ``_sample`` and :meth:`lr_pad_multiple`.
     """
 
     device: torch.device
     chop_size: int | None = None
     chop_stride: int | None = None
+    tile_batch: int = 1
 
     def lr_pad_multiple(self) -> int:
         """The LR size multiple each tile is reflect-padded to (the network's, in LR pixels)."""
@@ -109,4 +124,5 @@ class PatchwiseSRMethod(SRMethod):
             pad_multiple=self.lr_pad_multiple(),
             chop_size=self.chop_size,
             chop_stride=self.chop_stride,
+            tile_batch=self.tile_batch,
         )

@@ -8,6 +8,14 @@ ImageNet sample images). Registered methods, each taking the parameters of the m
 * ``small-resshift``: pixel-space ResShift (:mod:`resshift.methods.resshift_pixel`), native steps;
 * ``small-sr3``: SR3-style conditional DDPM/DDIM (:mod:`resshift.methods.sr3`), any NFE;
 * ``small-ddnm`` / ``small-ddrm``: guided prior (:mod:`resshift.methods.guided`) on ``small-prior``.
+
+All of them run, by default, tile by tile at the size the models were trained on (16x16 LR / 64x64
+HR, :data:`TRAIN_TILE_LR`), with overlapping tiles (stride :data:`TRAIN_TILE_STRIDE`) averaged, as
+the official ResShift protocol runs its ImageNet model at its 64x64-LR training size. Whole 64x64-LR
+images are out of distribution for these networks (their global attention then spans 16 times the
+tokens it was trained on): on 4 embedded images small ResShift gave 21.2 dB Y-PSNR whole and
+28.2 dB tiled, with the low-frequency error (psnr-low) 23.6 dB whole against 30.4 dB tiled.
+``chop_size`` / ``chop_stride`` override this (``null`` = whole images).
 """
 
 from __future__ import annotations
@@ -21,6 +29,9 @@ from resshift.methods.registry import build_method, register_method
 
 SMALL_MODELS_DIR = Path(__file__).resolve().parent.parent / "assets" / "small_models"
 NAMES = ("small-resshift", "small-sr3", "small-prior")
+TRAIN_TILE_LR = 16  #: LR side of the training patches (64x64 HR / 4)
+TRAIN_TILE_STRIDE = 12  #: tile stride: 4 LR pixels of overlap
+TILE_BATCH = 32  #: tiles per network call (a 64x64 LR image has 25); the result does not depend on it
 
 
 def small_model_path(name: str) -> Path:
@@ -55,23 +66,33 @@ def _renamed(method: SRMethod, name: str, model: str) -> SRMethod:
     return method
 
 
+def _tiled(params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` with the training-size tiling unless the caller chose ``chop_size``, and
+    :data:`TILE_BATCH` tiles per network call unless the caller chose ``tile_batch``."""
+    params = {"tile_batch": TILE_BATCH, **params}
+    if "chop_size" not in params:
+        params = {**params, "chop_size": TRAIN_TILE_LR, "chop_stride": params.get("chop_stride", TRAIN_TILE_STRIDE)}
+    return params
+
+
 @register_method("small-resshift")
 def _small_resshift(checkpoint: str | None = None, **params: Any) -> SRMethod:
     path = checkpoint or str(small_model_path("small-resshift"))
-    return _renamed(build_method("resshift-pixel", checkpoint=path, **params), "small-resshift", "small-resshift")
+    method = build_method("resshift-pixel", checkpoint=path, **_tiled(params))
+    return _renamed(method, "small-resshift", "small-resshift")
 
 
 @register_method("small-sr3")
 def _small_sr3(checkpoint: str | None = None, **params: Any) -> SRMethod:
     path = checkpoint or str(small_model_path("small-sr3"))
-    return _renamed(build_method("sr3", checkpoint=path, **params), "small-sr3", "small-sr3")
+    return _renamed(build_method("sr3", checkpoint=path, **_tiled(params)), "small-sr3", "small-sr3")
 
 
 def _guided(algorithm: str):
     def build(checkpoint: str | None = None, **params: Any) -> SRMethod:
         path = checkpoint or str(small_model_path("small-prior"))
         params.pop("prior", None)
-        method = build_method(algorithm, prior="ours", checkpoint=path, **params)
+        method = build_method(algorithm, prior="ours", checkpoint=path, **_tiled(params))
         return _renamed(method, f"small-{algorithm}", "small-prior")
 
     return build

@@ -58,6 +58,7 @@ class SR3StyleSR(PatchwiseSRMethod):
         clip_x0: bool = True,
         chop_size: int | None = None,
         chop_stride: int | None = None,
+        tile_batch: int = 1,
         device: str | torch.device = "cpu",
         dtype: str = "fp32",
         checkpoint: str | None = None,
@@ -81,6 +82,7 @@ class SR3StyleSR(PatchwiseSRMethod):
         self.spacing, self.clip_x0 = spacing, bool(clip_x0)
         self.nfe = self.steps
         self.chop_size, self.chop_stride = chop_size, chop_stride
+        self.tile_batch = int(tile_batch)
         self.preferred_tile = chop_size
         self.checkpoint = checkpoint
         self._sha256 = file_sha256(checkpoint) if checkpoint else None
@@ -135,6 +137,7 @@ def _build(
     clip_x0: bool = True,
     chop_size: int | None = None,
     chop_stride: int | None = None,
+    tile_batch: int = 1,
     device: str = "cpu",
     dtype: str = "fp32",
 ) -> SR3StyleSR:
@@ -156,6 +159,7 @@ def _build(
         clip_x0=clip_x0,
         chop_size=chop_size,
         chop_stride=chop_stride,
+        tile_batch=tile_batch,
         device=device,
         dtype=dtype,
         checkpoint=str(path),
