@@ -57,9 +57,9 @@ def run_patchwise(
     """Apply ``fn`` to the whole LR batch, or tile by tile when a side exceeds ``chop_size``.
 
     Each tile is reflect-padded (bottom/right) to a multiple of ``pad_multiple`` LR pixels and the
-    output cropped back; overlapping tiles are averaged. Up to ``tile_batch`` tiles of the same size
-    go through ``fn`` in one call (stacked along the batch, each with its own generator), which
-    changes nothing in the result: every tile's noise comes from its own (image, tile) generator.
+    output cropped back; overlapping tiles are averaged. ``tile_batch`` consecutive tiles (all tiles of
+    a plan have one size) go through ``fn`` in one call, stacked along the batch as the ResShift method
+    does; the result does not change, as every tile's noise comes from its own (image, tile) generator.
     """
     if generators is None or len(generators) != lr.shape[0]:
         n = "no" if generators is None else len(generators)
@@ -72,15 +72,8 @@ def run_patchwise(
     noise = per_tile_generators(generators)
     blender = TileBlender(b, c, h, w, scale, lr.device) if len(tiles) > 1 else None
     out = None
-    groups: list[list] = []
-    for tile in tiles:  # consecutive tiles of one size share a call
-        size = (tile.h1 - tile.h0, tile.w1 - tile.w0)
-        last = groups[-1] if groups else None
-        if last and len(last) < tile_batch and (last[0].h1 - last[0].h0, last[0].w1 - last[0].w0) == size:
-            last.append(tile)
-        else:
-            groups.append([tile])
-    for group in groups:
+    for start in range(0, len(tiles), tile_batch):
+        group = tiles[start : start + tile_batch]
         parts = [reflect_pad_to_multiple(lr[..., t.h0 : t.h1, t.w0 : t.w1], pad_multiple) for t in group]
         gens = [g for t in group for g in noise(t.index, b, ())["generators"]]
         srs = fn(torch.cat(parts), gens).split(b)
