@@ -2,7 +2,8 @@
 
 The sampler tests replay each recorded chain with an *oracle* denoiser that returns the official
 prediction for that step: they check the prior, the input scaling, the posterior mean, the noise
-convention and the loop order bit for bit. The same chains with the real networks are in
+convention and the loop order to a few float32 ulps (what the official code itself reproduces across
+CPUs; see ``golden_compare.py``). The same chains with the real networks are in
 ``test_resshift_golden.py``.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from golden_compare import assert_within_scale_ulps
 from resshift.diffusion import (
     ResShiftSchedule,
     p_mean_variance,
@@ -36,8 +38,17 @@ def _load(golden, name):
     return load_file(str(golden / name))
 
 
+# The official code's float32 coefficients are reproducible across CPUs to 1 ulp (tests/golden_compare.py),
+# i.e. up to 2^-23 relative. An operation of the chain uses one or two of them on operands no larger than
+# the result's scale, plus one or two roundings: 3 ulps at the result's scale for a single coefficient
+# (x_t / input_std: measured 2 on v1), 4 allowing a second term. A recorded chain feeds each step's error
+# into the next, contracted by coef2 < 1: 8 ulps bound whole chains.
+OPS_ULPS = 4
+CHAIN_ULPS = 8
+
+
 @pytest.mark.parametrize("cfg", ["v1", "v3", "bicsr"])
-def test_ops_bit_identical_to_official(golden, cfg):
+def test_ops_match_official_to_ulps(golden, cfg):
     g = _load(golden, "golden_diffusion_ops.safetensors")
     s = ResShiftSchedule.from_config(**PARAMS[cfg])
     x0, y, noise, x_free, t = g["x_start"], g["y"], g["noise"], g["x_t_free"], g[f"{cfg}/t"]
@@ -50,7 +61,7 @@ def test_ops_bit_identical_to_official(golden, cfg):
         got[f"posterior_log_variance_clipped[x_t={tag}]"] = logvar
         got[f"scale_input[{tag}]"] = scale_input(x_t, t, s)
     for name, value in got.items():
-        assert torch.equal(value, g[f"{cfg}/{name}"]), name
+        assert_within_scale_ulps(value, g[f"{cfg}/{name}"], OPS_ULPS, f"{cfg}/{name}")
 
 
 def _oracle(recorded: dict[int, torch.Tensor], seen: list):
@@ -80,24 +91,25 @@ def recorded_chain(g, steps):
 
 
 @pytest.mark.parametrize("fname,cfg", CHAINS)
-def test_sampler_loop_bit_identical_with_oracle(golden, fname, cfg):
+def test_sampler_loop_matches_official_with_oracle(golden, fname, cfg):
     g = _load(golden, fname)
     s = ResShiftSchedule.from_config(**PARAMS[cfg])
     noise, preds, samples = recorded_chain(g, s.steps)
     seen: list = []
     lq = torch.zeros(1)
     res = sample(_oracle(preds, seen), g["z_y"], lq, s, noise=noise, record=True)
-    assert torch.equal(res.prior, g["z_T_prior_sample"])
+    assert_within_scale_ulps(res.prior, g["z_T_prior_sample"], OPS_ULPS, "prior")
     assert [r.t for r in res.steps] == list(range(s.steps - 1, -1, -1))
-    x_t = g["z_T_prior_sample"]
+    x_t = res.prior
     for rec, (t, ref_sample), (seen_t, seen_in, seen_lq) in zip(res.steps, samples, seen, strict=True):
         assert seen_t == t and seen_lq is lq
-        assert torch.equal(seen_in, x_t / s.input_std_f32[t])  # official _scale_input, bit-exact
+        # our own loop: the network sees exactly x_t / input_std (one division), step after step
+        assert torch.equal(seen_in, x_t / s.input_std_f32[t])
         assert torch.equal(rec.x_t, x_t)
-        assert torch.equal(rec.sample, ref_sample), f"t={t}"
+        assert_within_scale_ulps(rec.sample, ref_sample, CHAIN_ULPS, f"sample t={t}")
         if f"step{s.steps - 1 - t:02d}_t{t:02d}/mean" in g:
-            assert torch.equal(rec.mean, g[f"step{s.steps - 1 - t:02d}_t{t:02d}/mean"])
-        x_t = ref_sample
+            assert_within_scale_ulps(rec.mean, g[f"step{s.steps - 1 - t:02d}_t{t:02d}/mean"], CHAIN_ULPS, f"mean t={t}")
+        x_t = rec.sample
     assert torch.equal(res.latent, preds[0])  # the last step returns the x0 prediction itself
 
 

@@ -19,9 +19,11 @@ from resshift.metrics.paper_y import psnr, quantize_to_uint8_values, rgb_to_y_yc
 
 
 def np_y(rgb_u8: np.ndarray) -> np.ndarray:
-    """MATLAB rgb2ycbcr luma of an HWC uint8 RGB array, as uint8 (rounded)."""
-    y = np.dot(rgb_u8.astype(np.float64), [65.481, 128.553, 24.966]) / 255.0 + 16.0
-    return y.round().astype(np.uint8)
+    """MATLAB rgb2ycbcr luma of an HWC uint8 RGB array, as uint8: the exact ratio
+    16 + (65481 R + 128553 G + 24966 B) / 255000 by integer division, halves rounded up (away from 0)."""
+    n = rgb_u8.astype(np.int64) @ np.array([65481, 128553, 24966], dtype=np.int64)
+    q, r = np.divmod(n, 255000)
+    return (16 + q + (2 * r >= 255000)).astype(np.uint8)
 
 
 def np_psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -71,14 +73,35 @@ def test_y_of_primaries_matches_matlab(rgb, y):
     assert rgb_to_y_ycbcr(x).item() == y
 
 
-def test_y_rounding_agrees_with_numpy_on_every_8bit_colour():
-    v = np.arange(256, dtype=np.uint8)
-    r, g = np.meshgrid(v, v, indexing="ij")
-    for b in range(0, 256, 5):  # 52 planes x 65536 colours
-        rgb = np.stack([r, g, np.full_like(r, b)], axis=-1)
-        expected = np_y(rgb)
-        got = rgb_to_y_ycbcr(torch.from_numpy(rgb).permute(2, 0, 1)[None].double())[0, 0]
-        np.testing.assert_array_equal(got.numpy().astype(np.uint8), expected)
+def test_y_is_exact_on_every_8bit_colour():
+    # All 2^24 colours as one 4096x4096 image, against exact rational arithmetic (integer division with
+    # remainder), and every tie against Fraction with MATLAB's half-away-from-zero rule.
+    from fractions import Fraction
+
+    code = np.arange(1 << 24, dtype=np.int64)
+    rgb = np.stack([code >> 16, (code >> 8) & 255, code & 255])  # (3, 2^24)
+    got = rgb_to_y_ycbcr(torch.from_numpy(rgb.reshape(1, 3, 4096, 4096)))[0, 0].numpy().reshape(-1)
+    n = 65481 * rgb[0] + 128553 * rgb[1] + 24966 * rgb[2]
+    q, r = np.divmod(n, 255000)
+    np.testing.assert_array_equal(got, 16 + q + (2 * r >= 255000))
+    ties = np.flatnonzero(2 * r == 255000)
+    assert len(ties) == 194  # exact ties: about one colour in 86,000
+    for i in ties[:: len(ties) // 50]:
+        exact = 16 + Fraction(65481 * int(rgb[0, i]) + 128553 * int(rgb[1, i]) + 24966 * int(rgb[2, i]), 255000)
+        assert exact.denominator == 2 and got[i] == exact + Fraction(1, 2)  # half away from zero
+    unrounded = rgb_to_y_ycbcr(torch.from_numpy(rgb[:, ties].reshape(1, 3, 1, -1)), round_result=False)
+    assert torch.equal(unrounded.frac(), torch.full_like(unrounded, 0.5))
+
+
+def test_y_tie_example_and_bad_levels():
+    # (22, 206, 0): 16 + (65.481*22 + 128.553*206) / 255 = 125.5 exactly; MATLAB rounds it to 126.
+    x = torch.tensor([22.0, 206.0, 0.0], dtype=torch.float64).view(1, 3, 1, 1)
+    assert rgb_to_y_ycbcr(x).item() == 126 and rgb_to_y_ycbcr(x, round_result=False).item() == 125.5
+    assert rgb_to_y_ycbcr(x.to(torch.uint8)).item() == 126
+    with pytest.raises(ValueError, match="integer 8-bit levels"):
+        rgb_to_y_ycbcr(x + 0.25)
+    with pytest.raises(ValueError, match=r"0\.\.255"):
+        rgb_to_y_ycbcr(x * 2)
 
 
 def test_psnr_hand_computed_flat_grey():

@@ -8,7 +8,14 @@ Protocol (``psnr_y_ycbcr@1`` / ``ssim_y_ycbcr@1``):
    ``uint8`` tensors are taken as they are.
 2. Luma is MATLAB's ``rgb2ycbcr`` (ITU-R BT.601, limited range) on those 8-bit values:
    ``Y = 16 + (65.481 R + 128.553 G + 24.966 B) / 255`` with R, G, B in 0..255, rounded to the
-   nearest integer (ties to even, as NumPy), so Y is an integer in 16..235.
+   nearest integer, so Y is an integer in 16..235. The weights are multiples of 1/1000, so
+   ``Y = 16 + (65481 R + 128553 G + 24966 B) / 255000`` is a ratio of integers: it is computed in
+   integer arithmetic, exactly, and the same on every machine. Exact ties (e.g. RGB (22, 206, 0):
+   125.5) are rounded **half away from zero**, MATLAB's ``round`` and its conversion to ``uint8``.
+   The official ResShift code (``utils/util_image.rgb2ycbcr``) computes the sum in float64 with
+   NumPy and rounds with ``np.round`` (half to even): at a tie its float sum lands a hair above or
+   below .5 depending on operation order and SIMD width, so it rounds ties either way, by machine.
+   Ties are rare (a tie moves one pixel's Y by one level), so this changes no published number.
 3. ``border`` pixels are cut from every side (0 in the paper protocol).
 4. PSNR = ``10 log10(255^2 / MSE)`` per image (``inf`` for identical images).
    SSIM uses an 11x11 Gaussian window with sigma 1.5, only the 'valid' region (no padding), and
@@ -32,9 +39,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-# ITU-R BT.601 limited-range luma, as MATLAB's rgb2ycbcr (coefficients for 0..255 inputs).
-YCBCR_Y_WEIGHTS: tuple[float, float, float] = (65.481, 128.553, 24.966)
-YCBCR_Y_OFFSET = 16.0
+# ITU-R BT.601 limited-range luma, as MATLAB's rgb2ycbcr: Y = 16 + (65.481 R + 128.553 G + 24.966 B) / 255
+# for 0..255 inputs. The weights in thousandths, so that Y is a ratio of integers over Y_DENOMINATOR.
+YCBCR_Y_WEIGHTS_MILLI: tuple[int, int, int] = (65481, 128553, 24966)
+Y_DENOMINATOR = 255 * 1000
+YCBCR_Y_OFFSET = 16
+YCBCR_Y_WEIGHTS: tuple[float, float, float] = tuple(w / 1000 for w in YCBCR_Y_WEIGHTS_MILLI)  # type: ignore[assignment]
 
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
@@ -58,15 +68,29 @@ def quantize_to_uint8_values(x: torch.Tensor) -> torch.Tensor:
 def rgb_to_y_ycbcr(rgb255: torch.Tensor, *, round_result: bool = True) -> torch.Tensor:
     """BT.601 limited-range luma of ``(B, 3, H, W)`` RGB values in 0..255 -> ``(B, 1, H, W)`` float64.
 
-    ``Y = 16 + (65.481 R + 128.553 G + 24.966 B) / 255``; rounded to integers when ``round_result``
-    (the MATLAB/uint8 behaviour the paper protocol uses).
+    ``Y = 16 + (65481 R + 128553 G + 24966 B) / 255000`` (MATLAB ``rgb2ycbcr``), computed exactly in
+    int64. ``round_result=True`` gives the integer nearest to it, ties half away from zero (MATLAB's
+    rule; see the module docstring); ``False`` gives the float64 nearest to the exact ratio.
+
+    Raises:
+        ValueError: wrong shape, or values that are not integers in 0..255.
     """
     if rgb255.ndim != 4 or rgb255.shape[1] != 3:
         raise ValueError(f"expected (B, 3, H, W) RGB values, got shape {tuple(rgb255.shape)}")
-    x = rgb255.to(torch.float64)
-    wr, wg, wb = YCBCR_Y_WEIGHTS
-    y = (x[:, 0:1] * wr + x[:, 1:2] * wg + x[:, 2:3] * wb) / 255.0 + YCBCR_Y_OFFSET
-    return y.round() if round_result else y
+    if rgb255.is_floating_point():
+        levels = rgb255.round()
+        if not torch.equal(levels, rgb255):
+            raise ValueError("rgb_to_y_ycbcr needs integer 8-bit levels; quantize_to_uint8_values() makes them")
+        rgb255 = levels
+    x = rgb255.to(torch.int64)
+    if x.numel() and (int(x.min()) < 0 or int(x.max()) > 255):
+        raise ValueError(f"RGB levels must lie in 0..255, got {int(x.min())}..{int(x.max())}")
+    wr, wg, wb = YCBCR_Y_WEIGHTS_MILLI
+    numerator = x[:, 0:1] * wr + x[:, 1:2] * wg + x[:, 2:3] * wb + YCBCR_Y_OFFSET * Y_DENOMINATOR
+    if not round_result:
+        return numerator.to(torch.float64) / Y_DENOMINATOR  # exact integers, one rounding
+    # nearest integer, halves upward (all values are positive): floor((2n + d) / 2d)
+    return torch.div(2 * numerator + Y_DENOMINATOR, 2 * Y_DENOMINATOR, rounding_mode="floor").to(torch.float64)
 
 
 def gaussian_window_1d(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> torch.Tensor:
