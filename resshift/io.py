@@ -25,6 +25,9 @@ IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".t
 
 _EXIF_ORIENTATION_TAG = 0x0112
 
+# OpenCV's own log lines (decoder warnings about files we report ourselves) stay off the terminal.
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
 
 class ImageReadError(ValueError):
     """A file could not be decoded as an image. The message names the file and the reason."""
@@ -67,8 +70,8 @@ def _apply_orientation(arr: np.ndarray, orientation: int) -> np.ndarray:
         return np.swapaxes(arr, 0, 1)
     if orientation == 6:
         return np.rot90(arr, k=-1)
-    if orientation == 7:
-        return np.rot90(arr, k=1)[::-1, :]
+    if orientation == 7:  # transverse: mirror along the anti-diagonal
+        return np.rot90(arr, k=-1)[::-1, :]
     if orientation == 8:
         return np.rot90(arr, k=1)
     return arr
@@ -176,10 +179,20 @@ def write_png(path: str | Path, image: torch.Tensor | np.ndarray) -> Path:
     return path
 
 
+def is_hidden(path: Path, root: Path) -> bool:
+    """True for a file or folder below ``root`` whose name (or a parent's) starts with a dot: macOS
+    ``._*`` resource forks, ``.DS_Store``, ``.ipynb_checkpoints`` and the like are not images."""
+    return any(part.startswith(".") for part in path.relative_to(root).parts)
+
+
 def list_images(folder: str | Path, *, recursive: bool = False) -> list[Path]:
-    """Image files in a folder, sorted by name (case-sensitive), with suffixes in :data:`IMAGE_SUFFIXES`."""
+    """Image files in a folder, sorted by name (case-sensitive), with suffixes in :data:`IMAGE_SUFFIXES`;
+    hidden files and folders (:func:`is_hidden`) are left out."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: not a folder")
     pattern = "**/*" if recursive else "*"
-    return sorted(p for p in folder.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(
+        p for p in folder.glob(pattern)
+        if p.suffix.lower() in IMAGE_SUFFIXES and not is_hidden(p, folder) and p.is_file()
+    )

@@ -115,3 +115,29 @@ def test_realset65_rgba_files_read_as_rgb(shared_datasets: Path) -> None:
     x, info = read_image_with_info(folder / "penguin1.png")
     assert x.shape[0] == 3 and info.channels_in_file == 4
     assert "alpha channel dropped (fully opaque)" in info.notes
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_exif_orientation_matches_pillow(tmp_path, orientation):
+    from PIL import ImageOps
+
+    rng = np.random.default_rng(orientation)
+    stored = rng.integers(0, 256, (5, 7, 3), dtype=np.uint8)  # non-square, asymmetric content
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / f"o{orientation}.png"
+    Image.fromarray(stored).save(path, exif=exif)
+    with Image.open(path) as im:
+        expected = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+    got = tensor_to_uint8(read_image(path))
+    assert got.shape == expected.shape and np.array_equal(got, expected), orientation
+
+
+def test_hidden_files_are_not_images(tmp_path):
+    write_png(tmp_path / "a.png", np.zeros((4, 4, 3), np.uint8))
+    (tmp_path / "._a.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    (tmp_path / ".cache").mkdir()
+    write_png(tmp_path / ".cache" / "b.png", np.zeros((4, 4, 3), np.uint8))
+    write_png(tmp_path / "sub" / "c.png", np.zeros((4, 4, 3), np.uint8))
+    assert list_images(tmp_path) == [tmp_path / "a.png"]
+    assert list_images(tmp_path, recursive=True) == [tmp_path / "a.png", tmp_path / "sub" / "c.png"]

@@ -19,7 +19,7 @@ import torch
 
 from resshift.data.cards import DatasetCard, load_card
 from resshift.data.sources import DatasetNotAvailable, locate
-from resshift.io import IMAGE_SUFFIXES, ImageReadError, read_image_with_info
+from resshift.io import ImageReadError, list_images, read_image_with_info
 
 
 class DatasetError(ValueError):
@@ -53,11 +53,8 @@ def _stem_index(folder: Path, recursive: bool) -> dict[str, Path]:
     """Map of relative stem (posix, no suffix) -> file, erroring on two files with one stem."""
     if not folder.is_dir():
         raise DatasetError(f"{folder}: folder not found")
-    pattern = "**/*" if recursive else "*"
     out: dict[str, Path] = {}
-    for p in sorted(folder.glob(pattern)):
-        if not p.is_file() or p.suffix.lower() not in IMAGE_SUFFIXES:
-            continue
+    for p in list_images(folder, recursive=recursive):
         key = p.relative_to(folder).with_suffix("").as_posix()
         if key in out:
             raise DatasetError(f"{folder}: two images share the name {key!r} ({out[key].name}, {p.name})")
