@@ -1,10 +1,15 @@
-"""``resshift sr``: super-resolve an image or a folder with a released ResShift model.
+"""``resshift sr``: super-resolve an image or a folder with any registered method (x4).
 
-Paper-table equivalents (official README commands):
+It runs the evaluation runner's SR loop (:mod:`resshift.pipeline`), so an image and seed give the
+same PNG as ``nox -s eval``. Paper-table equivalents (official README commands):
 
 * ImageNet-Test (64x64 LR):  ``resshift sr LQ_DIR -o OUT --model v1 --chop-size 64 --chop-stride 64 --bs 64``
 * real-world sets:           ``resshift sr LQ_DIR -o OUT --model v1 --chop-size 512 --chop-stride 448``
   (journal tables: ``--model v3``).
+* any other method, e.g. the shipped small model that runs offline: ``resshift sr IN -o OUT --method small-resshift``
+
+Every option is checked before any weights are loaded; with ``--weights-dir`` every missing
+checkpoint is listed at once, with the folders searched.
 """
 
 from __future__ import annotations
@@ -12,33 +17,43 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from resshift.methods.tiling import default_stride
+RESSHIFT_MODELS = ("v1", "v2", "v3", "bicsr")
+RESSHIFT_CHOP = 512  # LR pixels: the official real-world setting
 
-MODELS = ("v1", "v2", "v3", "bicsr")
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "sr",
-        help="super-resolve an image or folder (x4) with ResShift",
-        description="Super-resolve an image file or every image in a folder (x4) with a ResShift model; "
-        "writes OUT/<stem>.png.",
+        help="super-resolve an image or folder (x4) with ResShift or any registered method",
+        description="Super-resolve an image file or every image in a folder (x4); writes OUT/<name>.png "
+        "(sub-folders kept with --recursive). Exit code 1 when any image failed.",
     )
     p.add_argument("input", type=Path, help="image file or folder of images")
     p.add_argument("-o", "--output", type=Path, required=True, help="output folder")
-    p.add_argument("--model", choices=MODELS, default="v3", help="released checkpoint (default: v3)")
-    p.add_argument("--chop-size", type=int, default=512, help="tile side in LR pixels (default: 512)")
-    p.add_argument(
-        "--chop-stride",
-        type=int,
-        default=None,
-        help="tile stride in LR pixels (default: the official one: 512->448, 256->224, 64->48)",
-    )
-    p.add_argument("--tile-batch", type=int, default=1, help="tiles per network call (default: 1)")
-    p.add_argument("--bs", type=int, default=1, help="images per batch, same-size images only (default: 1)")
+    p.add_argument("--method", default=None,
+                   help="registered method name (an unknown name lists them; default: resshift-<--model>)")
+    p.add_argument("--model", choices=RESSHIFT_MODELS, default="v3",
+                   help="released ResShift checkpoint when --method is not given (default: v3)")
+    p.add_argument("--chop-size", type=_positive_int, default=None,
+                   help=f"tile side in LR pixels (ResShift default: {RESSHIFT_CHOP}; others: the method's own)")
+    p.add_argument("--chop-stride", type=_positive_int, default=None,
+                   help="tile stride in LR pixels (default: the official one: 512->448, 256->224, 64->48)")
+    p.add_argument("--tile-batch", type=_positive_int, default=None, help="tiles per network call")
+    p.add_argument("--bs", type=_positive_int, default=1, help="images per batch, same-size images only (default: 1)")
     p.add_argument("--seed", type=int, default=12345, help="run seed (default: 12345)")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     p.add_argument(
@@ -52,38 +67,77 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--vq-dtype",
         choices=("fp32", "fp16", "bf16"),
         default=None,
-        help="precision of the VQ autoencoder alone (default: as --dtype); fp16/bf16 need CUDA",
+        help="ResShift: precision of the VQ autoencoder alone (default: as --dtype); fp16/bf16 need CUDA",
     )
-    p.add_argument("--weights-dir", type=Path, default=None, help="folder with the checkpoints (offline use)")
-    p.add_argument("--recursive", action="store_true", help="also read sub-folders")
+    p.add_argument("--weights-dir", type=Path, default=None, help="ResShift: folder with the checkpoints (offline)")
+    p.add_argument("--recursive", action="store_true", help="also read sub-folders (kept in the output)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=run_sr)
 
 
+def method_options(args: argparse.Namespace, name: str, device: str, dtype: str) -> dict[str, Any]:
+    """The build options of ``name`` from the command line; raises ``ValueError`` for bad combinations."""
+    from resshift.methods.tiling import default_stride
+
+    opts: dict[str, Any] = {"device": device, "dtype": dtype}
+    is_resshift = name.startswith("resshift-")
+    chop = args.chop_size if args.chop_size is not None else (RESSHIFT_CHOP if is_resshift else None)
+    if chop is not None:
+        stride = args.chop_stride if args.chop_stride is not None else default_stride(chop)
+        if stride > chop:
+            raise ValueError(f"--chop-stride {stride} is larger than --chop-size {chop}")
+        opts.update(chop_size=chop, chop_stride=stride)
+    elif args.chop_stride is not None:
+        raise ValueError("--chop-stride needs --chop-size")
+    if args.tile_batch is not None:
+        opts["tile_batch"] = args.tile_batch
+    if is_resshift:
+        opts.update(vq_dtype=args.vq_dtype, weights_dir=args.weights_dir)
+    elif args.vq_dtype or args.weights_dir:
+        raise ValueError(f"--vq-dtype and --weights-dir apply to the ResShift methods, not {name}")
+    return opts
+
+
+def missing_weights(name: str, weights_dir: Path | None) -> list[str]:
+    """For a ResShift method run offline from ``weights_dir``: every checkpoint not found, one line each
+    (file name and the folders searched). Empty when nothing is missing or no folder was named."""
+    if weights_dir is None or not name.startswith("resshift-"):
+        return []
+    from resshift import weights
+
+    lines = []
+    for key in (name.removeprefix("resshift-"), "vqgan"):
+        entry = weights.get_entry(key)
+        if weights.find_local(entry, weights_dir) is None:
+            folders = ", ".join(str(d) for d in weights.search_dirs(weights_dir))
+            lines.append(f"{entry.filename} ({key}) not found in {folders}")
+    return lines
+
+
 def run_sr(args: argparse.Namespace) -> int:
-    from resshift.methods.registry import build_method
+    from resshift.methods.registry import available_methods, build_method
     from resshift.pipeline import collect_inputs, super_resolve_files
 
+    name = args.method or f"resshift-{args.model}"
+    known = available_methods()
+    if name not in known:
+        print(f"error: unknown method {name!r}; choose one of: {', '.join(known)}", file=sys.stderr)
+        return 1
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = args.dtype
     if dtype == "auto":
         dtype = "fp16" if torch.device(device).type == "cuda" else "fp32"
     try:
-        stride = args.chop_stride if args.chop_stride is not None else default_stride(args.chop_size)
+        options = method_options(args, name, device, dtype)
         root, files = collect_inputs(args.input, recursive=args.recursive)
         if not files:
             print(f"error: {args.input}: no images found", file=sys.stderr)
             return 1
-        method = build_method(
-            f"resshift-{args.model}",
-            chop_size=args.chop_size,
-            chop_stride=stride,
-            tile_batch=args.tile_batch,
-            device=device,
-            dtype=dtype,
-            vq_dtype=args.vq_dtype,
-            weights_dir=args.weights_dir,
-        )
+        missing = missing_weights(name, args.weights_dir)
+        if missing:
+            print("error: missing weights:\n  " + "\n  ".join(missing), file=sys.stderr)
+            return 1
+        method = build_method(name, **options)
     except (ValueError, KeyError, OSError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -91,7 +145,7 @@ def run_sr(args: argparse.Namespace) -> int:
         files, args.output, method, root=root, seed=args.seed, bs=args.bs, progress=not args.no_progress
     )
     for path, note in report.notes:
-        if "NOT fully opaque" in note:
+        if "NOT fully opaque" in note or "EXIF" in note:
             print(f"note: {path}: {note}", file=sys.stderr)
     for path, reason in report.failures:
         message = reason if reason.startswith(str(path)) else f"{path}: {reason}"

@@ -162,8 +162,8 @@ def tensor_to_uint8(x: torch.Tensor) -> np.ndarray:
 def write_png(path: str | Path, image: torch.Tensor | np.ndarray) -> Path:
     """Write an RGB image (tensor in ``[0, 1]`` or HWC ``uint8`` array) as an 8-bit PNG.
 
-    The file is written to a temporary name and renamed, so an interrupted write never leaves a
-    truncated PNG behind. Returns the path written.
+    The file is written through :func:`write_atomic`, so an interrupted write never leaves a
+    truncated PNG behind and concurrent writers never collide. Returns the path written.
     """
     path = Path(path)
     arr = tensor_to_uint8(image) if isinstance(image, torch.Tensor) else np.asarray(image)
@@ -173,9 +173,26 @@ def write_png(path: str | Path, image: torch.Tensor | np.ndarray) -> Path:
     ok, buf = cv2.imencode(".png", cv2.cvtColor(arr, cv2.COLOR_RGB2BGR))
     if not ok:
         raise OSError(f"{path}: PNG encoding failed")
-    tmp = path.with_name(path.name + ".part")
-    buf.tofile(tmp)
-    tmp.replace(path)
+    return write_atomic(path, buf.tobytes())
+
+
+def write_atomic(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a uniquely named temporary file in the same folder, then
+    rename: a reader never sees a half-written file, and concurrent writers never share a temporary."""
+    import os
+    import tempfile
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o644)  # mkstemp makes 0600; results are meant to be shared
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path
 
 
@@ -183,6 +200,12 @@ def is_hidden(path: Path, root: Path) -> bool:
     """True for a file or folder below ``root`` whose name (or a parent's) starts with a dot: macOS
     ``._*`` resource forks, ``.DS_Store``, ``.ipynb_checkpoints`` and the like are not images."""
     return any(part.startswith(".") for part in path.relative_to(root).parts)
+
+
+def image_key(path: str | Path, root: str | Path) -> str:
+    """An image's key in a set: its path relative to ``root`` without the extension, POSIX form
+    (``Canon/001`` for ``root/Canon/001.png``). Results, seeds and output files are named by it."""
+    return Path(path).relative_to(root).with_suffix("").as_posix()
 
 
 def list_images(folder: str | Path, *, recursive: bool = False) -> list[Path]:

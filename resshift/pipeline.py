@@ -1,23 +1,26 @@
 """Super-resolve an image file or a folder with any registered SR method and write PNGs.
 
-Reading and writing go through :mod:`resshift.io` (grayscale replicated, alpha dropped, EXIF applied;
-8-bit PNG output named ``<stem>.png``). Images of the same size are grouped into batches of ``bs``;
-every image gets its own generator from (seed, name), so outputs do not depend on batching or order.
-A file that cannot be read or processed is reported and skipped; the others still run.
+This is ``resshift sr`` without the command line. It runs the evaluation runner's SR loop
+(:func:`resshift.runner.sr_loop.super_resolve`), so an image gives the same PNG here as in
+``nox -s eval`` with the same method and seed: both name an image by its key (its path relative to
+the input folder without the extension, :func:`resshift.io.image_key`) and seed its noise from
+(seed, key). Reading and writing go through :mod:`resshift.io` (grayscale replicated, alpha dropped,
+EXIF applied; 8-bit PNG output ``<out>/<key>.png``, sub-folders kept). A file that cannot be read or
+processed, or whose output is not finite, is reported and nothing is written for it; the others still run.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from resshift.io import ImageReadError, list_images, read_image_with_info, write_png
+from resshift.io import ImageReadError, image_key, list_images, read_image_with_info, write_png
 from resshift.methods.base import SRMethod
 from resshift.methods.registry import build_method
-from resshift.seeding import image_generator
+from resshift.runner.sr_loop import LoadFailure, LRImage, super_resolve
 
 
 @dataclass
@@ -34,38 +37,13 @@ class SRRunReport:
 
 
 def collect_inputs(source: str | Path, *, recursive: bool = False) -> tuple[Path, list[Path]]:
-    """``(root, files)`` for an image file or a folder of images (sorted by name)."""
+    """``(root, files)`` for an image file or a folder of images (sorted by name; hidden files left out)."""
     source = Path(source)
     if source.is_file():
         return source.parent, [source]
     if source.is_dir():
         return source, list_images(source, recursive=recursive)
     raise FileNotFoundError(f"{source}: no such file or folder")
-
-
-def _method_device(method: SRMethod) -> torch.device:
-    return torch.device(getattr(method, "device", "cpu"))
-
-
-def _batches(
-    files: Iterable[Path], bs: int, report: SRRunReport
-) -> Iterator[list[tuple[Path, torch.Tensor]]]:
-    """Read files in order and yield batches of up to ``bs`` same-size images."""
-    buckets: dict[tuple[int, int], list[tuple[Path, torch.Tensor]]] = {}
-    for path in files:
-        try:
-            image, info = read_image_with_info(path)
-        except (ImageReadError, OSError) as err:
-            report.failures.append((path, str(err)))
-            continue
-        for note in info.notes:
-            report.notes.append((path, note))
-        key = (image.shape[1], image.shape[2])
-        bucket = buckets.setdefault(key, [])
-        bucket.append((path, image))
-        if len(bucket) >= bs:
-            yield buckets.pop(key)
-    yield from buckets.values()
 
 
 def super_resolve_files(
@@ -78,10 +56,11 @@ def super_resolve_files(
     bs: int = 1,
     progress: bool = True,
 ) -> SRRunReport:
-    """Super-resolve ``files`` with ``method`` into ``out_dir/<stem>.png``.
+    """Super-resolve ``files`` with ``method`` into ``out_dir/<key>.png``.
 
-    The per-image generator is ``image_generator(seed, name)`` with ``name`` the path relative to
-    ``root`` (the file name when ``root`` is None), on the method's device.
+    ``key`` is the file's path relative to ``root`` (its folder when ``root`` is None) without the
+    extension; it also seeds the image's noise. Two files with one key (``a.png``, ``a.jpg``): the
+    second is a failure. Raises ``ValueError`` for ``bs < 1``.
     """
     from tqdm.auto import tqdm
 
@@ -89,30 +68,31 @@ def super_resolve_files(
         raise ValueError(f"bs must be >= 1, got {bs}")
     out_dir = Path(out_dir)
     report = SRRunReport()
-    seen: dict[str, Path] = {}
-    unique: list[Path] = []
+    paths: dict[str, Path] = {}
     for path in files:
-        stem = path.stem
-        if stem in seen:
-            report.failures.append((path, f"output name {stem}.png already used by {seen[stem]}"))
+        key = image_key(path, root if root is not None else path.parent)
+        if key in paths:
+            report.failures.append((path, f"output name {key}.png already used by {paths[key]}"))
             continue
-        seen[stem] = path
-        unique.append(path)
-    device = _method_device(method)
-    bar = tqdm(total=len(unique), desc=getattr(method, "name", "sr"), unit="img", disable=not progress)
-    for batch in _batches(unique, bs, report):
-        paths = [p for p, _ in batch]
-        names = [str(p.relative_to(root)) if root is not None else p.name for p in paths]
-        try:
-            lr = torch.stack([img for _, img in batch]).to(device)
-            generators = [image_generator(seed, name, device=device) for name in names]
-            sr = method.upscale(lr, generators)
-            for path, image in zip(paths, sr, strict=True):
-                report.written.append(write_png(out_dir / f"{path.stem}.png", image))
-        except (RuntimeError, ValueError, OSError) as err:
-            for path in paths:
-                report.failures.append((path, f"{type(err).__name__}: {err}"))
-        bar.update(len(batch))
+        paths[key] = path
+
+    def inputs() -> Iterator[LRImage | LoadFailure]:
+        for key, path in paths.items():
+            try:
+                image, info = read_image_with_info(path)
+            except (ImageReadError, OSError) as err:
+                yield LoadFailure(key, str(err))
+                continue
+            report.notes.extend((path, note) for note in info.notes)
+            yield LRImage(key, image, list(info.notes))
+
+    device = torch.device(getattr(method, "device", "cpu"))
+    bar = tqdm(total=len(paths), desc=getattr(method, "name", "sr"), unit="img", disable=not progress)
+    for out in super_resolve(inputs(), method, seed=seed, batch_size=bs, device=device, on_batch=bar.update):
+        if out.ok:
+            report.written.append(write_png(out_dir / f"{out.name}.png", out.sr))
+        else:
+            report.failures.append((paths[out.name], out.error))
     bar.close()
     return report
 

@@ -63,7 +63,8 @@ def ulp_distance(actual: torch.Tensor | np.ndarray, expected: torch.Tensor | np.
 
 def assert_within_ulps(actual, expected, n: int, name: str) -> None:
     """Every element of ``actual`` within ``n`` ulps of ``expected`` (same dtype and shape)."""
-    assert tuple(actual.shape) == tuple(expected.shape), f"{name}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
+    shapes = tuple(actual.shape), tuple(expected.shape)
+    assert shapes[0] == shapes[1], f"{name}: shape {shapes[0]} != {shapes[1]}"
     worst = ulp_distance(actual, expected).max(initial=0.0)
     assert worst <= n, f"{name}: {worst:.0f} ulps apart (bound {n})"
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from golden_compare import assert_within_scale_ulps
+
 from resshift.diffusion import (
     ResShiftSchedule,
     p_mean_variance,

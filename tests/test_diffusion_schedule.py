@@ -86,9 +86,8 @@ _F32 = {"rt_etas_f32": "etas_f32", "rt_kappa_sqrt_etas_f32": "kappa_sqrt_etas_f3
 
 @pytest.mark.parametrize("cfg,params", [("v1", V1), ("v3", V3), ("bicsr", V3)])
 def test_schedule_matches_official_recording(golden, cfg, params):
-    from safetensors.torch import load_file
-
     from golden_compare import assert_within_ulps
+    from safetensors.torch import load_file
 
     g = load_file(str(golden / "golden_diffusion_schedules.safetensors"))
     s = ResShiftSchedule.from_config(**params)

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from run_folders import run_folder
 
 from resshift.data import open_dataset
 from resshift.data.cards import load_card
@@ -54,7 +55,7 @@ def _app(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
 def test_sweep_skips_an_unavailable_set_and_reports_it(tmp_path: Path) -> None:
     proc = _app(tmp_path, "-m", "method=bicubic", "dataset=embedded,imagenet-heldout", "skip_unavailable=true")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    skipped = json.loads((tmp_path / "bicubic__imagenet-heldout" / "skipped.json").read_text())
+    skipped = json.loads((run_folder(tmp_path, "bicubic", "imagenet-heldout") / "skipped.json").read_text())
     assert skipped["dataset"] == "imagenet-heldout" and "building it failed" in skipped["reason"]
     report = (tmp_path / "report" / "report.md").read_text()
     assert "## Skipped runs" in report and "bicubic on imagenet-heldout:" in report
@@ -65,7 +66,7 @@ def test_unavailable_set_fails_the_run_by_default(tmp_path: Path) -> None:
     proc = _app(tmp_path, "method=bicubic", "dataset=imagenet-heldout")
     assert proc.returncode != 0
     assert "imagenet-heldout" in proc.stderr and "building it failed" in proc.stderr
-    assert not (tmp_path / "bicubic__imagenet-heldout" / "skipped.json").exists()
+    assert not list(tmp_path.glob("bicubic__imagenet-heldout__*/skipped.json"))
 
 
 def test_sweep_over_embedded_and_heldout_reports_both(shared_datasets: Path, tmp_path: Path) -> None:

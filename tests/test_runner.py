@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
 from PIL import Image
+from run_folders import run_folder
 
 from resshift.paths import PROJECT_ROOT
 from resshift.runner.app import spec_from_config
@@ -116,7 +118,12 @@ def test_hydra_config_composes_with_overrides(tmp_path: Path) -> None:
         cfg = compose("config", overrides=["method=bicubic", "dataset=embedded", "limit=2", "metrics=[psnr]"])
     spec = spec_from_config(cfg, tmp_path)
     assert (spec.method, spec.dataset, spec.limit, list(spec.metrics)) == ("bicubic", "embedded", 2, ["psnr"])
-    assert cfg.run.name == "bicubic__embedded"
+    assert re.fullmatch(r"bicubic__embedded__[0-9a-f]{8}", cfg.run.name)
+    with initialize_config_dir(str(PROJECT_ROOT / "eval"), version_base="1.3"):
+        same = compose("config", overrides=["method=bicubic", "dataset=embedded", "limit=2", "metrics=[psnr,ssim]"])
+        seed = compose("config", overrides=["method=bicubic", "dataset=embedded", "limit=2", "seed=7"])
+    assert same.run.name == cfg.run.name  # the metric list is not part of the identity
+    assert seed.run.name != cfg.run.name
 
 
 def test_sharded_run_equals_single_process(tmp_path: Path) -> None:
@@ -129,7 +136,7 @@ def test_sharded_run_equals_single_process(tmp_path: Path) -> None:
            f"run.root={tmp_path / 'sharded'}", "hardware.warmup=0"]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    run_dir = tmp_path / "sharded" / "bicubic__embedded"
+    run_dir = run_folder(tmp_path / "sharded", "bicubic", "embedded")
     assert sorted(p.name for p in (run_dir / "records").glob("sr-*.jsonl")) == ["sr-0-of-2.jsonl", "sr-1-of-2.jsonl"]
     shard0 = {r["name"] for r in RowStore(run_dir / "records" / "sr-0-of-2.jsonl").rows()}
     shard1 = {r["name"] for r in RowStore(run_dir / "records" / "sr-1-of-2.jsonl").rows()}
@@ -150,7 +157,7 @@ def test_eval_app_writes_run_and_report(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "resshift.runner.app", "limit=3", "metrics=[psnr,ssim]", f"run.root={tmp_path}"]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    report = tmp_path / "bicubic__embedded" / "report"
+    report = run_folder(tmp_path, "bicubic", "embedded") / "report"
     assert "| bicubic | 0 |" in (report / "tables.md").read_text()
     for name in ["report.md", "per_image_distributions.png", "visual_comparison.png", "tables.tex"]:
         assert (report / name).is_file(), name

@@ -19,7 +19,7 @@ import torch
 
 from resshift.data.cards import DatasetCard, load_card
 from resshift.data.sources import DatasetNotAvailable, locate
-from resshift.io import ImageReadError, list_images, read_image_with_info
+from resshift.io import ImageReadError, image_key, list_images, read_image_with_info
 
 
 class DatasetError(ValueError):
@@ -55,7 +55,7 @@ def _stem_index(folder: Path, recursive: bool) -> dict[str, Path]:
         raise DatasetError(f"{folder}: folder not found")
     out: dict[str, Path] = {}
     for p in list_images(folder, recursive=recursive):
-        key = p.relative_to(folder).with_suffix("").as_posix()
+        key = image_key(p, folder)
         if key in out:
             raise DatasetError(f"{folder}: two images share the name {key!r} ({out[key].name}, {p.name})")
         out[key] = p
@@ -152,12 +152,26 @@ class SRDataset:
         """Item names, sorted (the order of iteration)."""
         return [it.name for it in self._items]
 
-    def select(self, names: Iterable[str]) -> SRDataset:
-        """A subset with the given names (kept in the set's sorted order); unknown names raise."""
-        wanted = set(names)
-        missing = sorted(wanted - self._index.keys())
+    def select(self, names: Iterable[str | int]) -> SRDataset:
+        """A subset with the given names (kept in the set's sorted order); unknown names raise.
+
+        Names are compared as strings. A config parser reads ``select=[100007]`` as a number and
+        ``select=[0014]`` as 14: a number that names no item matches the one item whose name is that
+        number with leading zeros, if there is exactly one.
+        """
+        wanted: set[str] = set()
+        missing: list[str] = []
+        for value in names:
+            name = str(value)
+            if name not in self._index and isinstance(value, int):
+                padded = [n for n in self._index if n.isdigit() and int(n) == value]
+                name = padded[0] if len(padded) == 1 else name
+            if name in self._index:
+                wanted.add(name)
+            else:
+                missing.append(name)
         if missing:
-            raise KeyError(f"data set {self.card.name!r} has no item(s) {', '.join(missing[:5])}")
+            raise KeyError(f"data set {self.card.name!r} has no item(s) {', '.join(sorted(missing)[:5])}")
         return SRDataset(self.card, [it for it in self._items if it.name in wanted], self.root)
 
     def shard(self, rank: int, world: int) -> SRDataset:

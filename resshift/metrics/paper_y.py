@@ -17,7 +17,12 @@ Protocol (``psnr_y_ycbcr@1`` / ``ssim_y_ycbcr@1``):
    below .5 depending on operation order and SIMD width, so it rounds ties either way, by machine.
    Ties are rare (a tie moves one pixel's Y by one level), so this changes no published number.
 3. ``border`` pixels are cut from every side (0 in the paper protocol).
-4. PSNR = ``10 log10(255^2 / MSE)`` per image (``inf`` for identical images).
+4. PSNR = ``10 log10(255^2 / MSE)`` per image, capped at :data:`PSNR_CAP_DB` = 100 dB (the official
+   ``calculate_psnr`` returns ``inf`` for identical images, which would make any mean over a set that
+   holds one infinite and any comparison meaningless; pyiqa adds 1e-8 to the MSE, an 80 dB cap on
+   [0, 1] data). A 256x256 image one level off in one pixel scores 96 dB, so the cap only binds
+   for identical (or near-identical, very large) images. The band PSNRs of
+   :mod:`resshift.metrics.spectral` use the same cap.
    SSIM uses an 11x11 Gaussian window with sigma 1.5, only the 'valid' region (no padding), and
    ``C1 = (0.01 * 255)^2``, ``C2 = (0.03 * 255)^2``; the score is the mean of the SSIM map.
    This is the classic Wang et al. MATLAB ``ssim_index`` setting; scikit-image's
@@ -51,6 +56,8 @@ SSIM_SIGMA = 1.5
 SSIM_K1 = 0.01
 SSIM_K2 = 0.03
 DATA_RANGE = 255.0
+#: PSNR of identical images (dB): every PSNR of the suite is capped here, so results stay finite.
+PSNR_CAP_DB = 100.0
 
 
 def quantize_to_uint8_values(x: torch.Tensor) -> torch.Tensor:
@@ -138,12 +145,12 @@ def psnr(
 
     ``y_channel=True`` is the paper protocol (8-bit quantisation, rounded BT.601 Y); ``False`` uses the
     MSE over the three RGB channels. ``round_y=False`` keeps Y unrounded, as pyiqa's
-    ``psnr(test_y_channel=True, color_space='ycbcr')`` does. Identical images give ``inf``.
+    ``psnr(test_y_channel=True, color_space='ycbcr')`` does. Identical images give :data:`PSNR_CAP_DB`.
     """
     a, b = _prepare(sr, hr, y_channel, border, round_y)
     mse = (a - b).pow(2).flatten(1).mean(dim=1)
-    out = 10.0 * torch.log10(DATA_RANGE**2 / mse)  # mse == 0 -> inf
-    return out.to(torch.float32)
+    out = 10.0 * torch.log10(DATA_RANGE**2 / mse)  # mse == 0 -> inf, capped below
+    return out.clamp(max=PSNR_CAP_DB).to(torch.float32)
 
 
 def _ssim_per_channel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

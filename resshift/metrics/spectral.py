@@ -35,7 +35,7 @@ import math
 import torch
 
 from resshift.metrics.base import Metric, MetricInputError
-from resshift.metrics.paper_y import YCBCR_Y_WEIGHTS, quantize_to_uint8_values
+from resshift.metrics.paper_y import PSNR_CAP_DB, YCBCR_Y_WEIGHTS, quantize_to_uint8_values
 
 SPECTRAL_VERSION = "spectral@1"
 
@@ -47,7 +47,6 @@ HF_CUTOFF = 0.5  # fraction of Nyquist above which energy counts as high frequen
 # Band edges of the band-limited PSNRs, as fractions of Nyquist (upper edge excluded; "high" takes
 # everything from 0.5 up to the corners at sqrt(2)).
 PSNR_BANDS: dict[str, tuple[float, float]] = {"low": (0.0, 0.25), "mid": (0.25, 0.5), "high": (0.5, math.inf)}
-PSNR_CAP_DB = 100.0
 _MSE_FLOOR = 10.0 ** (-PSNR_CAP_DB / 10.0)
 # Power of uniform 8-bit rounding noise per spectrum bin, on [0, 1] luma.
 QUANTIZATION_POWER = (1.0 / 255.0) ** 2 / 12.0

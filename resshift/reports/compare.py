@@ -2,6 +2,13 @@
 
 A metric moves "beyond tolerance" when ``|new - old| > tolerance`` for that metric (the same bands
 as the published-number comparison, overridable); runtime regresses when ``new / old > max ratio``.
+Runs are matched by (method label, data set). A matched pair also fails when
+
+* the new run scored fewer images than the baseline (``n_ok``), or other images (``images_digest``,
+  a digest of the scored image names), since averages over different images are not comparable;
+* both carry a configuration fingerprint and the fingerprints differ (another seed, checkpoint,
+  data set root or parameter: not the same experiment). Baselines without fingerprints (older CSVs)
+  are matched by label and data set alone.
 The baseline can be a run folder, a folder of runs, or a CSV written by ``resshift report``
 (``results.csv``) / by :func:`save_baseline`.
 """
@@ -16,8 +23,6 @@ import pandas as pd
 from resshift.reports.reference import TOLERANCES
 from resshift.reports.results import find_run_dirs, runs_table
 from resshift.reports.tables import metric_columns
-
-KEY = ["method", "dataset"]
 
 
 @dataclass
@@ -43,6 +48,11 @@ def _cell(v: object) -> str:
     return str(v)
 
 
+def _finite_delta(new_value: float, old_value: float) -> float:
+    """``new - old``; equal values (a capped PSNR on both sides included) give 0."""
+    return 0.0 if new_value == old_value else float(new_value) - float(old_value)
+
+
 def load_results(path: str | Path) -> pd.DataFrame:
     """A runs table from a CSV file or from run folders."""
     path = Path(path)
@@ -60,22 +70,55 @@ def save_baseline(paths: list[str | Path], out_csv: str | Path) -> Path:
     return out_csv
 
 
+def _present(row: pd.Series, column: str) -> bool:
+    return column in row and not pd.isna(row[column]) and row[column] != ""
+
+
+def _identity_checks(b: pd.Series, n: pd.Series) -> list[tuple[str, str, object, object, str]]:
+    """(quantity, status, baseline, new, allowed) for every way the two runs are not comparable."""
+    out: list[tuple[str, str, object, object, str]] = []
+    if _present(b, "fingerprint") and _present(n, "fingerprint") and b["fingerprint"] != n["fingerprint"]:
+        out.append(("fingerprint", "CONFIG CHANGED", str(b["fingerprint"])[:16], str(n["fingerprint"])[:16],
+                    "same configuration"))
+    if _present(b, "n_ok"):
+        base_ok = int(b["n_ok"])
+        new_ok = int(n["n_ok"]) if _present(n, "n_ok") else 0
+        if new_ok < base_ok:
+            out.append(("images scored", "FEWER IMAGES", float(base_ok), float(new_ok), f"≥ {base_ok}"))
+    if _present(b, "images_digest") and _present(n, "images_digest") and b["images_digest"] != n["images_digest"]:
+        out.append(("images", "OTHER IMAGES", str(b["images_digest"]), str(n["images_digest"]), "same images"))
+    return out
+
+
+def _counterpart(b: pd.Series, new: pd.DataFrame) -> pd.Series | None:
+    """The new run that corresponds to baseline row ``b``: same label and data set, and the same
+    fingerprint where several runs share a label; the one candidate otherwise (its fingerprint is then
+    checked by :func:`_identity_checks`)."""
+    same = new[(new["method"] == b["method"]) & (new["dataset"] == b["dataset"])]
+    if len(same) > 1 and _present(b, "fingerprint") and "fingerprint" in same:
+        same = same[same["fingerprint"] == b["fingerprint"]]
+    return same.iloc[0] if len(same) == 1 else None
+
+
 def compare_results(baseline: pd.DataFrame, new: pd.DataFrame, tolerances: dict[str, float] | None = None,
                     max_runtime_ratio: float | None = 1.5, missing_is_failure: bool = True) -> Comparison:
-    """Compare two runs tables on their shared (method, dataset) rows."""
+    """Compare two runs tables: each baseline row with its counterpart (:func:`_counterpart`)."""
     tol = {**TOLERANCES, **(tolerances or {})}
     rows = []
     failed = False
-    base_idx = baseline.set_index(KEY)
-    new_idx = new.set_index(KEY)
-    for key in base_idx.index:
-        if key not in new_idx.index:
+    for _, b in baseline.iterrows():
+        key = (b["method"], b["dataset"])
+        n = _counterpart(b, new)
+        if n is None:
             rows.append({"method": key[0], "dataset": key[1], "quantity": "(run)", "baseline": float("nan"),
                          "new": float("nan"), "delta": float("nan"), "allowed": "present",
                          "status": "MISSING" if missing_is_failure else "missing"})
             failed |= missing_is_failure
             continue
-        b, n = base_idx.loc[key], new_idx.loc[key]
+        for quantity, status, base_v, new_v, allowed in _identity_checks(b, n):
+            failed = True
+            rows.append({"method": key[0], "dataset": key[1], "quantity": quantity, "baseline": base_v,
+                         "new": new_v, "delta": float("nan"), "allowed": allowed, "status": status})
         for metric in metric_columns(baseline):
             if metric not in b or pd.isna(b[metric]):
                 continue
@@ -85,7 +128,7 @@ def compare_results(baseline: pd.DataFrame, new: pd.DataFrame, tolerances: dict[
                 status = "MISSING"
                 delta = float("nan")
             else:
-                delta = float(new_value) - float(b[metric])
+                delta = _finite_delta(float(new_value), float(b[metric]))
                 status = "ok" if abs(delta) <= allowed else "REGRESSED"
             failed |= status != "ok"
             rows.append({"method": key[0], "dataset": key[1], "quantity": metric, "baseline": float(b[metric]),

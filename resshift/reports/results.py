@@ -59,6 +59,8 @@ def runs_table(run_dirs: list[Path]) -> pd.DataFrame:
             "nfe": s.get("nfe"),
             "n_ok": s.get("n_ok"),
             "n_failed": s.get("n_failed"),
+            "images_digest": s.get("images_digest"),
+            "fingerprint": s.get("fingerprint"),
             "ms_per_image": 1e3 * timing["median_s"] if timing.get("median_s") is not None else None,
             "device": timing.get("device"),
         }

@@ -1,9 +1,15 @@
 """Hydra entry point of an evaluation run: ``python -m resshift.runner.app [overrides]``.
 
-The config tree lives in ``eval/`` at the project root. Under ``torchrun`` each process evaluates a
-deterministic shard of the images (``RANK`` / ``WORLD_SIZE``); rank 0 merges and reports. With
-``skip_unavailable=true`` a data set that can be neither found nor built is recorded in
-``<run dir>/skipped.json`` (and listed by the report) instead of failing the run.
+The config tree lives in ``eval/`` at the project root. The run folder is
+``<run.root>/<label>__<dataset>__<config fingerprint>`` (``${run_fingerprint:}``, 8 hex digits of
+:func:`resshift.runner.identity.config_fingerprint`), so every configuration gets its own folder and
+rerunning one resumes it. The process exits with 1 when any image failed (all rows are still written),
+2 when the run could not start (the folder holds another configuration or is in use).
+
+Under ``torchrun`` each process evaluates a deterministic shard of the images (``RANK`` /
+``WORLD_SIZE``); rank 0 merges and reports. With ``skip_unavailable=true`` a data set that can be
+neither found nor built is recorded in ``<run dir>/skipped.json`` (and listed by the report) instead
+of failing the run.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +27,30 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from resshift.paths import PROJECT_ROOT
+from resshift.runner.identity import RunFolderBusy, RunIdentityError, config_fingerprint, image_names
 from resshift.runner.run import RunSpec, run
 
 log = logging.getLogger(__name__)
 
 CONFIG_DIR = str(PROJECT_ROOT / "eval")
+
+
+def _run_fingerprint(*, _root_: DictConfig) -> str:
+    """``${run_fingerprint:}``: the config fingerprint of the run being composed (folder-name suffix)."""
+    def node(key: str) -> Any:
+        value = OmegaConf.select(_root_, key)
+        return OmegaConf.to_container(value, resolve=True) if isinstance(value, DictConfig) else value
+
+    select = OmegaConf.select(_root_, "select")
+    select = OmegaConf.to_container(select, resolve=True) if select is not None and not isinstance(
+        select, (str, int)) else select
+    return config_fingerprint(method=node("method") or {}, dataset=node("dataset") or {}, seed=node("seed"),
+                              limit=node("limit"), select=select, device=node("hardware.device"),
+                              dtype=node("hardware.dtype"))
+
+
+if not OmegaConf.has_resolver("run_fingerprint"):
+    OmegaConf.register_new_resolver("run_fingerprint", _run_fingerprint)
 
 
 def spec_from_config(cfg: DictConfig, run_dir: Path) -> RunSpec:
@@ -48,7 +74,7 @@ def spec_from_config(cfg: DictConfig, run_dir: Path) -> RunSpec:
         warmup=int(hw.get("warmup", 1)),
         threads=hw.get("threads"),
         limit=container.get("limit"),
-        select=container.get("select"),
+        select=image_names(container.get("select")),
         setting={"label": method.get("label", method["name"]), "reference": method.get("reference"), **setting},
         rank=int(os.environ.get("RANK", 0)),
         world_size=int(os.environ.get("WORLD_SIZE", 1)),
@@ -76,22 +102,30 @@ def main(cfg: DictConfig) -> None:
     from resshift.data.sources import DatasetNotAvailable
 
     try:
-        run(spec)
+        summary = run(spec)
     except DatasetNotAvailable as err:
         if not cfg.get("skip_unavailable", False):
             raise
         record_skipped(run_dir, spec, str(err))
         return
+    except (RunIdentityError, RunFolderBusy) as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
     (run_dir / SKIPPED_FILE).unlink(missing_ok=True)  # a set that was skipped before is there now
     if spec.rank != 0:  # rank 0 merges the shards and reports
         return
     log.info("run folder: %s", run_dir)
     print((run_dir / "summary.md").read_text(encoding="utf-8"))
-    if cfg.get("report") and HydraConfig.get().mode != RunMode.MULTIRUN:  # sweeps: one report at the end
+    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+    if cfg.get("report") and not multirun:  # sweeps: one report at the end
         from resshift.reports import write_report
 
         out = write_report([run_dir], run_dir / "report")
         print(f"report: {out}")
+    if summary.get("n_failed") and not multirun:  # a sweep reports all its failures at its end
+        print(f"error: {summary['n_failed']} of {summary['n_images']} images failed in {run_dir} "
+              "(listed in summary.md)", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

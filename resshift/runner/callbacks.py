@@ -1,8 +1,13 @@
-"""Hydra callbacks: a combined report at the end of a sweep (``-m``)."""
+"""Hydra callbacks: a combined report at the end of a sweep (``-m``), and its exit status.
+
+A sweep whose runs lost images exits with 1 after its report is written, naming the runs.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,17 +18,31 @@ log = logging.getLogger(__name__)
 
 
 class SweepReport(Callback):
-    """After a multirun, write one report over every run folder of the sweep (``<sweep dir>/report``)."""
+    """After a multirun, write one report over every run folder of the sweep (``<sweep dir>/report``),
+    then exit with 1 if any run of the sweep has failed images."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        if not config.get("report", True):
-            return
-        from resshift.reports import write_report
-
         root = Path(config.hydra.sweep.dir)
-        try:
-            out = write_report([root], root / "report", title=f"Evaluation report: {root.name}")
-        except FileNotFoundError as err:
-            log.warning("no sweep report: %s", err)
-            return
-        print(f"sweep report: {out}")
+        if config.get("report", True):
+            from resshift.reports import write_report
+
+            try:
+                out = write_report([root], root / "report", title=f"Evaluation report: {root.name}")
+                print(f"sweep report: {out}")
+            except FileNotFoundError as err:
+                log.warning("no sweep report: %s", err)
+        lost = _runs_with_failures(root)
+        if lost:
+            for run_dir, n_failed in lost:
+                print(f"error: {n_failed} image(s) failed in {run_dir} (listed in its summary.md)", file=sys.stderr)
+            sys.exit(1)
+
+
+def _runs_with_failures(root: Path) -> list[tuple[Path, int]]:
+    """``(run folder, failed images)`` for every run below ``root`` that lost images."""
+    out = []
+    for path in sorted(root.glob("**/summary.json")):
+        n_failed = int(json.loads(path.read_text(encoding="utf-8")).get("n_failed") or 0)
+        if n_failed:
+            out.append((path.parent, n_failed))
+    return out

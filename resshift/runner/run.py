@@ -15,8 +15,9 @@ batch in flight.
 
 from __future__ import annotations
 
+import hashlib
 import logging
-import traceback
+import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +26,8 @@ from typing import Any
 import torch
 
 from resshift.io import read_image, write_png
+from resshift.runner.sr_loop import LoadFailure, LRImage, super_resolve
 from resshift.runner.store import RowStore, write_json
-from resshift.seeding import image_generator
 
 log = logging.getLogger(__name__)
 
@@ -100,73 +101,93 @@ def _batches(items: Iterator[Any], batch_size: int,
         yield batch
 
 
-def _load_samples(dataset: Any, names: Sequence[str], failed: list[tuple[str, str]]) -> Iterator[Any]:
-    """Load samples one by one; a sample that fails to load is reported in ``failed`` and skipped."""
+def reader_notes(meta: dict[str, Any]) -> list[str]:
+    """The reader's notes of a sample (alpha dropped, EXIF rotation applied, grayscale replicated),
+    prefixed with the side they concern: ``["lr: alpha channel dropped (fully opaque)"]``."""
+    return [f"{side}: {note}" for side in ("lr", "hr") for note in meta.get(f"{side}_notes") or []]
+
+
+def _inputs(dataset: Any, names: Sequence[str]) -> Iterator[LRImage | LoadFailure]:
+    """The LR images of ``names`` read one by one; a sample that cannot be read becomes a failure."""
     for name in names:
         try:
-            yield dataset.read(name)
+            sample = dataset.read(name)
         except Exception as err:  # noqa: BLE001 - recorded per image, the run goes on
-            failed.append((name, f"{type(err).__name__}: {err}"))
+            yield LoadFailure(name, f"{type(err).__name__}: {err}")
+            continue
+        yield LRImage(sample.name, sample.lr, reader_notes(sample.meta))
 
 
 def run_sr_phase(spec: RunSpec, method: Any, dataset: Any, timer: Any) -> dict[str, int]:
-    """Super-resolve every pending image of this shard; returns counts (done, skipped, failed)."""
+    """Super-resolve every pending image of this shard; returns counts (done, skipped, failed).
+
+    Goes through the one SR loop (:func:`resshift.runner.sr_loop.super_resolve`); only finite outputs
+    are written and scored, a non-finite one is a failed image with the count of bad values.
+    """
     store = sr_store(spec)
     finished = set().union(*(RowStore(p).done() for p in spec.records_dir.glob("sr-*.jsonl")))
     names = [n for n in dataset.names() if n not in finished]
     counts = {"done": 0, "skipped": len(finished), "failed": 0}
     if not names:
         return counts
-    device = torch.device(spec.device)
-    failures: list[tuple[str, str]] = []
     from tqdm import tqdm
 
     progress = tqdm(total=len(names), desc=f"SR {spec.method} on {spec.dataset}", unit="img", leave=False)
-    for batch in _batches(_load_samples(dataset, names, failures), spec.batch_size):
-        for name, error in failures:
-            store.append({"name": name, "status": "failed", "error": error, "phase": "load"})
-            counts["failed"] += 1
-            progress.update(1)
-        failures.clear()
-        lr = torch.stack([s.lr for s in batch]).to(device)
-        gens = [image_generator(spec.seed, s.name, device=device) for s in batch]
-        timed = timer.calls >= timer.warmup
-        try:
-            sr, seconds = timer.run(lambda lr=lr, gens=gens: method.upscale(lr, gens), n_images=len(batch))
-        except Exception as err:  # noqa: BLE001
-            log.error("SR failed on %s: %s", [s.name for s in batch], err)
-            for s in batch:
-                store.append({"name": s.name, "status": "failed", "phase": "sr",
-                              "error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc(limit=5)})
-                counts["failed"] += 1
-            progress.update(len(batch))
-            continue
-        sr = sr.float().cpu()
-        for s, img in zip(batch, sr, strict=True):
-            write_png(spec.sr_dir / f"{s.name}.png", img)
-            store.append({
-                "name": s.name,
-                "status": "ok",
-                "lr_hw": list(s.lr.shape[-2:]),
-                "sr_hw": list(img.shape[-2:]),
-                "batch": len(batch),
-                "latency_s": seconds / len(batch),
-                "batch_seconds": seconds,
-                "timed": timed,
-            })
+    outcomes = super_resolve(_inputs(dataset, names), method, seed=spec.seed, batch_size=spec.batch_size,
+                             device=spec.device, timer=timer, on_batch=progress.update)
+    for out in outcomes:
+        row: dict[str, Any] = {"name": out.name, "notes": out.notes}
+        if out.ok:
+            write_png(spec.sr_dir / f"{out.name}.png", out.sr)
+            row.update(status="ok", lr_hw=list(out.lr_hw or ()), sr_hw=list(out.sr.shape[-2:]), batch=out.batch,
+                       latency_s=out.seconds, batch_seconds=out.batch_seconds, timed=out.timed)
             counts["done"] += 1
-        progress.update(len(batch))
-    for name, error in failures:
-        store.append({"name": name, "status": "failed", "error": error, "phase": "load"})
-        counts["failed"] += 1
+        else:
+            log.error("%s: %s failed: %s", spec.run_dir.name, out.name, out.error)
+            row.update(status="failed", phase=out.phase, error=out.error)
+            if out.traceback:
+                row["traceback"] = out.traceback
+            counts["failed"] += 1
+        store.append(row)
     progress.close()
     return counts
+
+
+def _score_one_metric(metric: Any, sr: torch.Tensor, ref: torch.Tensor | None,
+                      names: Sequence[str]) -> tuple[dict[str, float], dict[str, str]]:
+    """One metric over a batch: ``({name: value}, {name: reason})``. A batch that raises is scored image
+    by image, so one bad image (an SSIM window larger than it, say) costs only its own value; a value
+    that is not finite is a failure of that image, never a number."""
+    values: dict[str, float] = {}
+    errors: dict[str, str] = {}
+    try:
+        scores = [float(v) for v in metric.compute(sr, ref).reshape(-1)]
+    except Exception as err:  # noqa: BLE001 - isolated below
+        if len(names) == 1:
+            return {}, {names[0]: f"{type(err).__name__}: {err}"}
+        for i, name in enumerate(names):
+            one_ref = None if ref is None else ref[i : i + 1]
+            v, e = _score_one_metric(metric, sr[i : i + 1], one_ref, [name])
+            values.update(v)
+            errors.update(e)
+        return values, errors
+    for name, value in zip(names, scores, strict=True):
+        if math.isfinite(value):
+            values[name] = value
+        else:
+            errors[name] = f"non-finite value {value}"
+    return values, errors
 
 
 def run_metrics_phase(spec: RunSpec, dataset: Any, metrics: dict[str, Any],
                       provenance: dict[str, Any] | None = None, batch_size: int = 8) -> dict[str, int]:
     """Compute every available metric for SR outputs that lack them, in batches of equal-size
-    images; each row carries ``provenance``. Returns counts."""
+    images; each row carries ``provenance``. Returns counts.
+
+    Metrics fail one at a time: an exception (or a non-finite value) in one metric for one image is
+    recorded in that image's ``metric_errors`` and the other metrics are still computed. Values a
+    previous session computed for metrics not asked for now are kept in the new row.
+    """
     store = metrics_store(spec)
     sr_rows = {r["name"]: r for r in all_rows(spec.records_dir, "sr") if r.get("status") == "ok"}
     have = {r["name"]: r for r in all_rows(spec.records_dir, "metrics")}
@@ -203,27 +224,30 @@ def run_metrics_phase(spec: RunSpec, dataset: Any, metrics: dict[str, Any],
         has_hr = group[0][2] is not None
         hr = torch.stack([g[2] for g in group]).to(device) if has_hr else None
         lr = torch.stack([g[3] for g in group]).to(device)
-        values: dict[str, list[float]] = {}
+        values: dict[str, dict[str, float]] = {n: {} for n in names}
+        errors: dict[str, dict[str, str]] = {n: {} for n in names}
         skipped: dict[str, str] = {}
-        try:
-            for mname, metric in metrics.items():
-                if metric.spec.mode == "FR" and hr is None:
-                    skipped[mname] = "no HR image"
-                    continue
-                ref = {"FR": hr, "LR": lr}.get(metric.spec.mode)  # LR mode: reference = upsampled LR input
-                scores = metric.compute(sr, ref)
-                values[mname] = [float(v) for v in scores.reshape(-1)]
-        except Exception as err:  # noqa: BLE001
-            for name in names:
-                fail(name, err)
-        else:
-            for i, name in enumerate(names):
-                row: dict[str, Any] = {"name": name, "status": "ok",
-                                       "values": {m: v[i] for m, v in values.items()}, "provenance": provenance}
-                if skipped:
-                    row["skipped"] = skipped
-                store.append(row)
-                counts["done"] += 1
+        for mname, metric in metrics.items():
+            if metric.spec.mode == "FR" and hr is None:
+                skipped[mname] = "no HR image"
+                continue
+            ref = {"FR": hr, "LR": lr}.get(metric.spec.mode)  # LR mode: reference = upsampled LR input
+            got, bad = _score_one_metric(metric, sr, ref, names)
+            for name, value in got.items():
+                values[name][mname] = value
+            for name, reason in bad.items():
+                errors[name][mname] = reason
+                log.warning("%s: %s on %s failed: %s", spec.run_dir.name, mname, name, reason)
+        for name in names:
+            kept = {k: v for k, v in have.get(name, {}).get("values", {}).items() if k not in metrics}
+            row: dict[str, Any] = {"name": name, "status": "ok", "values": {**kept, **values[name]},
+                                   "provenance": provenance}
+            if errors[name]:
+                row["metric_errors"] = errors[name]
+            if skipped:
+                row["skipped"] = skipped
+            store.append(row)
+            counts["done"] += 1
         progress.update(len(names))
 
     for group in _batches(loaded(pending), batch_size, key=_shape_key):
@@ -237,23 +261,46 @@ def _shape_key(item: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(item[1].shape), tuple(item[3].shape), item[2] is not None
 
 
+def images_digest(names: Sequence[str]) -> str:
+    """16 hex digits identifying a set of image names (order-free): two runs scored the same images
+    exactly when their digests agree."""
+    return hashlib.sha256("\n".join(sorted(names)).encode("utf-8")).hexdigest()[:16]
+
+
 def summarize(spec: RunSpec, metric_specs: dict[str, Any], unavailable: dict[str, str],
               extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Merge the row stores into ``per_image.csv``, ``summary.json`` and ``summary.md``."""
+    """Merge the row stores into ``per_image.csv``, ``summary.json`` and ``summary.md``.
+
+    Summary schema (every number finite; strict JSON): ``n_images``, ``n_ok`` (images super-resolved),
+    ``n_failed`` and ``failed`` (``{name: reason}``), ``images_digest`` (:func:`images_digest` of the ok
+    images), and per metric ``mean``, ``std``, ``n`` (images with a value), ``n_missing`` and
+    ``missing`` (``{reason: count}``: why ``n`` is short of ``n_ok``), ``lower_better``, ``better``;
+    ``metric_gaps`` lists the same reasons for every metric short of ``n_ok``, also one with no value.
+    """
     import pandas as pd
 
     sr_rows = all_rows(spec.records_dir, "sr")
     m_rows = {r["name"]: r for r in all_rows(spec.records_dir, "metrics")}
     table = []
+    missing: dict[str, dict[str, int]] = {name: {} for name in metric_specs}
     for r in sr_rows:
         row = {"name": r["name"], "status": r.get("status"), "latency_s": r.get("latency_s"),
-               "error": r.get("error", "")}
+               "error": r.get("error", ""), "notes": "; ".join(r.get("notes") or [])}
         mr = m_rows.get(r["name"])
         if mr:
             row.update(mr.get("values", {}))
             row.update(_flat_provenance(mr.get("provenance")))
             if mr.get("status") != "ok":
                 row["error"] = mr.get("error", "")
+            if mr.get("metric_errors"):
+                row["metric_errors"] = "; ".join(f"{k}: {v}" for k, v in sorted(mr["metric_errors"].items()))
+        if r.get("status") == "ok":
+            for name in metric_specs:
+                if name in unavailable or (mr and name in mr.get("values", {})):
+                    continue
+                reason = ((mr or {}).get("metric_errors") or {}).get(name) or ((mr or {}).get("skipped") or {}).get(
+                    name) or ((mr or {}).get("error") or "not computed")
+                missing[name][reason] = missing[name].get(reason, 0) + 1
         table.append(row)
     frame = pd.DataFrame(table)
     frame.to_csv(spec.run_dir / "per_image.csv", index=False)
@@ -268,17 +315,23 @@ def summarize(spec: RunSpec, metric_specs: dict[str, Any], unavailable: dict[str
                 "mean": float(col.mean()),
                 "std": float(col.std(ddof=0)),
                 "n": int(len(col)),
+                "n_missing": int(len(ok) - len(col)),
+                "missing": missing[name],
                 "lower_better": bool(mspec.lower_better),
                 "better": mspec.better,
             }
+    failed = frame[frame["status"] != "ok"] if len(frame) else frame
     summary = {
         "method": spec.method,
         "dataset": spec.dataset,
         "setting": spec.setting,
         "n_images": int(len(frame)),
         "n_ok": int(len(ok)),
-        "n_failed": int(len(frame) - len(ok)),
+        "n_failed": int(len(failed)),
+        "failed": {str(r["name"]): str(r["error"]) for _, r in failed.iterrows()},
+        "images_digest": images_digest([str(n) for n in ok["name"]] if len(ok) else []),
         "metrics": metric_summary,
+        "metric_gaps": {name: reasons for name, reasons in missing.items() if reasons and name not in unavailable},
         "unavailable": dict(unavailable),
         **(extra or {}),
     }
@@ -302,6 +355,8 @@ def render_summary_md(summary: dict[str, Any]) -> str:
     if summary.get("protocol_id"):
         lines.append(f"Protocol: `{summary['protocol_id']}`  ")
     lines.append(f"Images: {summary['n_ok']} ok, {summary['n_failed']} failed  ")
+    if summary.get("fingerprint"):
+        lines.append(f"Configuration fingerprint: `{summary['fingerprint'][:16]}`  ")
     timing = summary.get("timing") or {}
     if timing:
         lines.append(
@@ -310,44 +365,87 @@ def render_summary_md(summary: dict[str, Any]) -> str:
             f"{timing.get('p90_s', float('nan')) * 1e3:.1f} ms/img, NFE {summary.get('nfe', '?')}, "
             f"device {timing.get('device', '?')}"
         )
-    lines += ["", "| metric | mean | std | n |", "|---|---|---|---|"]
+    lines += ["", "| metric | mean | std | n | missing |", "|---|---|---|---|---|"]
     for name, m in summary["metrics"].items():
         arrow = "·" if m.get("better") == "none" else ("↓" if m["lower_better"] else "↑")
-        lines.append(f"| {name} {arrow} | {m['mean']:.4f} | {m['std']:.4f} | {m['n']} |")
+        why = "; ".join(f"{count}: {reason}" for reason, count in (m.get("missing") or {}).items())
+        lines.append(f"| {name} {arrow} | {m['mean']:.4f} | {m['std']:.4f} | {m['n']} | {why} |")
+    for name, reasons in (summary.get("metric_gaps") or {}).items():
+        if name not in summary["metrics"]:
+            why = "; ".join(f"{count}: {reason}" for reason, count in reasons.items())
+            lines.append(f"| {name} | no value | | 0 | {why} |")
     for name, reason in summary.get("unavailable", {}).items():
-        lines.append(f"| {name} | unavailable | {reason} | 0 |")
+        lines.append(f"| {name} | unavailable | {reason} | 0 | |")
+    if summary.get("failed"):
+        lines += ["", "Failed images:", ""]
+        lines += [f"- `{name}`: {reason}" for name, reason in sorted(summary["failed"].items())]
     return "\n".join(lines) + "\n"
 
 
+def run_identity(spec: RunSpec, method: Any, dataset: Any) -> dict[str, Any]:
+    """Everything that determines this run's outputs (see :mod:`resshift.runner.identity`)."""
+    from resshift.runner.identity import config_identity
+
+    ident = config_identity({"name": spec.method, "params": spec.method_params},
+                            {"name": spec.dataset, "params": spec.dataset_params}, seed=spec.seed,
+                            limit=spec.limit, select=spec.select, device=spec.device, dtype=spec.dtype)
+    ident["method"]["resolved"] = method.describe()
+    ident["dataset"].update(card_sha256=dataset.card.card_sha256, protocol_id=dataset.card.protocol_id)
+    return ident
+
+
 def run(spec: RunSpec) -> dict[str, Any]:
-    """Run (or resume) one evaluation and return its summary."""
+    """Run (or resume) one evaluation and return its summary (``{}`` on ranks other than 0).
+
+    Raises:
+        resshift.runner.identity.RunIdentityError: the folder holds results of another configuration.
+        resshift.runner.identity.RunFolderBusy: another process works in the folder.
+    """
+    from resshift.runner.identity import lock_run_folder
+
+    spec.run_dir.mkdir(parents=True, exist_ok=True)
+    with lock_run_folder(spec.run_dir, spec.rank, spec.world_size):
+        return _run_locked(spec)
+
+
+def _run_locked(spec: RunSpec) -> dict[str, Any]:
+    import time
+
     from resshift.data import open_dataset
     from resshift.methods import build_method
     from resshift.metrics import build_metrics, get_spec
     from resshift.provenance import collect_provenance, row_provenance
+    from resshift.runner.identity import claim, image_names
     from resshift.runner.spectra import record_spectra, wants_spectra, write_spectra_summary
     from resshift.timing import Timer
 
     if spec.threads:
         torch.set_num_threads(int(spec.threads))
-    spec.run_dir.mkdir(parents=True, exist_ok=True)
     dataset = open_dataset(spec.dataset, **spec.dataset_params)
     if spec.select:
-        dataset = dataset.select(list(spec.select))
+        dataset = dataset.select(image_names(spec.select))
     if spec.limit:
         dataset = dataset.select(dataset.names()[: int(spec.limit)])
     if spec.world_size > 1:
         dataset = dataset.shard(spec.rank, spec.world_size)
     method = build_method(spec.method, device=spec.device, dtype=spec.dtype, **spec.method_params)
+    fingerprint = claim(spec.run_dir, run_identity(spec, method, dataset))
     provenance = collect_provenance(device=spec.device)
     manifest = {
         "config": spec.config,
+        "fingerprint": fingerprint,
         "method": method.describe(),
         "dataset": {"name": spec.dataset, "protocol_id": dataset.card.protocol_id,
                     "card_sha256": dataset.card.card_sha256},
         "provenance": provenance,
     }
-    write_json(spec.run_dir / f"run-{_shard_suffix(spec)}.json", manifest)
+    # The manifest records the settings that produced the rows: written by the first session, never
+    # rewritten (the identity check guarantees later sessions have the same settings); each session's
+    # environment is appended to records/sessions-<shard>.jsonl.
+    manifest_path = spec.run_dir / f"run-{_shard_suffix(spec)}.json"
+    if not manifest_path.is_file():
+        write_json(manifest_path, manifest)
+    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
     # Phase 1: SR, timed. Metrics are not built yet, so nothing they do can touch SR outputs or timing.
     timer = Timer(device=spec.device, warmup=spec.warmup, nfe=method.nfe,
@@ -363,7 +461,10 @@ def run(spec: RunSpec) -> dict[str, Any]:
     row_prov = row_provenance(protocol_id=dataset.card.protocol_id, card_sha256=dataset.card.card_sha256,
                               method=spec.setting.get("label", spec.method),
                               checkpoint_sha256=manifest["method"].get("checkpoint_sha256"), environment=provenance)
+    row_prov["fingerprint"] = fingerprint
     m_counts = run_metrics_phase(spec, dataset, metrics, row_prov, batch_size=max(1, spec.batch_size))
+    RowStore(spec.records_dir / f"sessions-{_shard_suffix(spec)}.jsonl", key_field="started").append(
+        {"started": started, "provenance": provenance, "counts": {"sr": sr_counts, "metrics": m_counts}})
     # Frequency analysis: per-image radial spectra beside the rows (vectors, not metric values).
     spectra = wants_spectra(spec.metrics)
     if spectra:
@@ -376,6 +477,7 @@ def run(spec: RunSpec) -> dict[str, Any]:
         write_spectra_summary(spec.run_dir)
     specs = {name: get_spec(name) for name in spec.metrics}
     extra = {
+        "fingerprint": fingerprint,
         "protocol_id": dataset.card.protocol_id,
         "card_sha256": dataset.card.card_sha256,
         "nfe": manifest["method"].get("nfe"),

@@ -1,7 +1,8 @@
 """Append-only row stores (JSON Lines): results are written as they are produced and a rerun resumes.
 
-Each row is one JSON object on one line, written with a single ``write`` and flushed to disk. A
-process killed mid-write can leave at most one partial line at the end; opening the store repairs
+Each row is one strict JSON object (no NaN or Infinity: writing one raises) on one line, written
+with a single ``write`` and flushed to disk. A process killed mid-write can leave at most one
+partial line at the end; opening the store repairs
 that by cutting the file back to its last complete line, so no finished row is lost and none is
 duplicated. Rows are keyed (by image name); :meth:`RowStore.done` tells a rerun what to skip.
 """
@@ -64,7 +65,7 @@ class RowStore:
         """Write one row durably (single write, flush, fsync)."""
         if self.key_field not in row:
             raise KeyError(f"row has no {self.key_field!r} field: {row}")
-        line = json.dumps(row, sort_keys=True, default=_json_default) + "\n"
+        line = json.dumps(row, sort_keys=True, default=_json_default, allow_nan=False) + "\n"
         with open(self.path, "a", encoding="utf-8") as fh:
             fh.write(line)
             fh.flush()
@@ -84,10 +85,9 @@ def _json_default(value: Any) -> Any:
 
 
 def write_json(path: str | Path, data: Any) -> Path:
-    """Write JSON atomically (temporary file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=_json_default) + "\n", encoding="utf-8")
-    tmp.replace(path)
-    return path
+    """Write strict JSON (NaN or Infinity raise ``ValueError``) atomically, through a temporary file
+    of its own in the same folder, so concurrent writers never share one."""
+    from resshift.io import write_atomic
+
+    text = json.dumps(data, indent=2, sort_keys=True, default=_json_default, allow_nan=False) + "\n"
+    return write_atomic(path, text.encode("utf-8"))

@@ -1,0 +1,193 @@
+"""Run identity: the fingerprint of everything that determines a run's outputs, and the folder lock.
+
+A run folder belongs to one configuration. Its identity is the method (registered name, the parameters
+asked for, and ``method.describe()``: every resolved parameter with its default, checkpoint SHA-256),
+the data set (name, card SHA-256, protocol id, parameters with any folder made absolute), the image
+selection (``limit``, ``select``), the run seed, the device type and the precision. The metric list is
+not part of it: adding a metric to a finished run extends that run.
+
+* The Hydra app names the folder ``<label>__<dataset>__<config fingerprint>`` (:func:`config_fingerprint`,
+  computed from the config alone, 8 hex digits), so another seed, root, limit or parameter goes to
+  another folder.
+* :func:`claim` stores the full identity in ``identity.json`` on the first start and, on every later
+  start, refuses a different one with a message that lists what differs (e.g. the checkpoint file
+  changed on disk, or an explicit ``run.name`` reused for another configuration). Rows written into a
+  folder therefore always belong to the configuration its ``identity.json`` records.
+* :func:`lock_run_folder` holds an advisory lock while a process works in a folder: a second process
+  stops with a message naming the holder; the shards of one ``torchrun`` run share the folder.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import socket
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+IDENTITY_FILE = "identity.json"
+LOCK_FILE = ".run.lock"
+#: Data set parameters that name folders or files: made absolute before fingerprinting.
+PATH_PARAMS = ("root", "mirror", "lr_root", "hr_root", "path")
+
+
+class RunIdentityError(RuntimeError):
+    """A run folder holds rows of another configuration."""
+
+
+class RunFolderBusy(RuntimeError):
+    """Another process works in the run folder."""
+
+
+def canonical(value: Any) -> Any:
+    """A JSON-ready copy with sorted keys, lists for tuples, strings for paths (raises on other objects)."""
+    if isinstance(value, Mapping):
+        return {str(k): canonical(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, (list, tuple)):
+        return [canonical(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if hasattr(value, "item"):  # numpy / torch scalars
+        return value.item()
+    raise TypeError(f"cannot fingerprint a {type(value).__name__}: {value!r}")
+
+
+def fingerprint(identity: Mapping[str, Any]) -> str:
+    """SHA-256 (hex) of the canonical JSON of ``identity``."""
+    text = json.dumps(canonical(identity), sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def normalise_dataset_params(params: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Data set parameters with folder and file parameters made absolute (``~`` expanded)."""
+    out = dict(params or {})
+    for key in PATH_PARAMS:
+        if isinstance(out.get(key), (str, Path)) and str(out[key]) not in ("", "???"):
+            out[key] = str(Path(out[key]).expanduser().resolve())
+    return out
+
+
+def image_names(values: Any) -> list[str] | None:
+    """``select=`` as strings, whatever the config parser made of them (``[100007]`` is an int there)."""
+    if values is None:
+        return None
+    if isinstance(values, (str, int)):
+        values = [values]
+    return [str(v) for v in values]
+
+
+def config_identity(method: Mapping[str, Any], dataset: Mapping[str, Any], *, seed: Any, limit: Any,
+                    select: Any, device: Any, dtype: Any) -> dict[str, Any]:
+    """The part of a run's identity that the config alone determines (resolved Hydra nodes as dicts)."""
+    return {
+        "method": {"name": method.get("name"), "params": dict(method.get("params") or {})},
+        "dataset": {"name": dataset.get("name"), "params": normalise_dataset_params(dataset.get("params"))},
+        "images": {"limit": limit, "select": image_names(select)},
+        "seed": seed,
+        "device": str(torch_device_type(device)),
+        "dtype": dtype,
+    }
+
+
+def torch_device_type(device: Any) -> str:
+    """``"cuda"`` for ``"cuda:1"``: which card runs a job does not change its outputs."""
+    return str(device or "cpu").split(":", 1)[0]
+
+
+def config_fingerprint(**kwargs: Any) -> str:
+    """8 hex digits of :func:`fingerprint` of :func:`config_identity` (the folder-name suffix)."""
+    return fingerprint(config_identity(**kwargs))[:8]
+
+
+def differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two identities, as ``key: old -> new`` lines."""
+    if isinstance(old, Mapping) and isinstance(new, Mapping):
+        out: list[str] = []
+        for key in sorted(set(old) | set(new), key=str):
+            sub = f"{prefix}.{key}" if prefix else str(key)
+            if key not in old:
+                out.append(f"{sub}: (absent) -> {new[key]!r}")
+            elif key not in new:
+                out.append(f"{sub}: {old[key]!r} -> (absent)")
+            else:
+                out.extend(differences(old[key], new[key], sub))
+        return out
+    return [] if old == new else [f"{prefix}: {old!r} -> {new!r}"]
+
+
+def claim(run_dir: Path, identity: Mapping[str, Any]) -> str:
+    """Bind ``run_dir`` to ``identity`` (first start) or check that it is bound to it (resume).
+
+    Returns the identity's fingerprint. Raises :class:`RunIdentityError` naming every difference when
+    the folder already belongs to another identity, or when it holds rows but no identity record
+    (a folder written before run identities existed).
+    """
+    from resshift.runner.store import write_json
+
+    ident = canonical(identity)
+    fp = fingerprint(ident)
+    path = Path(run_dir) / IDENTITY_FILE
+    if path.is_file():
+        stored = json.loads(path.read_text(encoding="utf-8"))
+        if stored.get("fingerprint") != fp:
+            diff = differences(stored.get("identity", {}), ident) or ["(identity record differs)"]
+            raise RunIdentityError(
+                f"{run_dir}: this run folder holds results of another configuration; resuming would mix "
+                "them. What differs (stored -> now):\n  " + "\n  ".join(diff)
+                + "\nChoose another run.name or run.root for the new configuration, or delete the folder."
+            )
+        return fp
+    if any((Path(run_dir) / "records").glob("*.jsonl")):
+        raise RunIdentityError(
+            f"{run_dir}: holds result rows but no {IDENTITY_FILE}, so nothing shows which configuration made "
+            "them; move it away (or delete it) and run again."
+        )
+    write_json(path, {"fingerprint": fp, "identity": ident})
+    return fp
+
+
+@contextmanager
+def lock_run_folder(run_dir: Path, rank: int = 0, world_size: int = 1) -> Iterator[None]:
+    """Hold the run folder while working in it (advisory ``flock``; released when the process ends).
+
+    A single process takes the folder exclusively. The ranks of one ``torchrun`` run take it shared
+    and each takes its own shard exclusively, so they work side by side while no other run can enter.
+    Raises :class:`RunFolderBusy` at once (no waiting) when the folder is taken.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handles = []
+    targets = [(run_dir / LOCK_FILE, fcntl.LOCK_EX if world_size == 1 else fcntl.LOCK_SH)]
+    if world_size > 1:
+        targets.append((run_dir / f"{LOCK_FILE}-{rank}-of-{world_size}", fcntl.LOCK_EX))
+    try:
+        for path, mode in targets:
+            fh = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the duration
+            try:
+                fcntl.flock(fh, mode | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.seek(0)
+                holder = fh.read().strip() or "another process"
+                fh.close()
+                raise RunFolderBusy(
+                    f"{run_dir}: another process is working in this run folder ({holder}); wait for it to "
+                    "finish, or give this run another run.name"
+                ) from None
+            handles.append(fh)
+            if mode == fcntl.LOCK_EX:
+                fh.seek(0)
+                fh.truncate()
+                fh.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+                fh.flush()
+        yield
+    finally:
+        for fh in reversed(handles):
+            fcntl.flock(fh, fcntl.LOCK_UN)
+            fh.close()

@@ -1,0 +1,361 @@
+"""Results belong to their configuration, and nothing broken is scored (one test per failure mode)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+from hydra import compose, initialize_config_dir
+from PIL import Image
+from run_folders import run_folder
+
+from resshift.cli import main as cli_main
+from resshift.io import read_image, write_png
+from resshift.methods.base import SRMethod
+from resshift.methods.registry import _FACTORIES, register_method
+from resshift.paths import PROJECT_ROOT
+from resshift.pipeline import super_resolve_folder
+from resshift.reports.compare import compare_results, load_results
+from resshift.runner.app import spec_from_config
+from resshift.runner.identity import RunFolderBusy, RunIdentityError, lock_run_folder
+from resshift.runner.run import RunSpec, all_rows, run
+
+
+class NaNOnSecond(SRMethod):
+    """Bicubic x4, but the image whose LR mean is largest comes out as NaN (an fp16 overflow)."""
+
+    name = "test-nan"
+    nfe = 0
+
+    def __init__(self, **_: object) -> None:
+        pass
+
+    def upscale(self, lr, generators=None):
+        out = F.interpolate(lr, scale_factor=4, mode="bicubic", align_corners=False).clamp(0, 1)
+        means = lr.flatten(1).mean(1)
+        out[means > 0.6] = float("nan")
+        return out
+
+
+if "test-nan" not in _FACTORIES:
+    register_method("test-nan")(NaNOnSecond)
+
+
+def _paired(root: Path, sizes: dict[str, int], seed: int = 0, exact: bool = False) -> Path:
+    """A paired folder (lr/, hr/) with LR of the given sides; ``exact``: HR = bicubic x4 of LR."""
+    rng = np.random.default_rng(seed)
+    for name, side in sizes.items():
+        lr = rng.integers(0, 256, (side, side, 3), dtype=np.uint8)
+        write_png(root / "lr" / f"{name}.png", lr)
+        if exact:
+            up = F.interpolate(torch.from_numpy(lr).permute(2, 0, 1)[None].float() / 255, scale_factor=4,
+                               mode="bicubic", align_corners=False).clamp(0, 1)[0]
+            write_png(root / "hr" / f"{name}.png", up)
+        else:
+            write_png(root / "hr" / f"{name}.png", rng.integers(0, 256, (4 * side, 4 * side, 3), dtype=np.uint8))
+    return root
+
+
+def _spec(run_dir: Path, root: Path, **kw) -> RunSpec:
+    base = dict(run_dir=run_dir, method="bicubic", dataset="paired-folder", dataset_params={"root": str(root)},
+                metrics=["psnr", "ssim"], warmup=0)
+    base.update(kw)
+    return RunSpec(**base)
+
+
+def _app(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+    cmd = [sys.executable, "-m", "resshift.runner.app", *args, f"run.root={tmp_path / 'runs'}", "report=false",
+           "hardware.warmup=0"]
+    return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+
+
+# 1. Resume ignores what changed -------------------------------------------------------------------------
+
+
+def test_each_configuration_gets_its_own_folder(tmp_path):
+    a, b = tmp_path / "A", tmp_path / "B"
+
+    def name(*overrides: str) -> str:
+        with initialize_config_dir(str(PROJECT_ROOT / "eval"), version_base="1.3"):
+            return compose("config", overrides=["method=small-resshift", *overrides]).run.name
+
+    base = name("dataset=paired-folder", f"dataset.params.root={a}", "seed=1")
+    others = [
+        name("dataset=paired-folder", f"dataset.params.root={a}", "seed=2"),
+        name("dataset=paired-folder", f"dataset.params.root={b}", "seed=1"),
+        name("dataset=paired-folder", f"dataset.params.root={a}", "seed=1", "method.params.chop_stride=8"),
+        name("dataset=paired-folder", f"dataset.params.root={a}", "seed=1", "limit=3"),
+        name("dataset=paired-folder", f"dataset.params.root={a}", "seed=1", "select=[img1]"),
+    ]
+    assert base.startswith("small-resshift-15__paired-folder__")
+    assert len({base, *others}) == 6
+    assert name("dataset=paired-folder", f"dataset.params.root={a}", "seed=1", "metrics=[psnr]") == base
+
+
+def test_resume_refuses_another_configuration(tmp_path):
+    root = _paired(tmp_path / "A", {"img1": 8, "img2": 8})
+    run_dir = tmp_path / "run"
+    first = run(_spec(run_dir, root, method="small-resshift", seed=1))
+    png = (run_dir / "sr" / "img1.png").read_bytes()
+    for change in ({"seed": 2}, {"dataset_params": {"root": str(_paired(tmp_path / "B", {"img1": 8}, seed=5))}},
+                   {"method_params": {"chop_stride": 8}}, {"limit": 1}):
+        with pytest.raises(RunIdentityError, match="another configuration") as err:
+            run(_spec(run_dir, root, method="small-resshift", **{"seed": 1, **change}))
+        key = next(iter(change))
+        assert {"seed": "seed", "dataset_params": "dataset.params.root", "method_params": "chop_stride",
+                "limit": "images.limit"}[key] in str(err.value)
+    assert (run_dir / "sr" / "img1.png").read_bytes() == png  # nothing rewritten
+    again = run(_spec(run_dir, root, method="small-resshift", seed=1))  # same configuration: resumes
+    assert again["counts"]["sr"] == {"done": 0, "skipped": 2, "failed": 0}
+    assert again["metrics"]["psnr"]["mean"] == first["metrics"]["psnr"]["mean"]
+    assert again["fingerprint"] == first["fingerprint"]
+
+
+def test_two_folders_with_one_file_name_are_two_runs(tmp_path):
+    a = _paired(tmp_path / "A", {"img1": 8}, seed=1)
+    b = _paired(tmp_path / "B", {"img1": 8}, seed=2)
+    for root in (a, b):
+        proc = _app(tmp_path, "method=bicubic", "dataset=paired-folder", f"dataset.params.root={root}",
+                    "metrics=[psnr]")
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    folders = sorted((tmp_path / "runs").glob("bicubic__paired-folder__*"))
+    assert len(folders) == 2
+    psnrs = {json.loads((f / "summary.json").read_text())["metrics"]["psnr"]["mean"] for f in folders}
+    assert len(psnrs) == 2
+
+
+# 2. Non-finite outputs ----------------------------------------------------------------------------------
+
+
+def _nan_inputs(root: Path) -> Path:
+    write_png(root / "lr" / "dark.png", np.full((8, 8, 3), 40, np.uint8))
+    write_png(root / "lr" / "light.png", np.full((8, 8, 3), 220, np.uint8))
+    for name in ("dark", "light"):
+        write_png(root / "hr" / f"{name}.png", np.full((32, 32, 3), 100, np.uint8))
+    return root
+
+
+def test_non_finite_output_fails_the_image_in_the_runner(tmp_path):
+    root = _nan_inputs(tmp_path / "in")
+    spec = _spec(tmp_path / "run", root, method="test-nan", metrics=["psnr"])
+    summary = run(spec)
+    assert summary["n_ok"] == 1 and summary["n_failed"] == 1
+    assert "3072 NaN" in summary["failed"]["light"]  # every one of the 3 x 32 x 32 values
+    assert not (spec.sr_dir / "light.png").exists()
+    assert summary["metrics"]["psnr"]["n"] == 1
+
+
+def test_non_finite_output_fails_the_image_in_resshift_sr(tmp_path, capsys):
+    root = _nan_inputs(tmp_path / "in")
+    report = super_resolve_folder(root / "lr", tmp_path / "out", "test-nan", progress=False)
+    assert [p.name for p in report.written] == ["dark.png"]
+    assert [p.name for p, _ in report.failures] == ["light.png"] and "NaN" in report.failures[0][1]
+    assert not (tmp_path / "out" / "light.png").exists()
+    code = cli_main(["sr", str(root / "lr"), "-o", str(tmp_path / "cli"), "--method", "test-nan", "--no-progress"])
+    assert code == 1 and "non-finite output" in capsys.readouterr().err
+
+
+# 3. Metrics fail one at a time --------------------------------------------------------------------------
+
+
+def test_one_failing_metric_keeps_the_others(tmp_path):
+    root = _paired(tmp_path / "in", {"big": 12, "tiny": 2})  # tiny: 8x8 SR, too small for SSIM's window
+    spec = _spec(tmp_path / "run", root, metrics=["psnr", "ssim", "hf-ratio"])
+    summary = run(spec)
+    assert summary["n_ok"] == 2 and summary["n_failed"] == 0
+    assert summary["metrics"]["psnr"]["n"] == 2 and summary["metrics"]["hf-ratio"]["n"] == 2
+    assert summary["metrics"]["ssim"]["n"] == 1 and summary["metrics"]["ssim"]["n_missing"] == 1
+    (reason,) = summary["metrics"]["ssim"]["missing"]
+    assert "11x11" in reason
+    table = pd.read_csv(spec.run_dir / "per_image.csv").set_index("name")
+    assert not pd.isna(table.loc["tiny", "psnr"]) and pd.isna(table.loc["tiny", "ssim"])
+    assert "ssim" in table.loc["tiny", "metric_errors"]
+    assert "11x11" in (spec.run_dir / "summary.md").read_text()
+
+
+# 4. Infinite PSNR ---------------------------------------------------------------------------------------
+
+
+def _strict(path: Path) -> dict:
+    def refuse(token: str) -> None:
+        raise ValueError(f"{path}: {token} is not JSON")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def test_identical_images_keep_every_file_strict_and_compare_passes(tmp_path):
+    root = _paired(tmp_path / "in", {"same": 8, "other": 8}, exact=True)
+    spec = _spec(tmp_path / "run", root)
+    summary = run(spec)
+    assert summary["metrics"]["psnr"]["mean"] == 100.0  # both reproduced exactly: the cap, never inf
+    _strict(spec.run_dir / "summary.json")
+    for path in (spec.run_dir / "records").glob("*.jsonl"):
+        for line in path.read_text().splitlines():
+            json.loads(line, parse_constant=pytest.fail)
+    table = load_results(spec.run_dir)
+    assert not compare_results(table, table).failed
+    assert cli_main(["compare", str(spec.run_dir), str(spec.run_dir)]) == 0
+
+
+# 5. Failed images are part of the result ----------------------------------------------------------------
+
+
+def test_compare_fails_on_fewer_or_other_images(tmp_path):
+    root = _paired(tmp_path / "in", {f"img{i}": 8 for i in range(8)})
+    full = _spec(tmp_path / "full", root, metrics=["psnr"])
+    run(full)
+    broken = tmp_path / "in2"
+    _paired(broken, {f"img{i}": 8 for i in range(8)})
+    (broken / "lr" / "img3.png").write_bytes(b"not a png")
+    lossy = _spec(tmp_path / "lossy", broken, metrics=["psnr"])
+    summary = run(lossy)
+    assert (summary["n_ok"], summary["n_failed"]) == (7, 1)
+    base = load_results(full.run_dir)
+    new = load_results(lossy.run_dir)
+    new["fingerprint"] = base["fingerprint"]  # same label; only the images differ
+    result = compare_results(base, new, max_runtime_ratio=None)
+    assert result.failed
+    assert {"FEWER IMAGES", "OTHER IMAGES"} <= set(result.table["status"])
+    changed = load_results(lossy.run_dir)
+    assert "CONFIG CHANGED" in set(compare_results(base, changed, max_runtime_ratio=None).table["status"])
+
+
+# 6. One SR loop ------------------------------------------------------------------------------------------
+
+
+def test_resshift_sr_and_eval_write_identical_pngs(tmp_path):
+    root = tmp_path / "in"
+    rng = np.random.default_rng(3)
+    for name in ("Canon/001", "Nikon/001", "solo"):
+        write_png(root / f"{name}.png", rng.integers(0, 256, (12, 16, 3), dtype=np.uint8))
+    code = cli_main(["sr", str(root), "-o", str(tmp_path / "cli"), "--method", "small-resshift", "--recursive",
+                     "--seed", "9", "--no-progress"])
+    assert code == 0
+    spec = RunSpec(run_dir=tmp_path / "run", method="small-resshift", dataset="folder",
+                   dataset_params={"root": str(root), "recursive": True}, metrics=[], seed=9, warmup=0)
+    assert run(spec)["n_ok"] == 3
+    for name in ("Canon/001", "Nikon/001", "solo"):  # sub-folders kept: the two 001 do not collide
+        assert (tmp_path / "cli" / f"{name}.png").read_bytes() == (spec.sr_dir / f"{name}.png").read_bytes()
+    assert (tmp_path / "cli" / "Canon/001.png").read_bytes() != (tmp_path / "cli" / "Nikon/001.png").read_bytes()
+
+
+# 8. Exit codes -------------------------------------------------------------------------------------------
+
+
+def test_runner_exits_non_zero_when_images_failed(tmp_path):
+    root = _paired(tmp_path / "in", {"a": 8, "b": 8})
+    (root / "lr" / "b.png").write_bytes(b"garbage")
+    proc = _app(tmp_path, "method=bicubic", "dataset=paired-folder", f"dataset.params.root={root}",
+                "metrics=[psnr]")
+    assert proc.returncode == 1
+    assert "1 of 2 images failed" in proc.stderr
+    run_dir = run_folder(tmp_path / "runs", "bicubic", "paired-folder")
+    assert {r["name"]: r["status"] for r in all_rows(run_dir / "records", "sr")} == {"a": "ok", "b": "failed"}
+
+
+# 9. Locks and temporary files ---------------------------------------------------------------------------
+
+
+def test_a_second_process_cannot_enter_a_busy_run_folder(tmp_path):
+    with lock_run_folder(tmp_path):
+        with pytest.raises(RunFolderBusy, match=f"pid {os.getpid()}"):
+            with lock_run_folder(tmp_path):
+                pass
+        with pytest.raises(RunFolderBusy):  # a torchrun rank cannot join a single-process run either
+            with lock_run_folder(tmp_path, rank=0, world_size=2):
+                pass
+    with lock_run_folder(tmp_path, rank=0, world_size=2), lock_run_folder(tmp_path, rank=1, world_size=2):
+        pass  # the shards of one run work side by side
+    with lock_run_folder(tmp_path):
+        pass  # released
+
+
+def test_concurrent_writers_of_one_png_do_not_collide(tmp_path):
+    errors: list[BaseException] = []
+    image = torch.rand(3, 64, 64)
+
+    def write() -> None:
+        try:
+            for _ in range(20):
+                write_png(tmp_path / "x.png", image)
+        except BaseException as err:  # noqa: BLE001 - collected for the assertion
+            errors.append(err)
+
+    threads = [threading.Thread(target=write) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and read_image(tmp_path / "x.png").shape == (3, 64, 64)
+    assert [p.name for p in tmp_path.iterdir()] == ["x.png"]  # no temporary left behind
+
+
+# 10. Numeric names ---------------------------------------------------------------------------------------
+
+
+def test_numeric_image_names_select(tmp_path):
+    root = _paired(tmp_path / "in", {"100007": 8, "0014": 8, "2": 8})
+    with initialize_config_dir(str(PROJECT_ROOT / "eval"), version_base="1.3"):
+        cfg = compose("config", overrides=["dataset=paired-folder", f"dataset.params.root={root}",
+                                           "select=[100007,0014]", "metrics=[psnr]"])
+    spec = spec_from_config(cfg, tmp_path / "run")
+    assert spec.select == ["100007", "0014"]  # the parser's number 100007, as a string
+    summary = run(spec)
+    assert summary["n_ok"] == 2
+    assert sorted(r["name"] for r in all_rows(spec.records_dir, "sr")) == ["0014", "100007"]
+    from resshift.data import open_dataset
+
+    data = open_dataset("paired-folder", root=str(root))
+    assert data.select([14, 100007, "2"]).names() == ["0014", "100007", "2"]  # zeros a parser dropped
+    with pytest.raises(KeyError, match="no item"):
+        data.select([15])
+
+
+# 11. Reader notes --------------------------------------------------------------------------------------
+
+
+def test_reader_notes_are_recorded_per_image(tmp_path):
+    root = _paired(tmp_path / "in", {"plain": 8, "rgba": 8})
+    rgba = np.concatenate([np.asarray(Image.open(root / "lr" / "rgba.png")), np.full((8, 8, 1), 128, np.uint8)], 2)
+    Image.fromarray(rgba, "RGBA").save(root / "lr" / "rgba.png")
+    spec = _spec(tmp_path / "run", root, metrics=["psnr"])
+    run(spec)
+    rows = {r["name"]: r for r in all_rows(spec.records_dir, "sr")}
+    assert rows["plain"]["notes"] == []
+    assert rows["rgba"]["notes"] == ["lr: alpha channel dropped (NOT fully opaque)"]
+    table = pd.read_csv(spec.run_dir / "per_image.csv").set_index("name")
+    assert "alpha channel dropped" in table.loc["rgba", "notes"]
+
+
+# resshift sr as a user expects ---------------------------------------------------------------------------
+
+
+def test_resshift_sr_checks_options_before_loading_anything(tmp_path, capsys):
+    src = tmp_path / "in"
+    write_png(src / "a.png", np.zeros((8, 8, 3), np.uint8))
+    (src / "._a.png").write_bytes(b"\x00\x05\x16\x07")  # macOS resource fork: not an image, not a failure
+    assert cli_main(["sr", str(src), "-o", str(tmp_path / "o"), "--method", "no-such"]) == 1
+    err = capsys.readouterr().err
+    assert "unknown method 'no-such'" in err and "small-resshift" in err and "bicubic" in err
+    for bad in (["--bs", "0"], ["--chop-size", "64", "--chop-stride", "0"], ["--tile-batch", "-1"]):
+        with pytest.raises(SystemExit) as stop:
+            cli_main(["sr", str(src), "-o", str(tmp_path / "o"), *bad])
+        assert stop.value.code == 2
+        assert "must be at least 1" in capsys.readouterr().err
+    empty = tmp_path / "weights"
+    empty.mkdir()
+    assert cli_main(["sr", str(src), "-o", str(tmp_path / "o"), "--model", "v1", "--weights-dir", str(empty)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("not found in") == 2 and str(empty) in err  # UNet and VQ both listed at once
+    assert cli_main(["sr", str(src), "-o", str(tmp_path / "o"), "--method", "bicubic", "--no-progress"]) == 0
+    assert "wrote 1 image(s)" in capsys.readouterr().out
