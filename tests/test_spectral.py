@@ -195,6 +195,7 @@ def test_lr_reference_metric_uses_the_bicubic_upsampled_input(metrics) -> None:
 class _Sample:
     def __init__(self, name: str, lr: torch.Tensor, hr: torch.Tensor | None) -> None:
         self.name, self.lr, self.hr = name, lr, hr
+        self.meta: dict = {}  # the reader's notes (none here)
 
 
 class _LROnlySet:
