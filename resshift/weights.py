@@ -45,6 +45,10 @@ WEIGHTS_DIR_ENV = "RESSHIFT_WEIGHTS_DIR"
 MIRROR_ENV = "RESSHIFT_WEIGHTS_MIRROR"
 OFFLINE_ENV = "RESSHIFT_OFFLINE"
 LICENCE = "NTU S-Lab License 1.0: non-commercial use only (LICENSE file of github.com/zsyOAOA/ResShift)"
+SINSR_BASE_URL = "https://github.com/wyf0912/SinSR/releases/download/v1.0/"  # inference.py of wyf0912/SinSR
+SINSR_LICENCE = "CC BY-NC-SA 4.0: non-commercial use only (LICENSE file of github.com/wyf0912/SinSR)"
+KAIR_BASE_URL = "https://github.com/cszn/KAIR/releases/download/v1.0/"
+SWINIR_BASE_URL = "https://github.com/JingyunLiang/SwinIR/releases/download/v0.0/"
 
 _WRAPPER_KEYS = ("state_dict", "params_ema", "params", "model", "ema")
 _PREFIXES = ("module.", "_orig_mod.")
@@ -81,17 +85,18 @@ class CheckpointEntry:
 
     key: str
     filename: str
-    kind: str  # "unet" or "autoencoder"
-    config: str  # released config name (resshift.models.configs) or "autoencoder"
+    kind: str  # "unet", "autoencoder" or "spandrel" (a GAN/regression network loaded by spandrel)
+    config: str  # released config name (resshift.models.configs), "autoencoder", or spandrel's architecture id
     description: str
     sha256: str = ""  # lower-case hex; empty = not pinned yet
     base_url: str = RELEASE_BASE_URL
     licence: str = LICENCE
+    manual: str = ""  # where to get a file that has no direct download URL (then nothing is downloaded)
 
     @property
     def url(self) -> str:
-        """The official download URL."""
-        return self.base_url + self.filename
+        """The official download URL (empty for files that must be fetched by hand, see ``manual``)."""
+        return self.base_url + self.filename if self.base_url else ""
 
 
 CHECKPOINTS: dict[str, CheckpointEntry] = {
@@ -107,6 +112,42 @@ CHECKPOINTS: dict[str, CheckpointEntry] = {
                         "MATLAB-bicubic x4 UNet (journal), 4 steps"),
         CheckpointEntry("vqgan", "autoencoder_vq_f4.pth", "autoencoder", "autoencoder",
                         "VQ-f4 autoencoder (8192 x 3 codebook) shared by all SR versions"),
+        # SinSR (Wang et al., CVPR 2024): ResShift v1's UNet distilled to one step (configs/SinSR.yaml
+        # of wyf0912/SinSR: the v1 architecture and schedule). The README uses v1 for ImageNet-Test and
+        # RealSet65 and v2 ("obtained by early stop") for RealSR. Decoded by the ResShift VQ-f4 above.
+        CheckpointEntry("sinsr-v1", "SinSR_v1.pth", "unet", "v1",
+                        "SinSR one-step UNet, CVPR 2024 release v1.0 (ImageNet-Test, RealSet65)",
+                        base_url=SINSR_BASE_URL, licence=SINSR_LICENCE),
+        CheckpointEntry("sinsr-v2", "SinSR_v2.pth", "unet", "v1",
+                        "SinSR one-step UNet, CVPR 2024 release v1.0, early-stopped (RealSR)",
+                        base_url=SINSR_BASE_URL, licence=SINSR_LICENCE),
+        # GAN / regression SR networks, loaded by spandrel's architecture detection
+        # (resshift.methods.spandrel_sr). ``config`` is the architecture spandrel must detect.
+        CheckpointEntry("realesrgan-x4plus", "RealESRGAN_x4plus.pth", "spandrel", "ESRGAN",
+                        "Real-ESRGAN x4plus (Wang et al., ICCVW 2021), RRDBNet, BasicSR key layout",
+                        base_url="https://github.com/xinntao/Real-ESRGAN/releases/download/v0.1.0/",
+                        licence="BSD-3-Clause (LICENSE of github.com/xinntao/Real-ESRGAN)"),
+        CheckpointEntry("bsrgan", "BSRGAN.pth", "spandrel", "ESRGAN",
+                        "BSRGAN x4 (Zhang et al., ICCV 2021), RRDBNet, KAIR key layout",
+                        base_url=KAIR_BASE_URL,
+                        licence="Apache-2.0 (github.com/cszn/BSRGAN); file from the KAIR release (MIT)"),
+        CheckpointEntry("esrgan", "ESRGAN.pth", "spandrel", "ESRGAN",
+                        "ESRGAN x4 (Wang et al., ECCVW 2018), RRDBNet, as redistributed in the KAIR v1.0 "
+                        "release by the BSRGAN authors (the original RRDB_ESRGAN_x4.pth is on Google Drive, "
+                        "linked from github.com/xinntao/ESRGAN)",
+                        base_url=KAIR_BASE_URL,
+                        licence="Apache-2.0 (github.com/xinntao/ESRGAN); file from the KAIR release (MIT)"),
+        CheckpointEntry("realsr-jpeg", "DF2K-JPEG.pth", "spandrel", "ESRGAN",
+                        "RealSR DF2K-JPEG x4 (Ji et al., CVPRW 2020), RRDBNet, ESRGAN key layout",
+                        base_url="", licence="no licence file in github.com/jixiaozhong/RealSR (research use)",
+                        manual="the DF2K-JPEG link of the github.com/jixiaozhong/RealSR README (Google Drive "
+                               "file id 1w8QbCLM6g-MMVlIhRERtSXrP-Dh7cPhm)"),
+        CheckpointEntry("swinir-m-real-gan", "003_realSR_BSRGAN_DFO_s64w8_SwinIR-M_x4_GAN.pth", "spandrel",
+                        "SwinIR", "SwinIR-M real-world x4 GAN (Liang et al., ICCVW 2021)",
+                        base_url=SWINIR_BASE_URL, licence="Apache-2.0 (github.com/JingyunLiang/SwinIR)"),
+        CheckpointEntry("swinir-l-real-gan", "003_realSR_BSRGAN_DFOWMFC_s64w8_SwinIR-L_x4_GAN.pth", "spandrel",
+                        "SwinIR", "SwinIR-L real-world x4 GAN (Liang et al., ICCVW 2021)",
+                        base_url=SWINIR_BASE_URL, licence="Apache-2.0 (github.com/JingyunLiang/SwinIR)"),
     )
 }
 
@@ -194,6 +235,11 @@ def resolve_checkpoint(
         verify_checksum(local, expected, entry.key)
         return local
     target = weights_cache_dir(cache_dir) / entry.filename
+    if entry.manual and not os.environ.get(MIRROR_ENV):
+        raise CheckpointNotFoundError(
+            f"checkpoint {entry.key!r} ({entry.filename}) not found and it has no direct download URL: "
+            f"fetch it from {entry.manual} and save it as {target} (or into a folder listed in ${WEIGHTS_DIR_ENV})."
+        )
     if not download or _offline_forced():
         looked = ", ".join(str(d) for d in search_dirs(offline_dir, cache_dir))
         raise CheckpointNotFoundError(
@@ -412,6 +458,9 @@ def load_autoencoder(
 def architecture_for(key: str | CheckpointEntry) -> nn.Module:
     """The full-size network of a registry entry, on the meta device (no memory)."""
     entry = get_entry(key)
+    if entry.kind == "spandrel":
+        raise ValueError(f"{entry.key!r} is a spandrel network: its architecture is detected from the file "
+                         "(resshift.methods.spandrel_sr.load_descriptor)")
     with torch.device("meta"):
         if entry.kind == "unet":
             return UNetModelSwin(**released_config(entry.config).unet_params)

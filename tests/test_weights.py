@@ -102,14 +102,19 @@ def _entry(server, sha256: str = "") -> W.CheckpointEntry:
 
 
 def test_registry_entries():
-    assert list(W.CHECKPOINTS) == ["v1", "v2", "v3", "bicsr", "vqgan"]
-    for entry in W.CHECKPOINTS.values():
+    resshift_keys = ["v1", "v2", "v3", "bicsr", "vqgan"]
+    assert list(W.CHECKPOINTS)[:5] == resshift_keys  # then SinSR and the spandrel networks
+    for entry in (W.CHECKPOINTS[k] for k in resshift_keys):
         assert entry.url == W.RELEASE_BASE_URL + entry.filename
         assert entry.url.startswith("https://github.com/zsyOAOA/ResShift/releases/download/v2.0/")
         assert entry.sha256 == "" or (len(entry.sha256) == 64 and int(entry.sha256, 16) >= 0)
         assert "non-commercial" in entry.licence
     assert W.CHECKPOINTS["v3"].filename == "resshift_realsrx4_s4_v3.pth"
-    with pytest.raises(KeyError, match="known: v1, v2, v3, bicsr, vqgan"):
+    for entry in W.CHECKPOINTS.values():
+        assert entry.url.startswith("https://github.com/") or (not entry.url and entry.manual)
+        assert entry.sha256 == "" or (len(entry.sha256) == 64 and int(entry.sha256, 16) >= 0)
+        assert entry.licence
+    with pytest.raises(KeyError, match="known: v1, v2, v3, bicsr, vqgan, sinsr-v1"):
         W.get_entry("v9")
 
 

@@ -220,6 +220,46 @@ def sample(
     return result
 
 
+def sample_one_step(
+    denoiser: Denoiser,
+    y0_latent: torch.Tensor,
+    lq: torch.Tensor,
+    schedule: ResShiftSchedule,
+    *,
+    noise: Sequence[torch.Tensor] | torch.Tensor | None = None,
+    generators: Sequence[torch.Generator] | None = None,
+    record: bool = False,
+) -> SampleResult:
+    """One network call from the prior: x_T = y0 + kappa sqrt(eta_T) eps, x̂₀ = f(x_T / sqrt(kappa² eta_T + 1), T-1).
+
+    This is SinSR's sampler (Wang et al., CVPR 2024; ``one_step=True`` in its ``p_sample_loop``: the
+    first reverse step of the ResShift chain, whose x0 prediction is returned as the sample). It is
+    exactly the first step of :func:`sample` with the same prior noise, stopped after the network call.
+
+    Args:
+        noise: the prior draw: one tensor shaped like ``y0_latent``, or a sequence whose first tensor
+            is it (the rest is ignored, so the noise of a full chain can be passed unchanged).
+        generators: alternatively one ``torch.Generator`` per batch element, each consumed once.
+
+    Returns:
+        :class:`SampleResult` with ``latent`` = x̂₀ (float32, shaped like ``y0_latent``); ``steps``
+        holds the single step when ``record``.
+    """
+    z_y = y0_latent.to(torch.float32)
+    if noise is not None:
+        first = noise if isinstance(noise, torch.Tensor) and noise.shape == z_y.shape else noise[0]
+        source = ChainNoise(z_y.shape, 0, z_y.device, noise=[first])
+    else:
+        source = ChainNoise(z_y.shape, 0, z_y.device, generators=generators)
+    x_T = prior_sample(z_y, source.draw(0), schedule)
+    t = torch.full((z_y.shape[0],), schedule.steps - 1, dtype=torch.long, device=z_y.device)
+    pred = predict_xstart(denoiser, x_T, t, lq, schedule)
+    result = SampleResult(latent=pred, prior=x_T)
+    if record:
+        result.steps.append(StepRecord(schedule.steps - 1, x_T, pred, pred, pred, torch.zeros_like(pred)))
+    return result
+
+
 def training_loss(
     denoiser: Denoiser,
     z0: torch.Tensor,

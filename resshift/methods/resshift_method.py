@@ -22,7 +22,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from resshift.diffusion.resshift_chain import sample
+from resshift.diffusion.resshift_chain import sample, sample_one_step
 from resshift.diffusion.schedule import ResShiftSchedule
 from resshift.methods.base import SRMethod
 from resshift.methods.registry import register_method
@@ -35,6 +35,8 @@ TileNoise = Callable[[int, int, tuple[int, ...]], dict[str, Any]]
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 VERSIONS = ("v1", "v2", "v3", "bicsr")
+# Samplers over the same networks: the full ResShift chain, or SinSR's single step from the prior.
+SAMPLERS = {"chain": sample, "one-step": sample_one_step}
 
 
 def check_precision(device: str | torch.device, dtype: str) -> torch.device:
@@ -129,6 +131,8 @@ class ResShiftSR(SRMethod):
             plain reference path (same outputs to float32 round-off, slower).
         padding_offset: LR padding multiple (64, the official ``padding_offset``).
         inference_mode: run under ``torch.inference_mode``.
+        sampler: ``"chain"`` (T reverse steps, NFE = T) or ``"one-step"`` (SinSR: x̂₀ of one network
+            call at t = T-1 from the prior sample, NFE = 1; :func:`resshift.diffusion.resshift_chain.sample_one_step`).
     """
 
     scale = 4
@@ -153,8 +157,12 @@ class ResShiftSR(SRMethod):
         inference_mode: bool = True,
         assumes_operator: str | None = None,
         provenance: dict[str, object] | None = None,
+        sampler: str = "chain",
     ) -> None:
         self.device = check_precision(device, dtype)
+        if sampler not in SAMPLERS:
+            raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
+        self.sampler = sampler
         check_precision(device, vq_dtype or dtype)
         if tile_batch < 1:
             raise ValueError(f"tile_batch must be >= 1, got {tile_batch}")
@@ -165,7 +173,7 @@ class ResShiftSR(SRMethod):
             if isinstance(module, torch.nn.Module):
                 module.to(self.device).eval()
         self.schedule = schedule
-        self.nfe = schedule.steps
+        self.nfe = schedule.steps if sampler == "chain" else 1
         self.chop_size = int(chop_size)
         self.chop_stride = int(chop_stride) if chop_stride else self.chop_size
         if self.chop_stride > self.chop_size:
@@ -219,7 +227,7 @@ class ResShiftSR(SRMethod):
         height, width = y.shape[-2:]
         y_pad = reflect_pad_to_multiple(y, self.padding_offset)
         z_y = self.encode(y_pad)
-        latent = sample(self.denoise, z_y, y_pad, self.schedule, **noise).latent
+        latent = SAMPLERS[self.sampler](self.denoise, z_y, y_pad, self.schedule, **noise).latent
         out = self.decode(latent)
         return out[:, :, : height * self.scale, : width * self.scale].clamp_(-1.0, 1.0)
 
@@ -270,6 +278,7 @@ class ResShiftSR(SRMethod):
         info.update(
             {
                 "schedule": self.schedule.describe(),
+                "sampler": self.sampler,
                 "chop_size": self.chop_size,
                 "chop_stride": self.chop_stride,
                 "tile_batch": self.tile_batch,
@@ -301,25 +310,37 @@ def build_resshift(
     vq_dtype: str | None = None,
     fast: bool = True,
     inference_mode: bool = True,
+    checkpoint: str | None = None,
+    sampler: str = "chain",
+    name: str | None = None,
 ) -> ResShiftSR:
     """A :class:`ResShiftSR` for a released version (``v1``, ``v2``, ``v3``, ``bicsr``).
 
     Networks given as modules are used as they are (e.g. small test models); otherwise the released
     checkpoints are loaded with :mod:`resshift.weights` (``weights_dir`` is searched first, then the
     cache; ``download=False`` never downloads). The diffusion schedule is the version's.
+    ``checkpoint`` names another registry entry of the same architecture for the UNet (e.g.
+    ``"sinsr-v1"``), ``sampler`` chooses the chain or SinSR's one step, ``name`` the method's name.
     """
     if version not in VERSIONS:
         raise KeyError(f"unknown ResShift version {version!r}; known: {', '.join(VERSIONS)}")
     check_precision(device, dtype)
     check_precision(device, vq_dtype or dtype)
     provenance: dict[str, object] = {"version": version}
+    checkpoint = checkpoint or version
+    if checkpoint != version:
+        provenance["checkpoint"] = checkpoint
     if unet is None or autoencoder is None:
         from resshift import weights
         from resshift.provenance import file_sha256
 
         if unet is None:
-            unet_path = unet_path or weights.resolve_checkpoint(version, offline_dir=weights_dir, download=download)
-            unet = weights.load_unet(version, unet_path, device=device, offline_dir=weights_dir, download=download)
+            entry = weights.get_entry(checkpoint)
+            if entry.kind != "unet" or entry.config != version:
+                raise ValueError(f"checkpoint {checkpoint!r} is not a UNet of the {version} architecture")
+            unet_path = unet_path or weights.resolve_checkpoint(entry, offline_dir=weights_dir, download=download)
+            unet = weights.load_unet(checkpoint, unet_path, device=device, offline_dir=weights_dir,
+                                     download=download)
             provenance["unet_checkpoint"] = str(unet_path)
             provenance["checkpoint_sha256"] = file_sha256(unet_path)
         if autoencoder is None:
@@ -335,7 +356,7 @@ def build_resshift(
         unet,
         autoencoder,
         schedule_for(version),
-        name=f"resshift-{version}",
+        name=name or f"resshift-{version}",
         chop_size=chop_size,
         chop_stride=chop_stride,
         tile_batch=tile_batch,
@@ -346,7 +367,26 @@ def build_resshift(
         inference_mode=inference_mode,
         assumes_operator="bicubic" if version == "bicsr" else None,
         provenance=provenance,
+        sampler=sampler,
     )
+
+
+SINSR_CHECKPOINTS = ("sinsr-v1", "sinsr-v2")
+
+
+def build_sinsr(checkpoint: str = "sinsr-v1", **config: Any) -> ResShiftSR:
+    """SinSR (Wang et al., CVPR 2024): the distilled UNet on ResShift v1's architecture and schedule,
+    one network call at t = T-1 from the prior sample, x̂₀ decoded by the ResShift VQ-f4.
+
+    ``checkpoint``: ``"sinsr-v1"`` (the README's choice for ImageNet-Test and RealSet65) or
+    ``"sinsr-v2"`` (RealSR). Other keywords as :func:`build_resshift`.
+    """
+    if checkpoint not in SINSR_CHECKPOINTS:
+        raise KeyError(f"unknown SinSR checkpoint {checkpoint!r}; known: {', '.join(SINSR_CHECKPOINTS)}")
+    return build_resshift("v1", checkpoint=checkpoint, sampler="one-step", name="sinsr", **config)
+
+
+register_method("sinsr")(build_sinsr)
 
 
 def _register(version: str) -> None:
