@@ -14,7 +14,7 @@ nox.options.reuse_existing_virtualenvs = True
 nox.options.sessions = ["tests"]
 
 
-def _install(session: nox.Session, extras: str = "test") -> None:
+def _install(session: nox.Session, extras: str = "test,gan") -> None:
     session.install("-e", f".[{extras}]")
 
 

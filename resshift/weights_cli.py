@@ -141,7 +141,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
             bad += 1
         if args.check_keys:
             try:
-                W.check_state_dict(W.architecture_for(entry), W.load_state_dict(path), str(path))
+                if entry.kind == "spandrel":
+                    from resshift.methods.spandrel_sr import load_descriptor
+
+                    load_descriptor(path, entry.config)
+                else:
+                    W.check_state_dict(W.architecture_for(entry), W.load_state_dict(path), str(path))
                 status += "; keys ok"
             except W.WeightsError as exc:
                 status += f"; BAD FILE: {exc}"

@@ -20,6 +20,8 @@ _METHOD_MODULES: tuple[str, ...] = (
     "resshift.methods.guided",
     "resshift.methods.resshift_pixel",
     "resshift.methods.small_models",
+    "resshift.methods.spandrel_sr",
+    "resshift.methods.outputs",
 )
 
 

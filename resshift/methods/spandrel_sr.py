@@ -1,0 +1,211 @@
+"""GAN and regression x4 SR networks through spandrel: Real-ESRGAN, BSRGAN, ESRGAN, RealSR-JPEG, SwinIR.
+
+spandrel (MIT; the architecture loader of chaiNNer and ComfyUI) detects a network's architecture
+from the keys of its state dict and builds it, so these baselines need no copied architecture code.
+The file itself is read by :func:`resshift.weights.load_state_dict` (``weights_only`` or
+safetensors; ``params_ema``/``state_dict`` wrappers and ``module.`` prefixes removed), never by a
+pickle loader, and checked against the registry's SHA-256 when one is pinned.
+
+Per image, or per tile of :mod:`resshift.methods.tiling` when a side exceeds ``chop_size``: RGB in
+``[0, 1]`` reflect-padded to the network's size multiple (and minimum), one forward pass, output
+cropped and clamped to ``[0, 1]``. Deterministic (NFE 1, no noise). ``fp16``/``bf16`` run under
+CUDA autocast, and only for architectures spandrel declares safe in that precision (SwinIR is not).
+
+Install with ``pip install 'resshift-bench[gan]'`` (spandrel >= 0.4).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from resshift.methods.patchwise import PatchwiseSRMethod, autocast, check_precision
+from resshift.methods.registry import register_method
+
+# Registry keys (resshift.weights.CHECKPOINTS, kind "spandrel") that are also method names.
+SPANDREL_CHECKPOINTS = ("realesrgan-x4plus", "bsrgan", "esrgan", "realsr-jpeg", "swinir-m-real-gan",
+                        "swinir-l-real-gan")
+
+
+def _spandrel() -> Any:
+    try:
+        import spandrel
+    except ImportError as err:
+        raise ImportError(
+            "the GAN/regression baselines need spandrel: pip install 'resshift-bench[gan]' (spandrel>=0.4)"
+        ) from err
+    return spandrel
+
+
+def load_descriptor(path: str | Path, architecture: str | None = None, scale: int = 4) -> Any:
+    """Read ``path`` safely and let spandrel detect and build the network.
+
+    Args:
+        path: a ``.pth``/``.pt``/``.ckpt``/``.safetensors`` state dict (official key layout).
+        architecture: spandrel's architecture id the file must be (``"ESRGAN"``, ``"SwinIR"``), or
+            ``None`` to accept any.
+        scale: the upscaling factor the network must have.
+
+    Returns:
+        spandrel's ``ImageModelDescriptor`` (network in eval mode on the CPU).
+
+    Raises:
+        resshift.weights.CheckpointMismatchError: spandrel knows no architecture with these keys, or it
+            is another architecture, scale or purpose than asked for.
+    """
+    from resshift.weights import CheckpointMismatchError, load_state_dict
+
+    spandrel = _spandrel()
+    state = load_state_dict(path)
+    try:
+        descriptor = spandrel.ModelLoader().load_from_state_dict(state)
+    except spandrel.UnsupportedModelError as err:
+        raise CheckpointMismatchError(f"{path}: spandrel recognises no architecture in this file ({err})") from err
+    arch = descriptor.architecture.id
+    if architecture is not None and arch != architecture:
+        raise CheckpointMismatchError(f"{path}: spandrel detects a {arch} network, expected {architecture}")
+    if not isinstance(descriptor, spandrel.ImageModelDescriptor) or descriptor.purpose != "SR":
+        raise CheckpointMismatchError(f"{path}: a {arch} network for {descriptor.purpose}, not super-resolution")
+    if descriptor.scale != scale or descriptor.input_channels != 3 or descriptor.output_channels != 3:
+        raise CheckpointMismatchError(
+            f"{path}: {arch} network is x{descriptor.scale}, {descriptor.input_channels}->"
+            f"{descriptor.output_channels} channels; x{scale} RGB->RGB needed"
+        )
+    return descriptor.eval()
+
+
+class SpandrelSR(PatchwiseSRMethod):
+    """A feed-forward x4 SR network loaded by spandrel, with our tiling, padding and precision.
+
+    Args:
+        descriptor: spandrel's ``ImageModelDescriptor`` (see :func:`load_descriptor`).
+        name: method name (the registry key, e.g. ``"realesrgan-x4plus"``).
+        chop_size / chop_stride / tile_batch: tiling in LR pixels (``None``: whole images).
+        device: where the network runs.
+        dtype: ``"fp32"``, or ``"fp16"``/``"bf16"`` CUDA autocast where the architecture supports it.
+        provenance: facts for :meth:`describe` (checkpoint path and SHA-256).
+    """
+
+    scale = 4
+    nfe = 1
+    assumes_operator = None
+    stochastic = False
+
+    def __init__(self, descriptor: Any, *, name: str = "spandrel", chop_size: int | None = None,
+                 chop_stride: int | None = None, tile_batch: int = 1, device: str | torch.device = "cpu",
+                 dtype: str = "fp32", provenance: dict[str, object] | None = None) -> None:
+        self.device = torch.device(device)
+        self.dtype = check_precision(dtype, self.device)
+        arch = descriptor.architecture.id
+        if self.dtype == "fp16" and not descriptor.supports_half:
+            raise ValueError(f"{name}: spandrel marks {arch} as unsafe in fp16; use fp32")
+        if self.dtype == "bf16" and not descriptor.supports_bfloat16:
+            raise ValueError(f"{name}: spandrel marks {arch} as unsafe in bf16; use fp32")
+        self.descriptor = descriptor.to(self.device).eval()
+        self.name = name
+        self.chop_size, self.chop_stride = chop_size, chop_stride
+        self.tile_batch = int(tile_batch)
+        self.preferred_tile = chop_size
+        self.provenance = dict(provenance or {})
+        req = descriptor.size_requirements
+        self._multiple, self._minimum = int(req.multiple_of), int(req.minimum)
+
+    def lr_pad_multiple(self) -> int:
+        return self._multiple
+
+    def _sample(self, lr: torch.Tensor, generators: Sequence[torch.Generator]) -> torch.Tensor:
+        h, w = lr.shape[-2:]
+        pad_h, pad_w = max(0, self._minimum - h), max(0, self._minimum - w)
+        if pad_h or pad_w:  # tiles smaller than the network's minimum: bottom/right up to it
+            mode = "reflect" if pad_h < h and pad_w < w else "replicate"
+            lr = F.pad(lr, (0, pad_w, 0, pad_h), mode=mode)
+        with autocast(self.dtype, self.device):
+            out = self.descriptor.model(lr)
+        return out[..., : h * self.scale, : w * self.scale].float()
+
+    @torch.inference_mode()
+    def upscale(self, lr: torch.Tensor, generators: Sequence[torch.Generator] | None = None) -> torch.Tensor:
+        if generators is None:  # deterministic: the tile loop's per-tile generators are never drawn from
+            generators = [torch.Generator() for _ in range(lr.shape[0])]
+        return super().upscale(lr, generators)
+
+    def describe(self) -> dict[str, object]:
+        spandrel = _spandrel()
+        d = self.descriptor
+        return {
+            **super().describe(),
+            "family": "feed-forward GAN/regression SR (spandrel)",
+            "architecture": d.architecture.id,
+            "architecture_name": d.architecture.name,
+            "spandrel": spandrel.__version__,
+            "parameters": int(sum(p.numel() for p in d.model.parameters())),
+            "dtype": self.dtype,
+            "device": str(self.device),
+            "chop_size": self.chop_size,
+            "chop_stride": self.chop_stride,
+            "tile_batch": self.tile_batch,
+            **self.provenance,
+        }
+
+
+def build_spandrel(
+    checkpoint: str | None = None,
+    *,
+    path: str | None = None,
+    name: str | None = None,
+    weights_dir: str | None = None,
+    download: bool = True,
+    sha256: str | None = None,
+    chop_size: int | None = None,
+    chop_stride: int | None = None,
+    tile_batch: int = 1,
+    device: str = "cpu",
+    dtype: str = "fp32",
+) -> SpandrelSR:
+    """A :class:`SpandrelSR` for a registry entry (``checkpoint``) or any local file (``path``).
+
+    With ``checkpoint``, the file is found like every released checkpoint (``weights_dir``,
+    ``$RESSHIFT_WEIGHTS_DIR``, the cache, then downloaded unless ``download=False``); ``path``
+    overrides where it is read from, and the architecture must still be the registry's.
+    """
+    from resshift import weights
+    from resshift.provenance import file_sha256
+
+    if checkpoint is None and path is None:
+        raise ValueError("give a registry checkpoint or a path= to a state dict")
+    check_precision(dtype, torch.device(device))
+    provenance: dict[str, object] = {}
+    architecture = None
+    if checkpoint is not None:
+        entry = weights.get_entry(checkpoint)
+        if entry.kind != "spandrel":
+            raise ValueError(f"{checkpoint!r} is a {entry.kind} checkpoint, not a spandrel network")
+        architecture = entry.config
+        provenance.update(checkpoint=entry.key, licence=entry.licence, url=entry.url or entry.manual)
+        if path is None:
+            path = str(weights.resolve_checkpoint(entry, offline_dir=weights_dir, download=download, sha256=sha256))
+        elif sha256 or entry.sha256:
+            weights.verify_checksum(path, sha256 or entry.sha256, entry.key)
+    elif sha256:
+        weights.verify_checksum(path, sha256)
+    provenance.update(checkpoint_path=str(path), checkpoint_sha256=file_sha256(path))
+    descriptor = load_descriptor(path, architecture)
+    return SpandrelSR(descriptor, name=name or checkpoint or "spandrel", chop_size=chop_size,
+                      chop_stride=chop_stride, tile_batch=tile_batch, device=device, dtype=dtype,
+                      provenance=provenance)
+
+
+def _register(key: str) -> None:
+    @register_method(key)
+    def _factory(**config: Any) -> SpandrelSR:
+        return build_spandrel(key, **config)
+
+
+for _key in SPANDREL_CHECKPOINTS:
+    _register(_key)
+
+register_method("spandrel")(build_spandrel)
