@@ -16,6 +16,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "resshift.data.cli",
     "resshift.metrics.cli",
     "resshift.reports.cli",
+    "resshift.score_cli",
     "resshift.train.cli",
     "resshift.weights_cli",
 )

@@ -19,6 +19,9 @@ class SRMethod(ABC):
             ``"avgpool"``), or ``None`` for blind methods.
         preferred_tile: LR tile side the method prefers for large inputs, or ``None`` (whole image).
         stochastic: whether outputs depend on the random generators.
+        measures_time: ``False`` for methods whose outputs were made elsewhere: the runner then
+            records no latency and reports timing as n/a, never 0.
+        max_batch: the most images the runner may pass in one call (``None``: no limit).
     """
 
     name: str = "method"
@@ -27,6 +30,8 @@ class SRMethod(ABC):
     assumes_operator: str | None = None
     preferred_tile: int | None = None
     stochastic: bool = False
+    measures_time: bool = True
+    max_batch: int | None = None
 
     @abstractmethod
     def upscale(self, lr: torch.Tensor, generators: Sequence[torch.Generator] | None = None) -> torch.Tensor:
@@ -40,6 +45,22 @@ class SRMethod(ABC):
         Returns:
             ``(B, 3, scale*h, scale*w)`` float32 RGB in ``[0, 1]``.
         """
+
+    def upscale_named(self, names: Sequence[str], lr: torch.Tensor,
+                      generators: Sequence[torch.Generator] | None = None) -> torch.Tensor:
+        """:meth:`upscale` for a batch whose image names are known (``names[i]`` is ``lr[i]``'s).
+
+        The runner calls this; methods that read per-image resources (outputs made elsewhere)
+        override it, every other method ignores the names.
+        """
+        return self.upscale(lr, generators)
+
+    def expect_images(self, names: Sequence[str]) -> None:
+        """Told once, before any call, the names of every image of the data set (default: ignored)."""
+
+    def image_facts(self, name: str) -> dict[str, object]:
+        """Per-image provenance for the SR row of ``name`` (default: none)."""
+        return {}
 
     def describe(self) -> dict[str, object]:
         """Facts for the provenance record and the report (extend in subclasses: checkpoint hash...)."""

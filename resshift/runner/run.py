@@ -132,15 +132,20 @@ def run_sr_phase(spec: RunSpec, method: Any, dataset: Any, timer: Any) -> dict[s
         return counts
     from tqdm import tqdm
 
+    measured = getattr(method, "measures_time", True)  # False: outputs made elsewhere, latency n/a
+    batch_size = min(spec.batch_size, getattr(method, "max_batch", None) or spec.batch_size)
     progress = tqdm(total=len(names), desc=f"SR {spec.method} on {spec.dataset}", unit="img", leave=False)
-    outcomes = super_resolve(_inputs(dataset, names), method, seed=spec.seed, batch_size=spec.batch_size,
-                             device=spec.device, timer=timer, on_batch=progress.update)
+    outcomes = super_resolve(_inputs(dataset, names), method, seed=spec.seed, batch_size=batch_size,
+                             device=spec.device, timer=timer if measured else None, on_batch=progress.update)
     for out in outcomes:
         row: dict[str, Any] = {"name": out.name, "notes": out.notes}
         if out.ok:
             write_png(spec.sr_dir / f"{out.name}.png", out.sr)
             row.update(status="ok", lr_hw=list(out.lr_hw or ()), sr_hw=list(out.sr.shape[-2:]), batch=out.batch,
                        latency_s=out.seconds, batch_seconds=out.batch_seconds, timed=out.timed)
+            facts = method.image_facts(out.name)
+            if facts:
+                row["facts"] = facts
             counts["done"] += 1
         else:
             log.error("%s: %s failed: %s", spec.run_dir.name, out.name, out.error)
@@ -285,7 +290,7 @@ def summarize(spec: RunSpec, metric_specs: dict[str, Any], unavailable: dict[str
     missing: dict[str, dict[str, int]] = {name: {} for name in metric_specs}
     for r in sr_rows:
         row = {"name": r["name"], "status": r.get("status"), "latency_s": r.get("latency_s"),
-               "error": r.get("error", ""), "notes": "; ".join(r.get("notes") or [])}
+               "error": r.get("error", ""), "notes": "; ".join(r.get("notes") or []), **r.get("facts", {})}
         mr = m_rows.get(r["name"])
         if mr:
             row.update(mr.get("values", {}))
@@ -358,7 +363,9 @@ def render_summary_md(summary: dict[str, Any]) -> str:
     if summary.get("fingerprint"):
         lines.append(f"Configuration fingerprint: `{summary['fingerprint'][:16]}`  ")
     timing = summary.get("timing") or {}
-    if timing:
+    if timing.get("measured") is False:
+        lines.append(f"Timing: n/a ({timing.get('reason', 'not measured')}), NFE {summary.get('nfe') or 'n/a'}  ")
+    elif timing:
         lines.append(
             f"Timing ({timing.get('included', 'method.upscale only')}): median "
             f"{timing.get('median_s', float('nan')) * 1e3:.1f} ms/img, p90 "
@@ -379,6 +386,9 @@ def render_summary_md(summary: dict[str, Any]) -> str:
     if summary.get("failed"):
         lines += ["", "Failed images:", ""]
         lines += [f"- `{name}`: {reason}" for name, reason in sorted(summary["failed"].items())]
+    notes = (summary.get("method_info") or {}).get("notes") or []
+    if notes:
+        lines += ["", *(f"- {note}" for note in notes)]
     return "\n".join(lines) + "\n"
 
 
@@ -422,6 +432,7 @@ def _run_locked(spec: RunSpec) -> dict[str, Any]:
     if spec.threads:
         torch.set_num_threads(int(spec.threads))
     dataset = open_dataset(spec.dataset, **spec.dataset_params)
+    all_names = dataset.names()
     if spec.select:
         dataset = dataset.select(image_names(spec.select))
     if spec.limit:
@@ -429,6 +440,7 @@ def _run_locked(spec: RunSpec) -> dict[str, Any]:
     if spec.world_size > 1:
         dataset = dataset.shard(spec.rank, spec.world_size)
     method = build_method(spec.method, device=spec.device, dtype=spec.dtype, **spec.method_params)
+    method.expect_images(all_names, dataset.names())
     fingerprint = claim(spec.run_dir, run_identity(spec, method, dataset))
     provenance = collect_provenance(device=spec.device)
     manifest = {
@@ -452,6 +464,8 @@ def _run_locked(spec: RunSpec) -> dict[str, Any]:
                   context={"dtype": spec.dtype, "batch_size": spec.batch_size, **spec.setting})
     sr_counts = run_sr_phase(spec, method, dataset, timer)
     timing = timer.summary()
+    if not getattr(method, "measures_time", True):
+        timing = {"measured": False, "reason": "outputs made elsewhere, not timed"}
     del method
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
@@ -482,7 +496,8 @@ def _run_locked(spec: RunSpec) -> dict[str, Any]:
         "card_sha256": dataset.card.card_sha256,
         "nfe": manifest["method"].get("nfe"),
         "method_info": manifest["method"],
-        "timing": _timing_from_rows(spec, timing if timing.get("n_images") else _previous_timing(spec)),
+        "timing": _timing_from_rows(spec, timing if timing.get("n_images") or timing.get("measured") is False
+                                    else _previous_timing(spec)),
         "counts": {"sr": sr_counts, "metrics": m_counts},
         "provenance": provenance,
     }

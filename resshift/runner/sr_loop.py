@@ -99,7 +99,8 @@ def super_resolve(
 
     Args:
         items: inputs (or load failures, passed through as failed outcomes) in the order to process.
-        method: an :class:`resshift.methods.SRMethod` (``upscale(lr[B,3,h,w], generators) -> [B,3,H,W]``).
+        method: an :class:`resshift.methods.SRMethod` (``upscale_named(names, lr[B,3,h,w], generators)``,
+            by default ``upscale(lr, generators)``, ``-> [B,3,H,W]``).
         seed: the run seed; image ``k`` gets ``image_generator(seed, k.name)`` on ``device``.
         batch_size: most images per ``upscale`` call (only consecutive images of one size share a call).
         timer: a :class:`resshift.timing.Timer`; when given, calls run under it and carry their time.
@@ -119,13 +120,17 @@ def super_resolve(
             continue
         lr = torch.stack([s.lr for s in run]).to(device)
         gens = [image_generator(seed, s.name, device=device) for s in run]
+        # the names go along for methods that read per-image resources (outputs made elsewhere)
+        names = [s.name for s in run]
+        call = (lambda: method.upscale_named(names, lr, gens)) if hasattr(method, "upscale_named") else \
+            (lambda: method.upscale(lr, gens))
         try:
             if timer is not None:
                 timed = timer.calls >= timer.warmup
-                sr, seconds = timer.run(lambda lr=lr, gens=gens: method.upscale(lr, gens), n_images=len(run))
+                sr, seconds = timer.run(call, n_images=len(run))
             else:
                 timed, seconds = False, None
-                sr = method.upscale(lr, gens)
+                sr = call()
         except Exception as err:  # noqa: BLE001 - recorded per image; the loop goes on
             tb = traceback.format_exc(limit=5)
             for s in run:
