@@ -24,7 +24,7 @@ def small_release_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path
     torch.manual_seed(0)
     wdir = tmp_path / "weights"
     wdir.mkdir()
-    for version in ("v1", "v3"):
+    for version in ("v1", "v3", "sinsr-v1"):  # SinSR's UNet is the v1 architecture
         torch.save(UNetModelSwin(**SMALL_UNET).state_dict(), wdir / weights.get_entry(version).filename)
     torch.save(VQModelTorch(**SMALL_VQ).state_dict(), wdir / weights.get_entry("vqgan").filename)
     monkeypatch.setattr(weights, "load_unet", functools.partial(weights.load_unet, params=SMALL_UNET))
@@ -35,6 +35,60 @@ def small_release_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path
 def _compose(overrides: list[str]):
     with initialize_config_dir(str(PROJECT_ROOT / "eval"), version_base="1.3"):
         return compose("config", overrides=overrides, return_hydra_config=False)
+
+
+# Published rows each preset must regenerate (their methods' weights are public).
+PAPER_ROWS = {
+    "paper_imagenet_test": {"ResShift (v1, NeurIPS)", "SinSR", "BSRGAN", "RealESRGAN", "SwinIR (real)",
+                            "LDM-15", "LDM-30"},
+    "paper_realworld": {"ResShift (v1, NeurIPS)", "SinSR", "BSRGAN", "RealESRGAN", "LDM-15"},
+}
+
+
+@pytest.mark.parametrize("preset", sorted(PAPER_ROWS))
+def test_preset_lists_every_row(preset: str) -> None:
+    from resshift.reports.reference import reference_numbers
+
+    published = set(reference_numbers()["method"])
+    references, labels = {}, {}
+    with initialize_config_dir(str(PROJECT_ROOT / "eval"), version_base="1.3"):
+        cfg = compose("config", overrides=[f"+experiment={preset}"], return_hydra_config=True)
+        for name in cfg.hydra.sweeper.params.method.split(","):
+            method = compose("config", overrides=[f"+experiment={preset}", f"method={name}"]).method
+            reference = method.get("reference")
+            assert reference is None or reference in published, (name, reference)
+            references[reference], labels[name] = name, method.label
+    assert PAPER_ROWS[preset] <= set(references), PAPER_ROWS[preset] - set(references)
+    assert references["LDM-15"] == "ldm-15" and labels["ldm-15"] == "ldm-15-public-compvis"
+    # rows that cannot run are listed, with the reason and the way in (scoring outputs made elsewhere)
+    not_run = {r.row: r for r in cfg.paper_rows_not_run}
+    assert set(not_run) == {"DASR"}
+    assert not_run["DASR"].reason and not_run["DASR"].way_in.startswith("resshift score SR_DIR --dataset")
+
+
+def test_sinsr_and_gan_rows_run_on_val_sr_mirror(small_release_files: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch, shared_datasets: Path) -> None:
+    pytest.importorskip("spandrel")
+    from test_spandrel_methods import _rrdb_state
+
+    monkeypatch.setenv("RESSHIFT_DATA_MIRROR", str(shared_datasets))
+    torch.save(_rrdb_state("kair"), small_release_files / weights_entry("bsrgan").filename)
+    nfe = {}
+    for name in ("sinsr", "bsrgan"):
+        cfg = _compose(["+experiment=paper_imagenet_test", "dataset=val-sr", f"method={name}", "limit=1", "hardware.warmup=0",
+                        f"method.params.weights_dir={small_release_files}", "method.params.download=false",
+                        "metrics=[psnr,ssim]"])
+        summary = run(spec_from_config(cfg, tmp_path / name))
+        assert summary["n_ok"] == 1 and summary["protocol_id"] == "resshift-val-sr"
+        assert summary["timing"]["median_s"] > 0
+        nfe[name] = summary["nfe"]
+    assert nfe == {"sinsr": 1, "bsrgan": 1}
+
+
+def weights_entry(key: str):
+    from resshift import weights
+
+    return weights.get_entry(key)
 
 
 @pytest.mark.usefixtures("shared_datasets")

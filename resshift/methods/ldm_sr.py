@@ -121,6 +121,8 @@ class LDMSR(PatchwiseSRMethod):
             **super().describe(),
             "family": "latent diffusion (VQ-f4 latent, LR concatenated)",
             "model": self.model,
+            **({"model_note": "the public CompVis checkpoint; the LDM rows of the ResShift/SinSR papers "
+                              "may come from another model"} if self.model == DEFAULT_MODEL else {}),
             "sampler": "ddim",
             "steps": self.steps,
             "eta": self.eta,
