@@ -49,6 +49,7 @@ SINSR_BASE_URL = "https://github.com/wyf0912/SinSR/releases/download/v1.0/"  # i
 SINSR_LICENCE = "CC BY-NC-SA 4.0: non-commercial use only (LICENSE file of github.com/wyf0912/SinSR)"
 KAIR_BASE_URL = "https://github.com/cszn/KAIR/releases/download/v1.0/"
 SWINIR_BASE_URL = "https://github.com/JingyunLiang/SwinIR/releases/download/v0.0/"
+SWINIR_LICENCE = "Apache-2.0 as stated by github.com/JingyunLiang/SwinIR (LICENSE not checked here)"
 
 _WRAPPER_KEYS = ("state_dict", "params_ema", "params", "model", "ema")
 _PREFIXES = ("module.", "_orig_mod.")
@@ -126,17 +127,18 @@ CHECKPOINTS: dict[str, CheckpointEntry] = {
         CheckpointEntry("realesrgan-x4plus", "RealESRGAN_x4plus.pth", "spandrel", "ESRGAN",
                         "Real-ESRGAN x4plus (Wang et al., ICCVW 2021), RRDBNet, BasicSR key layout",
                         base_url="https://github.com/xinntao/Real-ESRGAN/releases/download/v0.1.0/",
-                        licence="BSD-3-Clause (LICENSE of github.com/xinntao/Real-ESRGAN)"),
+                        licence="MIT (LICENSE of github.com/xinntao/Real-ESRGAN at commit 4dc033d)"),
         CheckpointEntry("bsrgan", "BSRGAN.pth", "spandrel", "ESRGAN",
                         "BSRGAN x4 (Zhang et al., ICCV 2021), RRDBNet, KAIR key layout",
                         base_url=KAIR_BASE_URL,
-                        licence="Apache-2.0 (github.com/cszn/BSRGAN); file from the KAIR release (MIT)"),
+                        licence="Apache-2.0 as stated for BSRGAN (github.com/cszn/BSRGAN; LICENSE not checked here); "
+                                "file from the KAIR release (MIT)"),
         CheckpointEntry("esrgan", "ESRGAN.pth", "spandrel", "ESRGAN",
                         "ESRGAN x4 (Wang et al., ECCVW 2018), RRDBNet, as redistributed in the KAIR v1.0 "
                         "release by the BSRGAN authors (the original RRDB_ESRGAN_x4.pth is on Google Drive, "
                         "linked from github.com/xinntao/ESRGAN)",
                         base_url=KAIR_BASE_URL,
-                        licence="Apache-2.0 (github.com/xinntao/ESRGAN); file from the KAIR release (MIT)"),
+                        licence="Apache-2.0 (LICENSE of github.com/xinntao/ESRGAN); file from the KAIR release (MIT)"),
         CheckpointEntry("realsr-jpeg", "DF2K-JPEG.pth", "spandrel", "ESRGAN",
                         "RealSR DF2K-JPEG x4 (Ji et al., CVPRW 2020), RRDBNet, ESRGAN key layout",
                         base_url="", licence="no licence file in github.com/jixiaozhong/RealSR (research use)",
@@ -144,10 +146,10 @@ CHECKPOINTS: dict[str, CheckpointEntry] = {
                                "file id 1w8QbCLM6g-MMVlIhRERtSXrP-Dh7cPhm)"),
         CheckpointEntry("swinir-m-real-gan", "003_realSR_BSRGAN_DFO_s64w8_SwinIR-M_x4_GAN.pth", "spandrel",
                         "SwinIR", "SwinIR-M real-world x4 GAN (Liang et al., ICCVW 2021)",
-                        base_url=SWINIR_BASE_URL, licence="Apache-2.0 (github.com/JingyunLiang/SwinIR)"),
+                        base_url=SWINIR_BASE_URL, licence=SWINIR_LICENCE),
         CheckpointEntry("swinir-l-real-gan", "003_realSR_BSRGAN_DFOWMFC_s64w8_SwinIR-L_x4_GAN.pth", "spandrel",
                         "SwinIR", "SwinIR-L real-world x4 GAN (Liang et al., ICCVW 2021)",
-                        base_url=SWINIR_BASE_URL, licence="Apache-2.0 (github.com/JingyunLiang/SwinIR)"),
+                        base_url=SWINIR_BASE_URL, licence=SWINIR_LICENCE),
     )
 }
 

@@ -72,12 +72,15 @@ def _reports_unknown_keys(func):
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    print(f"{'key':6} {'kind':11} {'file':30} {'sha256':10} local")
+    print(f"{'key':17} {'kind':11} {'file':30} {'sha256':10} local")
     for entry in W.CHECKPOINTS.values():
         local = W.find_local(entry, args.offline_dir, args.cache_dir)
         pinned = entry.sha256[:8] + ".." if entry.sha256 else "(unpinned)"
-        print(f"{entry.key:6} {entry.kind:11} {entry.filename:30} {pinned:10} {local or '-'}")
+        print(f"{entry.key:17} {entry.kind:11} {entry.filename:30} {pinned:10} {local or '-'}")
     print(f"\nsource: {W.RELEASE_BASE_URL}\nlicence: {W.LICENCE}")
+    for entry in W.CHECKPOINTS.values():
+        if entry.base_url != W.RELEASE_BASE_URL:
+            print(f"{entry.key}: {entry.url or 'by hand from ' + entry.manual}; licence: {entry.licence}")
     print(f"cache: {W.weights_cache_dir(args.cache_dir)}")
     return 0
 

@@ -75,9 +75,9 @@ def test_sinsr_and_gan_rows_run_on_val_sr_mirror(small_release_files: Path, tmp_
     torch.save(_rrdb_state("kair"), small_release_files / weights_entry("bsrgan").filename)
     nfe = {}
     for name in ("sinsr", "bsrgan"):
-        cfg = _compose(["+experiment=paper_imagenet_test", "dataset=val-sr", f"method={name}", "limit=1", "hardware.warmup=0",
-                        f"method.params.weights_dir={small_release_files}", "method.params.download=false",
-                        "metrics=[psnr,ssim]"])
+        cfg = _compose(["+experiment=paper_imagenet_test", "dataset=val-sr", f"method={name}", "limit=1",
+                        "hardware.warmup=0", f"method.params.weights_dir={small_release_files}",
+                        "method.params.download=false", "metrics=[psnr,ssim]"])
         summary = run(spec_from_config(cfg, tmp_path / name))
         assert summary["n_ok"] == 1 and summary["protocol_id"] == "resshift-val-sr"
         assert summary["timing"]["median_s"] > 0

@@ -13,7 +13,6 @@ import math
 
 import pytest
 import torch
-
 from test_pipeline_cli import SMALL_VQ
 from test_weights import TINY_UNET
 

@@ -55,8 +55,10 @@ class SRMethod(ABC):
         """
         return self.upscale(lr, generators)
 
-    def expect_images(self, names: Sequence[str]) -> None:
-        """Told once, before any call, the names of every image of the data set (default: ignored)."""
+    def expect_images(self, names: Sequence[str], run_names: Sequence[str] | None = None) -> None:
+        """Told once, before any call: every image name of the data set, and those this run processes
+        (after ``select``/``limit``/sharding; default: all). Default: ignored."""
+        return None
 
     def image_facts(self, name: str) -> dict[str, object]:
         """Per-image provenance for the SR row of ``name`` (default: none)."""

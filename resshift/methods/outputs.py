@@ -81,10 +81,12 @@ class OutputsFolder(SRMethod):
         self.missing: list[str] = []
         self.unmatched: list[str] = []
 
-    def expect_images(self, names: Sequence[str]) -> None:
-        """Record which data-set images have no file and which files match no image (names listed)."""
+    def expect_images(self, names: Sequence[str], run_names: Sequence[str] | None = None) -> None:
+        """Record which images of this run have no file, and which files match no image of the whole
+        data set (both listed by name)."""
         wanted = {n + self.suffix: n for n in names}
-        self.missing = sorted(n for key, n in wanted.items() if key not in self.files)
+        self.missing = sorted(n for n in (names if run_names is None else run_names)
+                              if n + self.suffix not in self.files)
         self.unmatched = sorted(self.files[k].relative_to(self.root).as_posix() for k in self.files if k not in wanted)
         if self.missing:
             log.warning("%d data-set images have no output in %s: %s", len(self.missing), self.root,
