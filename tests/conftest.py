@@ -31,6 +31,23 @@ def golden(shared: Path) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def small_nets(golden: Path):
+    """The golden small UNet and VQ (weights recorded with the official code), in eval mode."""
+    import json
+
+    from safetensors.torch import load_file
+
+    from resshift.models import UNetModelSwin, VQModelTorch
+
+    index = json.loads((golden / "index.json").read_text())["weights"]
+    unet = UNetModelSwin(**index["weights_unet_small.safetensors"]["constructor_kwargs"])
+    unet.load_state_dict(load_file(str(golden / "weights_unet_small.safetensors")))
+    vq = VQModelTorch(**index["weights_vq_small.safetensors"]["constructor_kwargs"])
+    vq.load_state_dict(load_file(str(golden / "weights_vq_small.safetensors")))
+    return unet.eval(), vq.eval()
+
+
 @pytest.fixture(scope="session")
 def shared_datasets(shared: Path) -> Path:
     path = shared / "datasets"

@@ -27,7 +27,6 @@ from resshift.methods.resshift_method import ResShiftSR, schedule_for
 from resshift.methods.tiling import TileBlender, reflect_pad_to_multiple
 
 pytest.importorskip("resshift.models")
-from resshift.models import UNetModelSwin, VQModelTorch  # noqa: E402
 
 SAMPLERS = [
     ("golden_sampler_v3_s4_b2.safetensors", "v3"),
@@ -40,16 +39,6 @@ def _load(path):
     from safetensors.torch import load_file
 
     return load_file(str(path))
-
-
-@pytest.fixture(scope="module")
-def small_nets(golden):
-    index = json.loads((golden / "index.json").read_text())["weights"]
-    unet = UNetModelSwin(**index["weights_unet_small.safetensors"]["constructor_kwargs"])
-    unet.load_state_dict(_load(golden / "weights_unet_small.safetensors"))
-    vq = VQModelTorch(**index["weights_vq_small.safetensors"]["constructor_kwargs"])
-    vq.load_state_dict(_load(golden / "weights_vq_small.safetensors"))
-    return unet.eval(), vq.eval()
 
 
 def _tensor_index(golden, fname, tiling=False):

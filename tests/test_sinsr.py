@@ -24,25 +24,11 @@ from resshift.methods.tiling import reflect_pad_to_multiple
 from resshift.models import UNetModelSwin, VQModelTorch
 
 
-def _load(path):
-    from safetensors.torch import load_file
-
-    return load_file(str(path))
-
-
-@pytest.fixture(scope="module")
-def small_nets(golden):
-    index = json.loads((golden / "index.json").read_text())["weights"]
-    unet = UNetModelSwin(**index["weights_unet_small.safetensors"]["constructor_kwargs"])
-    unet.load_state_dict(_load(golden / "weights_unet_small.safetensors"))
-    vq = VQModelTorch(**index["weights_vq_small.safetensors"]["constructor_kwargs"])
-    vq.load_state_dict(_load(golden / "weights_vq_small.safetensors"))
-    return unet.eval(), vq.eval()
-
-
 @pytest.mark.slow
 def test_one_step_equals_first_step_of_the_chain(golden, small_nets):
-    g = _load(golden / "golden_sampler_v1_s15_b1.safetensors")
+    from safetensors.torch import load_file
+
+    g = load_file(str(golden / "golden_sampler_v1_s15_b1.safetensors"))
     unet, vq = small_nets
     sinsr = ResShiftSR(unet, vq, schedule_for("v1"), name="sinsr", sampler="one-step")
     chain = ResShiftSR(unet, vq, schedule_for("v1"), name="resshift-v1")
