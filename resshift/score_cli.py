@@ -52,10 +52,28 @@ def spec_for(args: argparse.Namespace):
     )
 
 
+def _check_same_files(spec) -> None:
+    """A run folder is resumed only for the same files: scores of other files are never mixed in."""
+    import json
+
+    from resshift.methods.outputs import OutputsFolder
+
+    for manifest in sorted(spec.run_dir.glob("run-*.json")):
+        before = json.loads(manifest.read_text(encoding="utf-8")).get("method", {})
+        now = OutputsFolder(spec.method_params["root"], suffix=spec.method_params["suffix"])
+        if (before.get("root"), before.get("files_sha256")) != (str(now.root), now.digest):
+            raise SystemExit(
+                f"{spec.run_dir} holds scores of other files ({before.get('root')}, digest "
+                f"{str(before.get('files_sha256'))[:12]}..; now {now.root}, {now.digest[:12]}..): "
+                "choose another run folder with -o, or delete this one"
+            )
+
+
 def _score(args: argparse.Namespace) -> int:
     from resshift.runner.run import run
 
     spec = spec_for(args)
+    _check_same_files(spec)
     summary = run(spec)
     print((spec.run_dir / "summary.md").read_text(encoding="utf-8"))
     if args.report:
