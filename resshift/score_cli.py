@@ -8,6 +8,7 @@ go into ``resshift report`` and ``resshift compare`` with any other run.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -40,9 +41,8 @@ def spec_for(args: argparse.Namespace):
     metrics = [m for m in args.metrics.split(",") if m] if args.metrics else _default_metrics()
     params = {"root": str(Path(args.sr_dir).expanduser().resolve()), "suffix": args.suffix, "nfe": args.nfe,
               "source": args.source}
-    run_dir = args.out or Path("runs") / f"{label}__{dataset}"
-    return RunSpec(
-        run_dir=Path(run_dir), method="outputs", method_params=params, dataset=dataset,
+    spec = RunSpec(
+        run_dir=Path(args.out or "."), method="outputs", method_params=params, dataset=dataset,
         dataset_params=dataset_params, metrics=metrics, device=args.device, limit=args.limit,
         batch_size=args.metric_batch,
         setting={"label": label, "reference": args.reference},
@@ -50,31 +50,26 @@ def spec_for(args: argparse.Namespace):
                                                "params": params},
                 "dataset": {"name": dataset, "params": dataset_params}, "metrics": metrics},
     )
+    if not args.out:  # named like the Hydra app's run folders: <label>__<dataset>__<config fingerprint>
+        from resshift.runner.identity import config_fingerprint
 
-
-def _check_same_files(spec) -> None:
-    """A run folder is resumed only for the same files: scores of other files are never mixed in."""
-    import json
-
-    from resshift.methods.outputs import OutputsFolder
-
-    for manifest in sorted(spec.run_dir.glob("run-*.json")):
-        before = json.loads(manifest.read_text(encoding="utf-8")).get("method", {})
-        now = OutputsFolder(spec.method_params["root"], suffix=spec.method_params["suffix"])
-        if (before.get("root"), before.get("files_sha256")) != (str(now.root), now.digest):
-            raise SystemExit(
-                f"{spec.run_dir} holds scores of other files ({before.get('root')}, digest "
-                f"{str(before.get('files_sha256'))[:12]}..; now {now.root}, {now.digest[:12]}..): "
-                "choose another run folder with -o, or delete this one"
-            )
+        fp = config_fingerprint(method={"name": "outputs", "params": params},
+                                dataset={"name": dataset, "params": dataset_params}, seed=spec.seed,
+                                limit=spec.limit, select=None, device=spec.device, dtype=spec.dtype)
+        spec.run_dir = Path("runs") / f"{label}__{dataset}__{fp}"
+    return spec
 
 
 def _score(args: argparse.Namespace) -> int:
+    from resshift.runner.identity import RunFolderBusy, RunIdentityError
     from resshift.runner.run import run
 
     spec = spec_for(args)
-    _check_same_files(spec)
-    summary = run(spec)
+    try:
+        summary = run(spec)
+    except (RunIdentityError, RunFolderBusy) as err:  # e.g. the folder holds scores of other files
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print((spec.run_dir / "summary.md").read_text(encoding="utf-8"))
     if args.report:
         from resshift.reports import write_report
@@ -100,6 +95,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="device for the metrics")
     p.add_argument("--limit", type=int, default=None, help="only the first N images (by name)")
     p.add_argument("--metric-batch", type=int, default=8, help="images per metric batch")
-    p.add_argument("-o", "--out", type=Path, default=None, help="run folder (default: runs/LABEL__DATASET)")
+    p.add_argument("-o", "--out", type=Path, default=None,
+                   help="run folder (default: runs/LABEL__DATASET__FINGERPRINT)")
     p.add_argument("--report", action="store_true", help="also write the report of this run")
     p.set_defaults(func=_score)

@@ -15,6 +15,7 @@ written for them.
 
 from __future__ import annotations
 
+import functools
 import traceback
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -122,8 +123,10 @@ def super_resolve(
         gens = [image_generator(seed, s.name, device=device) for s in run]
         # the names go along for methods that read per-image resources (outputs made elsewhere)
         names = [s.name for s in run]
-        call = (lambda: method.upscale_named(names, lr, gens)) if hasattr(method, "upscale_named") else \
-            (lambda: method.upscale(lr, gens))
+        if hasattr(method, "upscale_named"):
+            call = functools.partial(method.upscale_named, names, lr, gens)
+        else:
+            call = functools.partial(method.upscale, lr, gens)
         try:
             if timer is not None:
                 timed = timer.calls >= timer.warmup
