@@ -78,3 +78,28 @@ def test_pyiqa_metadata_agrees_with_registry():
         cfg = DEFAULT_CONFIGS[spec.pyiqa_name]
         assert cfg["metric_mode"] == spec.mode, spec.name
         assert bool(cfg.get("lower_better", False)) == spec.lower_better, spec.name
+        assert cfg["metric_opts"]["type"] == spec.kind, spec.name
+
+
+def test_display_facts_live_in_the_registry():
+    from resshift.metrics.registry import display_order, tolerances
+
+    assert display_order(["niqe", "hf-ratio", "psnr", "bogus", "lpips", "ssim", "psnr"]) == [
+        "psnr", "ssim", "lpips", "niqe", "hf-ratio"]
+    assert [get_spec(n).arrow for n in ("psnr", "lpips", "hf-ratio")] == ["↑", "↓", "·"]
+    assert get_spec("psnr").format(27.123) == "27.12" and get_spec("ssim").format(0.5) == "0.5000"
+    assert tolerances()["psnr"] == 0.15 and "hf-ratio" not in tolerances()
+    assert {n for n, s in METRICS.items() if s.log_scale} == {"hf-ratio", "hf-ratio-lrup"}
+    with pytest.raises(ValueError, match="kind must be"):
+        MetricSpec("x", "FR", False, (0, 1), "", "resshift", "x@1", "", "", kind="LPIPS")
+    with pytest.raises(ValueError, match="tolerance"):
+        MetricSpec("x", "FR", False, (0, 1), "", "resshift", "x@1", "", "", tolerance=-1.0)
+
+
+def test_unavailable_reason_is_recorded_as_given(tmp_path):
+    """build_metrics records availability's reason itself, not a string cut out of an error message."""
+    from resshift.metrics.availability import unavailable_reason
+
+    _, unavailable = build_metrics(["psnr", "niqe"], weights_dir=tmp_path)
+    assert unavailable == {"niqe": unavailable_reason(get_spec("niqe"), tmp_path)}
+    assert "not found" in unavailable["niqe"]

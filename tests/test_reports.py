@@ -49,12 +49,12 @@ def test_markdown_table_bolds_best_per_protocol_with_arrows(runs: Path) -> None:
     df = runs_table(find_run_dirs([runs]))
     md = to_markdown(df)
     block = md.split("### resshift-imagenet-test")[1]
-    assert "| method | NFE | ms/img | psnr ↑ | ssim ↑ | lpips ↓ |" in block
-    assert "| resshift-v1 | 15 | 900.0 | **24.95** | 0.6720 | **0.2600** |" in block  # LPIPS: lower is better
-    assert "| bicubic | 0 | 1.0 | 24.20 | **0.6800** | 0.4500 |" in block
+    assert "| method | NFE | ms/img | images | psnr ↑ | ssim ↑ | lpips ↓ |" in block
+    assert "| resshift-v1 | 15 | 900.0 | 2/2 | **24.95** | 0.6720 | **0.2600** |" in block  # LPIPS: lower is better
+    assert "| bicubic | 0 | 1.0 | 2/2 | 24.20 | **0.6800** | 0.4500 |" in block
     assert "clipiqa unavailable for resshift-v1: weights file RN50.pt not found" in block
     # a single-row protocol block has nothing to bold
-    assert "| sr3-50 | 50 | 200.0 | 30.00 |" in md.split("### embedded-bicubic-x4")[1]
+    assert "| sr3-50 | 50 | 200.0 | 2/2 | 30.00 |" in md.split("### embedded-bicubic-x4")[1]
 
 
 def test_latex_table(runs: Path) -> None:

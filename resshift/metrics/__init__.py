@@ -17,6 +17,8 @@ import torch
 from resshift.metrics.availability import unavailable_reason
 from resshift.metrics.base import Metric, MetricInputError, PaperYMetric
 from resshift.metrics.registry import (
+    BACKEND_PYIQA,
+    KIND_SPECTRAL,
     METRICS,
     PAPER_METRICS,
     MetricSpec,
@@ -49,15 +51,20 @@ def build_metric(
     reason = unavailable_reason(spec, root)
     if reason is not None:
         raise RuntimeError(f"metric {name!r} unavailable: {reason}")
-    if spec.backend == "resshift":
-        from resshift.metrics.spectral import SPECTRAL_STATISTICS, SpectralMetric
+    return _construct(spec, device, root)
 
-        if spec.option_dict.get("statistic") in SPECTRAL_STATISTICS:
-            return SpectralMetric(spec, device)
-        return PaperYMetric(spec, device)
-    from resshift.metrics.pyiqa_backend import PyiqaMetric
 
-    return PyiqaMetric(spec, device, root)
+def _construct(spec: MetricSpec, device: str | torch.device, root: Path) -> Metric:
+    """The metric object for ``spec``, chosen by its backend and implementation kind."""
+    if spec.backend == BACKEND_PYIQA:
+        from resshift.metrics.pyiqa_backend import PyiqaMetric
+
+        return PyiqaMetric(spec, device, root)
+    if spec.kind == KIND_SPECTRAL:
+        from resshift.metrics.spectral import SpectralMetric
+
+        return SpectralMetric(spec, device)
+    return PaperYMetric(spec, device)
 
 
 def build_metrics(
@@ -72,16 +79,17 @@ def build_metrics(
     names = list(dict.fromkeys(names))
     for name in names:
         get_spec(name)
+    root = Path(weights_dir) if weights_dir is not None else metric_weights_dir()
     available: dict[str, Metric] = {}
     unavailable: dict[str, str] = {}
     for name in names:
+        spec = get_spec(name)
+        reason = unavailable_reason(spec, root)
+        if reason is not None:
+            unavailable[name] = reason
+            continue
         try:
-            available[name] = build_metric(name, device, weights_dir)
+            available[name] = _construct(spec, device, root)
         except Exception as exc:  # noqa: BLE001 - recorded, the other metrics go on
-            msg = str(exc)
-            prefix = f"metric {name!r} unavailable: "
-            if msg.startswith(prefix):
-                unavailable[name] = msg[len(prefix) :]
-            else:
-                unavailable[name] = f"{type(exc).__name__}: {msg}"
+            unavailable[name] = f"{type(exc).__name__}: {exc}"
     return available, unavailable

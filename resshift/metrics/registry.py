@@ -1,13 +1,16 @@
 """The metric registry: one frozen :class:`MetricSpec` per public metric name.
 
 A spec says what a number means (full- or no-reference, which direction is better, expected range,
-the input convention, who computes it and which version of our convention it follows). The
-``version`` tag changes whenever the meaning of a name changes, so stored rows stay comparable.
+the input convention, who computes it and which version of our convention it follows) and how it is
+shown (display order, decimals, arrow, log axis) and compared (reproduction tolerance). Every other
+module reads these facts from here. The ``version`` tag changes whenever the meaning of a name
+changes, so stored rows stay comparable.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 
@@ -18,6 +21,11 @@ LR_REFERENCE = "LR"
 
 BACKEND_RESSHIFT = "resshift"
 BACKEND_PYIQA = "pyiqa"
+
+# Implementation kinds, as pyiqa's ``metric_opts.type`` names the class that computes a metric: for
+# pyiqa metrics the kind *is* pyiqa's type (a test checks it); ours name the class in this package.
+KIND_PAPER_Y = "PaperY"  # resshift.metrics.base.PaperYMetric
+KIND_SPECTRAL = "Spectral"  # resshift.metrics.spectral.SpectralMetric
 
 # The metrics the ResShift paper tables report (ImageNet-Test: all five; real data: the NR ones).
 PAPER_METRICS: tuple[str, ...] = ("psnr", "ssim", "lpips", "clipiqa", "musiq")
@@ -43,6 +51,16 @@ class MetricSpec:
         options: backend options (``y_channel``, ``border`` ...), as sorted ``(key, value)`` pairs.
         informational: True when no direction is better (e.g. a signed ratio whose ideal is 1):
             tables show it without an arrow and never mark a best value; ``lower_better`` is False.
+        kind: implementation kind: pyiqa's ``metric_opts.type`` for pyiqa metrics (``"LPIPS"``),
+            :data:`KIND_PAPER_Y` or :data:`KIND_SPECTRAL` for ours; :func:`resshift.metrics.build_metric`
+            dispatches on it.
+        order: display order in tables and plots (ascending; the paper's column order first).
+        decimals: decimals shown in tables.
+        tolerance: reproduction tolerance (absolute, in the metric's unit): about the scatter between
+            independent re-runs of the same protocol; the band of the published-number comparison and
+            the default band of ``resshift compare``. ``None``: no band (never compared).
+        log_scale: True for ratios spread over orders of magnitude: plotted on a log axis and averaged
+            geometrically in the frequency section.
     """
 
     name: str
@@ -58,6 +76,11 @@ class MetricSpec:
     weights: tuple[str, ...] = ()
     options: tuple[tuple[str, object], ...] = field(default=())
     informational: bool = False
+    kind: str = KIND_PAPER_Y
+    order: int = 1000
+    decimals: int = 4
+    tolerance: float | None = None
+    log_scale: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in (FULL_REFERENCE, NO_REFERENCE, LR_REFERENCE):
@@ -68,6 +91,13 @@ class MetricSpec:
             raise ValueError(f"metric {self.name!r}: unknown backend {self.backend!r}")
         if self.backend == BACKEND_PYIQA and not self.pyiqa_name:
             raise ValueError(f"metric {self.name!r}: a pyiqa metric needs pyiqa_name")
+        if self.backend == BACKEND_RESSHIFT and self.kind not in (KIND_PAPER_Y, KIND_SPECTRAL):
+            raise ValueError(f"metric {self.name!r}: kind must be {KIND_PAPER_Y!r} or {KIND_SPECTRAL!r} for "
+                             f"the resshift backend, got {self.kind!r}")
+        if self.tolerance is not None and not self.tolerance >= 0:
+            raise ValueError(f"metric {self.name!r}: tolerance must be >= 0 or None, got {self.tolerance!r}")
+        if self.decimals < 0:
+            raise ValueError(f"metric {self.name!r}: decimals must be >= 0, got {self.decimals!r}")
 
     @property
     def full_reference(self) -> bool:
@@ -79,6 +109,15 @@ class MetricSpec:
         if self.informational:
             return "none"
         return "lower" if self.lower_better else "higher"
+
+    @property
+    def arrow(self) -> str:
+        """``"↓"`` (lower is better), ``"↑"`` (higher) or ``"·"`` (informational)."""
+        return {"lower": "↓", "higher": "↑", "none": "·"}[self.better]
+
+    def format(self, value: float) -> str:
+        """``value`` with this metric's table decimals."""
+        return f"{float(value):.{self.decimals}f}"
 
     @property
     def option_dict(self) -> dict[str, object]:
@@ -115,6 +154,8 @@ _PAPER_Y_SOURCE = (
     "(11x11 Gaussian, sigma 1.5, valid region)"
 )
 
+# Reproduction tolerances (``tolerance=``): about the scatter between independent re-runs of the same
+# protocol (field notes: +-0.1 dB PSNR, +-0.01 CLIPIQA, +-0.8 MUSIQ), rounded up.
 _SPECS: tuple[MetricSpec, ...] = (
     MetricSpec(
         name="psnr",
@@ -127,6 +168,7 @@ _SPECS: tuple[MetricSpec, ...] = (
         description="PSNR (dB) on the BT.601 Y channel, paper protocol",
         source=_PAPER_Y_SOURCE,
         options=(("border", 0), ("statistic", "psnr"), ("y_channel", True)),
+        order=10, decimals=2, tolerance=0.15,
     ),
     MetricSpec(
         name="ssim",
@@ -139,6 +181,7 @@ _SPECS: tuple[MetricSpec, ...] = (
         description="SSIM on the BT.601 Y channel, paper protocol",
         source=_PAPER_Y_SOURCE,
         options=(("border", 0), ("statistic", "ssim"), ("y_channel", True)),
+        order=20, tolerance=0.01,
     ),
     MetricSpec(
         name="psnr-y-float",
@@ -154,6 +197,7 @@ _SPECS: tuple[MetricSpec, ...] = (
         description="PSNR (dB) on unrounded BT.601 Y, as pyiqa psnr(test_y_channel, color_space='ycbcr')",
         source="pyiqa PSNR with color_space='ycbcr' (SinSR evaluate.py, InvSR cal_metrics_ref.py)",
         options=(("border", 0), ("round_y", False), ("statistic", "psnr"), ("y_channel", True)),
+        order=210, decimals=2,
     ),
     MetricSpec(
         name="psnr-rgb",
@@ -166,6 +210,7 @@ _SPECS: tuple[MetricSpec, ...] = (
         description="PSNR (dB) over the RGB channels (not the paper protocol)",
         source="ResShift util_image.calculate_psnr(ycbcr=False)",
         options=(("border", 0), ("statistic", "psnr"), ("y_channel", False)),
+        order=200, decimals=2,
     ),
     MetricSpec(
         name="ssim-rgb",
@@ -178,6 +223,7 @@ _SPECS: tuple[MetricSpec, ...] = (
         description="SSIM averaged over R, G, B (not the paper protocol)",
         source="ResShift util_image.calculate_ssim(ycbcr=False)",
         options=(("border", 0), ("statistic", "ssim"), ("y_channel", False)),
+        order=220,
     ),
     MetricSpec(
         name="lpips",
@@ -191,6 +237,7 @@ _SPECS: tuple[MetricSpec, ...] = (
         source="Zhang et al. 2018; pyiqa 'lpips' as used by SinSR/OSEDiff evaluation scripts",
         pyiqa_name="lpips",
         weights=("lpips-alex-v0.1", "torchvision-alexnet"),
+        kind="LPIPS", order=30, tolerance=0.01,
     ),
     MetricSpec(
         name="lpips-vgg",
@@ -204,6 +251,7 @@ _SPECS: tuple[MetricSpec, ...] = (
         source="Zhang et al. 2018; pyiqa 'lpips-vgg'",
         pyiqa_name="lpips-vgg",
         weights=("lpips-vgg-v0.1", "torchvision-vgg16"),
+        kind="LPIPS", order=40, tolerance=0.01,
     ),
     MetricSpec(
         name="clipiqa",
@@ -219,6 +267,7 @@ _SPECS: tuple[MetricSpec, ...] = (
         source="Wang et al. AAAI 2023; pyiqa 'clipiqa' (differs from the 1-pair original)",
         pyiqa_name="clipiqa",
         weights=("clip-rn50",),
+        kind="CLIPIQA", order=50, tolerance=0.01,
     ),
     MetricSpec(
         name="musiq",
@@ -235,6 +284,7 @@ _SPECS: tuple[MetricSpec, ...] = (
         source="Ke et al. ICCV 2021; pyiqa 'musiq' (koniq10k checkpoint)",
         pyiqa_name="musiq",
         weights=("musiq-koniq",),
+        kind="MUSIQ", order=60, decimals=2, tolerance=1.0,
     ),
     MetricSpec(
         name="niqe",
@@ -248,6 +298,7 @@ _SPECS: tuple[MetricSpec, ...] = (
         source="Mittal et al. 2013; pyiqa 'niqe' (not 'niqe_matlab')",
         pyiqa_name="niqe",
         weights=("niqe-params",),
+        kind="NIQE", order=70, decimals=2, tolerance=0.3,
     ),
 )
 
@@ -266,7 +317,7 @@ _BAND_PSNR_CONVENTION = (
 _SPECTRAL_SOURCE = "this suite (frequency analysis); band edges: x4 LR Nyquist = 0.25, half Nyquist = 0.5"
 
 
-def _band_psnr_spec(band: str, edges: str) -> MetricSpec:
+def _band_psnr_spec(band: str, edges: str, order: int) -> MetricSpec:
     return MetricSpec(
         name=f"psnr-{band}",
         mode=FULL_REFERENCE,
@@ -278,6 +329,9 @@ def _band_psnr_spec(band: str, edges: str) -> MetricSpec:
         description=f"luma PSNR (dB) of the error at {edges} of Nyquist",
         source=_SPECTRAL_SOURCE,
         options=(("band", band), ("statistic", "band-psnr")),
+        kind=KIND_SPECTRAL,
+        order=order,
+        decimals=2,
     )
 
 
@@ -294,6 +348,7 @@ _SPECTRAL_SPECS: tuple[MetricSpec, ...] = (
         description="HF energy above half Nyquist, SR / GT (1 = as GT; < 1 smoother; > 1 added energy)",
         source=_SPECTRAL_SOURCE,
         options=(("cutoff", 0.5), ("statistic", "hf-ratio")),
+        kind=KIND_SPECTRAL, order=110, log_scale=True,
     ),
     MetricSpec(
         name="hf-log-ratio-abs",
@@ -306,10 +361,11 @@ _SPECTRAL_SPECS: tuple[MetricSpec, ...] = (
         description="|log2 hf-ratio|: distance of the HF energy from GT's, either way (0 = as GT)",
         source=_SPECTRAL_SOURCE,
         options=(("cutoff", 0.5), ("statistic", "hf-log-ratio-abs")),
+        kind=KIND_SPECTRAL, order=120,
     ),
-    _band_psnr_spec("low", "r < 0.25"),
-    _band_psnr_spec("mid", "0.25 <= r < 0.5"),
-    _band_psnr_spec("high", "r >= 0.5"),
+    _band_psnr_spec("low", "r < 0.25", 80),
+    _band_psnr_spec("mid", "0.25 <= r < 0.5", 90),
+    _band_psnr_spec("high", "r >= 0.5", 100),
     MetricSpec(
         name="hf-ratio-lrup",
         mode=LR_REFERENCE,
@@ -323,6 +379,7 @@ _SPECTRAL_SPECS: tuple[MetricSpec, ...] = (
         "energy added over bicubic)",
         source=_SPECTRAL_SOURCE,
         options=(("cutoff", 0.5), ("statistic", "hf-ratio")),
+        kind=KIND_SPECTRAL, order=130, log_scale=True,
     ),
 )
 
@@ -332,6 +389,17 @@ METRICS: dict[str, MetricSpec] = {spec.name: spec for spec in _SPECS + _SPECTRAL
 def metric_names() -> list[str]:
     """Public metric names in registry order."""
     return list(METRICS)
+
+
+def display_order(names: Iterable[str]) -> list[str]:
+    """The registered names among ``names`` (duplicates dropped), sorted by :attr:`MetricSpec.order`,
+    then by name; unregistered names are left out."""
+    return sorted({n for n in names if n in METRICS}, key=lambda n: (METRICS[n].order, n))
+
+
+def tolerances() -> dict[str, float]:
+    """Reproduction tolerance of every metric that has one (:attr:`MetricSpec.tolerance`)."""
+    return {n: s.tolerance for n, s in METRICS.items() if s.tolerance is not None}
 
 
 def get_spec(name: str) -> MetricSpec:

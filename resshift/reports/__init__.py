@@ -1,58 +1,68 @@
-"""Reports: tables (Markdown, LaTeX, CSV), published-number comparison, plots, from finished runs."""
+"""Reports from finished run folders: tables (Markdown, LaTeX, CSV) with intervals and paired tests,
+the published-number comparison, plots, ``report.md`` and the self-contained ``report.html``."""
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
-from resshift.reports.plots import comparison_grid, per_image_distributions, quality_vs
+from resshift.reports.html import render_html
+from resshift.reports.plots import comparison_grid, method_colours, per_image_distributions, quality_vs
 from resshift.reports.reference import compare_with_reference
 from resshift.reports.results import find_run_dirs, find_skipped, per_image_table, runs_table
 from resshift.reports.spectral import frequency_section
-from resshift.reports.tables import reference_markdown, to_latex, to_markdown
+from resshift.reports.statistics import METHOD_TEXT, against_best, pairwise_table, with_intervals
+from resshift.reports.tables import against_best_markdown, metric_columns, reference_markdown, to_latex, to_markdown
+from resshift.reports.visual import GT_KEY, LR_KEY, choose_crop, shared_names, sources, write_view_assets
 
 log = logging.getLogger(__name__)
 
 __all__ = ["write_report", "find_run_dirs", "runs_table"]
 
 
-def _visual_panels(df: pd.DataFrame, dataset: str, max_methods: int = 6) -> list[tuple[str, torch.Tensor]]:
-    """LR (nearest-upsampled), each method's SR and the GT for one image shared by the runs on
-    ``dataset``."""
-    from resshift.data import open_dataset
-    from resshift.io import read_image
-
+def _visual_panels(df: pd.DataFrame, dataset: str, max_methods: int = 6) -> tuple[list[tuple[str, torch.Tensor]],
+                                                                           tuple[int, int, int] | None]:
+    """LR (nearest-upsampled), each method's SR and the GT for the first image shared by the runs on
+    ``dataset``, with the crop box of the comparison view."""
     runs = df[df["dataset"] == dataset].head(max_methods)
-    names = None
-    for run in runs["run"]:
-        have = {p.stem for p in (Path(run) / "sr").glob("*.png")}
-        names = have if names is None else names & have
+    names = shared_names(runs)
     if not names:
-        return []
-    name = sorted(names)[0]
-    manifest = sorted(Path(runs["run"].iloc[0]).glob("run-*.json"))
-    params = {}
-    if manifest:
-        params = (json.loads(manifest[0].read_text()).get("config", {}).get("dataset", {}) or {}).get("params") or {}
-    sample = open_dataset(dataset, **params).read(name)
-    scale = 4
-    lr_up = F.interpolate(sample.lr[None], scale_factor=scale, mode="nearest")[0]
-    panels = [(f"LR ({name})", lr_up)]
-    for _, r in runs.iterrows():
-        panels.append((str(r["method"]), read_image(Path(r["run"]) / "sr" / f"{name}.png")))
-    if sample.hr is not None:
-        panels.append(("GT", sample.hr))
-    return panels
+        return [], None
+    srcs = sources(runs, dataset, names[0])
+    panels = [(f"LR ({names[0]})" if s.key == LR_KEY else s.label, s.image) for s in srcs]
+    ref = next((s for s in srcs if s.key == GT_KEY), srcs[0])
+    return panels, choose_crop(ref.image)
 
 
-def write_report(paths: list[str | Path], out_dir: str | Path, title: str = "Evaluation report") -> Path:
-    """Write tables, the published-number comparison and plots for the runs found under ``paths``.
+class _Portable:
+    """Rewrites machine-specific absolute paths in report text: run folders relative to the report's run
+    roots, then the documented locations as their variables ($RESSHIFT_METRIC_WEIGHTS, $RESSHIFT_CACHE,
+    $RESSHIFT_SHARED), the project folder as ``.`` and the home folder as ``~``."""
 
+    def __init__(self, roots: list[Path]) -> None:
+        from resshift.metrics.weights import WEIGHTS_ENV, metric_weights_dir
+        from resshift.paths import CACHE_ENV, PROJECT_ROOT, SHARED_ENV, cache_dir, shared_dir
+
+        pairs = [(str(r.resolve()), r.resolve().name) for r in roots]
+        pairs += [(str(metric_weights_dir()), f"${WEIGHTS_ENV}"), (str(cache_dir()), f"${CACHE_ENV}"),
+                  (str(shared_dir()), f"${SHARED_ENV}"), (str(PROJECT_ROOT), "."), (str(Path.home()), "~")]
+        self.pairs = sorted(((a, b) for a, b in pairs if len(a) > 1), key=lambda ab: -len(ab[0]))
+
+    def __call__(self, text: str) -> str:
+        for absolute, portable in self.pairs:
+            text = text.replace(absolute, portable)
+        return text
+
+
+def write_report(paths: list[str | Path], out_dir: str | Path, title: str = "Evaluation report",
+                 view_limit: int | None = None) -> Path:
+    """Write tables, statistics, the published-number comparison, plots, ``report.md`` and ``report.html``
+    for the runs found under ``paths``.
+
+    ``view_limit``: at most this many images per data set get comparison-view crops (default: all).
     Returns the path of ``report.md`` inside ``out_dir``.
     """
     out_dir = Path(out_dir)
@@ -60,48 +70,74 @@ def write_report(paths: list[str | Path], out_dir: str | Path, title: str = "Eva
     run_dirs = find_run_dirs(list(paths))
     if not run_dirs:
         raise FileNotFoundError(f"no finished runs (summary.json) under: {', '.join(map(str, paths))}")
+    portable = _Portable([Path(p) for p in paths])
     df = runs_table(run_dirs)
-    df.drop(columns=["run"]).to_csv(out_dir / "results.csv", index=False)
-    (out_dir / "tables.md").write_text(to_markdown(df), encoding="utf-8")
-    (out_dir / "tables.tex").write_text(to_latex(df), encoding="utf-8")
-    cmp = compare_with_reference(df)
-    cmp.to_csv(out_dir / "reference_comparison.csv", index=False)
     per_image = per_image_table(run_dirs)
+    metrics = metric_columns(df)
+    df = with_intervals(df, per_image, metrics)
+    pairwise = pairwise_table(df, per_image, metrics)
+    df = against_best(df, pairwise, metrics)
+
+    def write(name: str, text: str) -> Path:
+        path = out_dir / name
+        path.write_text(portable(text), encoding="utf-8")
+        return path
+
+    write("results.csv", df.drop(columns=["run"]).to_csv(index=False))
+    write("pairwise.csv", pairwise.drop(columns=["run_a", "run_b"], errors="ignore").to_csv(index=False))
+    write("tables.md", to_markdown(df, with_intervals=True))
+    write("tables.tex", to_latex(df))
+    cmp = compare_with_reference(df)
+    write("reference_comparison.csv", cmp.to_csv(index=False))
+    colours = method_colours(df)
     figures: list[Path] = []
-    figures += quality_vs(df, "nfe", out_dir, "quality_vs_nfe", "NFE (network evaluations per image)")
-    figures += quality_vs(df, "ms_per_image", out_dir, "quality_vs_runtime", "median ms per image")
-    figures += per_image_distributions(per_image, out_dir)
+    figures += quality_vs(df, "nfe", out_dir, "quality_vs_nfe", "NFE (network evaluations per image)", colours)
+    figures += quality_vs(df, "ms_per_image", out_dir, "quality_vs_runtime", "median ms per image", colours)
+    figures += per_image_distributions(per_image, out_dir, colours)
     for i, dataset in enumerate(sorted(df["dataset"].unique())):  # one grid per data set
         stem = "visual_comparison" if i == 0 else f"visual_comparison_{dataset}"
         try:
-            figures += comparison_grid(_visual_panels(df, dataset), out_dir, stem=stem)
+            panels, crop = _visual_panels(df, dataset)
+            figures += comparison_grid(panels, out_dir, stem=stem, crop=crop)
         except Exception as err:  # noqa: BLE001 - a missing data set must not cost the tables
             log.warning("visual comparison grid of %s skipped: %s", dataset, err)
+    views = write_view_assets(df, out_dir, limit=view_limit)
 
-    freq_lines, _ = frequency_section(df, per_image, out_dir)
-
+    freq_lines, freq_figures = frequency_section(df, per_image, out_dir, colours)
+    skipped = [f"{s.get('label') or s.get('method')} on {s.get('dataset')}: {s.get('reason')}"
+               for s in find_skipped(list(paths))]
+    reference_md = reference_markdown(cmp)
     devices = ", ".join(sorted({str(d) for d in df["device"].dropna()})) or "unknown"
     lines = [
         f"# {title}",
         "",
         f"Runs: {len(df)}. Timing: median milliseconds per image of the method's `upscale` call alone "
-        f"(no disk I/O, no metrics; warm-up excluded), on {devices}.",
+        f"(no disk I/O, no metrics; warm-up excluded), on {devices}. Images: scored/total per run. "
+        f"Each mean is followed by its [95 % interval]. The page `report.html` beside this file has the "
+        f"same tables, sortable, with a per-image comparison view.",
+        "",
+        METHOD_TEXT,
         "",
         "## Results",
         "",
-        to_markdown(df),
+        to_markdown(df, with_intervals=True),
+        "## Paired comparisons against the best",
+        "",
+        against_best_markdown(df),
         "## Against published numbers",
         "",
-        reference_markdown(cmp),
+        reference_md,
         *freq_lines,
         "## Figures",
         "",
     ]
     lines += [f"![{p.stem}]({p.name})" for p in figures if p.suffix == ".png"]
-    skipped = find_skipped(list(paths))
     if skipped:
         lines += ["", "## Skipped runs", "", "Data sets that could be neither found nor built here:", ""]
-        lines += [f"- {s.get('label') or s.get('method')} on {s.get('dataset')}: {s.get('reason')}" for s in skipped]
-    report = out_dir / "report.md"
-    report.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        lines += [f"- {s}" for s in skipped]
+    report = write("report.md", "\n".join(lines) + "\n")
+    html = render_html(title, df, pairwise, per_image, views,
+                       {"reference": reference_md, "frequency": "\n".join(freq_lines)},
+                       [p for p in figures if p.suffix == ".png"], skipped, METHOD_TEXT)
+    write("report.html", html)
     return report

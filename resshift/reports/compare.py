@@ -1,7 +1,8 @@
 """Regression check: compare runs (or a stored baseline file) metric by metric and on runtime.
 
 A metric moves "beyond tolerance" when ``|new - old| > tolerance`` for that metric (the same bands
-as the published-number comparison, overridable); runtime regresses when ``new / old > max ratio``.
+as the published-number comparison: the registry's ``MetricSpec.tolerance``, overridable); runtime
+regresses when ``new / old > max ratio``.
 Runs are matched by (method label, data set). A matched pair also fails when
 
 * the new run scored fewer images than the baseline (``n_ok``), or other images (``images_digest``,
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from resshift.reports.reference import TOLERANCES
+from resshift.metrics.registry import tolerances as registry_tolerances
 from resshift.reports.results import find_run_dirs, runs_table
 from resshift.reports.tables import metric_columns
 
@@ -103,7 +104,7 @@ def _counterpart(b: pd.Series, new: pd.DataFrame) -> pd.Series | None:
 def compare_results(baseline: pd.DataFrame, new: pd.DataFrame, tolerances: dict[str, float] | None = None,
                     max_runtime_ratio: float | None = 1.5, missing_is_failure: bool = True) -> Comparison:
     """Compare two runs tables: each baseline row with its counterpart (:func:`_counterpart`)."""
-    tol = {**TOLERANCES, **(tolerances or {})}
+    tol = {**registry_tolerances(), **(tolerances or {})}
     rows = []
     failed = False
     for _, b in baseline.iterrows():

@@ -1,5 +1,11 @@
 """Report figures (matplotlib, PNG and PDF): quality vs NFE, quality vs runtime, per-image
-distributions and a visual comparison grid of zoomed crops."""
+distributions and a visual comparison grid of zoomed crops.
+
+Every figure uses constrained layout, puts its legend outside the axes, draws metrics whose registry
+spec has ``log_scale`` (ratios spread over orders of magnitude) on a log axis, and gives each method
+(family, ``method_name``) one colour across all figures (:func:`method_colours`); protocols are
+told apart by marker.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +17,36 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 
 from resshift.reports.tables import arrow, metric_columns  # noqa: E402
+
+MARKERS = "osD^vP*X"
+FONT = {"font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 8,
+        "xtick.labelsize": 8, "ytick.labelsize": 8}
+
+
+def method_colours(df: pd.DataFrame) -> dict[str, tuple[float, float, float, float]]:
+    """One colour per method family (``method_name``), in name order, from the tab10/tab20 palettes."""
+    families = sorted({str(f) for f in df.get("method_name", pd.Series(dtype=str)).dropna()})
+    cmap = plt.get_cmap("tab10" if len(families) <= 10 else "tab20")
+    return {f: cmap(i % cmap.N) for i, f in enumerate(families)}
+
+
+def _log_scale(metric: str) -> bool:
+    from resshift.metrics import METRICS
+
+    return metric in METRICS and METRICS[metric].log_scale
+
+
+def outside_legend(fig: plt.Figure, colours: dict[str, object], protocols: list[str]) -> None:
+    """A figure legend below the axes: one entry per method colour, one per protocol marker."""
+    handles = [Line2D([], [], color=c, lw=2, label=f) for f, c in colours.items()]
+    if len(protocols) > 1:
+        handles += [Line2D([], [], color="grey", marker=MARKERS[i % len(MARKERS)], ls="", label=p)
+                    for i, p in enumerate(protocols)]
+    if handles:
+        fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 4), frameon=False)
 
 
 def save_figure(fig: plt.Figure, out_dir: Path, stem: str) -> list[Path]:
@@ -20,66 +54,95 @@ def save_figure(fig: plt.Figure, out_dir: Path, stem: str) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / f"{stem}.png", out_dir / f"{stem}.pdf"]
     for p in paths:
-        fig.savefig(p, dpi=130, bbox_inches="tight")
+        fig.savefig(p, dpi=110)
     plt.close(fig)
     return paths
 
 
-def _metric_grid(metrics: list[str]) -> tuple[plt.Figure, list[plt.Axes]]:
+def _metric_grid(metrics: list[str], height: float = 2.9) -> tuple[plt.Figure, list[plt.Axes]]:
     n = max(1, len(metrics))
-    cols = min(3, n)
+    cols = min(4, n)
     rows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.3 * rows), squeeze=False)
+    with plt.rc_context(FONT):
+        fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, height * rows + 0.7), squeeze=False,
+                                 layout="constrained")
     flat = list(axes.ravel())
     for ax in flat[n:]:
         ax.set_visible(False)
     return fig, flat[:n]
 
 
-def quality_vs(df: pd.DataFrame, x: str, out_dir: Path, stem: str, xlabel: str, logx: bool = True) -> list[Path]:
-    """One panel per metric: each method a line over its runs (e.g. several NFE), per protocol marker."""
+def quality_vs(df: pd.DataFrame, x: str, out_dir: Path, stem: str, xlabel: str,
+               colours: dict[str, object] | None = None, logx: bool = True) -> list[Path]:
+    """One panel per metric: each method family a line over its runs (e.g. several NFE), per protocol
+    marker; NFE 0 (no network) is drawn at 0.5 on the log axis."""
     metrics = [m for m in metric_columns(df) if m in df.columns and df[m].notna().any()]
     data = df.dropna(subset=[x]) if x in df.columns else df.iloc[0:0]
     if data.empty or not metrics:
         return []
-    fig, axes = _metric_grid(metrics)
-    markers = "osD^vP*X"
-    for ax, metric in zip(axes, metrics, strict=True):
-        for i, (protocol, block) in enumerate(data.groupby("protocol")):
-            for family, sub in block.groupby("method_name"):
-                sub = sub.dropna(subset=[metric]).sort_values(x)
-                if sub.empty:
-                    continue
-                ax.plot(sub[x].astype(float).clip(lower=0.5), sub[metric], marker=markers[i % len(markers)],
-                        label=f"{family} ({protocol})")
-        ax.set_title(f"{metric} {arrow(metric)}")
-        ax.set_xlabel(xlabel)
-        if logx:
-            ax.set_xscale("log")
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
-    return save_figure(fig, out_dir, stem)
+    colours = colours or method_colours(df)
+    protocols = sorted(data["protocol"].unique())
+    with plt.rc_context(FONT):
+        fig, axes = _metric_grid(metrics)
+        for ax, metric in zip(axes, metrics, strict=True):
+            for i, protocol in enumerate(protocols):
+                block = data[data["protocol"] == protocol]
+                for family, sub in block.groupby("method_name"):
+                    sub = sub.dropna(subset=[metric]).sort_values(x)
+                    if sub.empty:
+                        continue
+                    ax.plot(sub[x].astype(float).clip(lower=0.5), sub[metric], marker=MARKERS[i % len(MARKERS)],
+                            color=colours.get(str(family), "black"), ms=5, lw=1.3)
+            ax.set_title(f"{metric} {arrow(metric)}")
+            ax.set_xlabel(xlabel)
+            if logx:
+                ax.set_xscale("log")
+            if _log_scale(metric):
+                ax.set_yscale("log")
+            ax.grid(alpha=0.3, which="both" if _log_scale(metric) else "major")
+        outside_legend(fig, {f: c for f, c in colours.items() if f in set(data["method_name"].astype(str))},
+                       protocols)
+        return save_figure(fig, out_dir, stem)
 
 
-def per_image_distributions(per_image: pd.DataFrame, out_dir: Path) -> list[Path]:
-    """Box plots of each metric's per-image values, one box per (method, dataset)."""
+def per_image_distributions(per_image: pd.DataFrame, out_dir: Path,
+                            colours: dict[str, object] | None = None) -> list[Path]:
+    """Box plots of each metric's per-image values, one box per (method, data set), coloured by method
+    family; the mean is the white triangle."""
     if per_image.empty:
         return []
-    metrics = [m for m in metric_columns(per_image.drop(columns=["latency_s", "status", "error", "name"],
-                                                         errors="ignore")) if m in per_image.columns]
+    metrics = [m for m in metric_columns(per_image) if m in per_image.columns]
     metrics = [m for m in metrics if pd.api.types.is_numeric_dtype(per_image[m]) and per_image[m].notna().any()]
     if not metrics:
         return []
-    fig, axes = _metric_grid(metrics)
-    for ax, metric in zip(axes, metrics, strict=True):
-        by_run = per_image.groupby(["method", "dataset"])
-        groups = [(f"{m}\n{d}", g[metric].dropna().to_numpy()) for (m, d), g in by_run]
-        groups = [(k, v) for k, v in groups if len(v)]
-        ax.boxplot([v for _, v in groups], showmeans=True)
-        ax.set_xticks(range(1, len(groups) + 1), [k for k, _ in groups], fontsize=7, rotation=30, ha="right")
-        ax.set_title(f"{metric} per image")
-        ax.grid(alpha=0.3, axis="y")
-    return save_figure(fig, out_dir, "per_image_distributions")
+    family = per_image["method_name"].astype(str) if "method_name" in per_image.columns else per_image["method"]
+    colours = colours or {f: plt.get_cmap("tab10")(i % 10) for i, f in enumerate(sorted(set(family)))}
+    datasets = sorted(per_image["dataset"].unique())
+    with plt.rc_context(FONT):
+        fig, axes = _metric_grid(metrics, height=3.3)
+        for ax, metric in zip(axes, metrics, strict=True):
+            groups = []
+            for (m, d), g in per_image.assign(_family=family).groupby(["method", "dataset"], sort=True):
+                v = pd.to_numeric(g[metric], errors="coerce").dropna()
+                if _log_scale(metric):
+                    v = v[v > 0]
+                if len(v):
+                    label = m if len(datasets) == 1 else f"{m} ({d[:10]})"
+                    groups.append((label, v.to_numpy(), colours.get(str(g["_family"].iloc[0]), "grey")))
+            if not groups:
+                continue
+            box = ax.boxplot([v for _, v, _ in groups], showmeans=True, patch_artist=True, widths=0.6,
+                             meanprops={"marker": "^", "markerfacecolor": "white", "markeredgecolor": "black"},
+                             medianprops={"color": "black"})
+            for patch, (_, _, c) in zip(box["boxes"], groups, strict=True):
+                patch.set_facecolor(c)
+                patch.set_alpha(0.75)
+            ax.set_xticks(range(1, len(groups) + 1), [k for k, _, _ in groups], rotation=40, ha="right")
+            ax.set_title(f"{metric} {arrow(metric)} per image")
+            if _log_scale(metric):
+                ax.set_yscale("log")
+            ax.grid(alpha=0.3, axis="y")
+        return save_figure(fig, out_dir, "per_image_distributions")
 
 
 def comparison_grid(panels: list[tuple[str, torch.Tensor]], out_dir: Path, stem: str = "visual_comparison",
@@ -93,10 +156,12 @@ def comparison_grid(panels: list[tuple[str, torch.Tensor]], out_dir: Path, stem:
         return []
     h, w = panels[0][1].shape[-2:]
     top, left, size = crop or (h // 4, w // 4, min(h, w) // 2)
-    fig, axes = plt.subplots(1, len(panels), figsize=(2.4 * len(panels), 2.6), squeeze=False)
-    for ax, (title, img) in zip(axes[0], panels, strict=True):
-        patch = img[:, top: top + size, left: left + size].clamp(0, 1).permute(1, 2, 0).cpu().numpy()
-        ax.imshow(patch, interpolation="nearest")
-        ax.set_title(title, fontsize=8)
-        ax.axis("off")
-    return save_figure(fig, out_dir, stem)
+    with plt.rc_context(FONT):
+        fig, axes = plt.subplots(1, len(panels), figsize=(2.0 * len(panels), 2.4), squeeze=False,
+                                 layout="constrained")
+        for ax, (title, img) in zip(axes[0], panels, strict=True):
+            patch = img[:, top: top + size, left: left + size].clamp(0, 1).permute(1, 2, 0).cpu().numpy()
+            ax.imshow(patch, interpolation="nearest")
+            ax.set_title(title, fontsize=8)
+            ax.axis("off")
+        return save_figure(fig, out_dir, stem)

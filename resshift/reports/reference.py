@@ -2,7 +2,8 @@
 
 ``reference_numbers.csv`` holds every published value the reports show: method, NFE, protocol,
 metric, value, source, confidence (``repo`` / ``2nd`` / ``recall`` / ``rerun``; ``recall`` values
-are unverified and shown flagged). The tolerances are also what ``resshift compare`` uses.
+are unverified and shown flagged). The tolerance band of each metric is its registry
+``MetricSpec.tolerance`` (also what ``resshift compare`` uses).
 """
 
 from __future__ import annotations
@@ -10,18 +11,6 @@ from __future__ import annotations
 from importlib import resources
 
 import pandas as pd
-
-# Reproduction tolerance per metric: about the scatter between independent re-runs of the same
-# protocol (field notes: +-0.1 dB PSNR, +-0.01 CLIPIQA, +-0.8 MUSIQ), rounded up.
-TOLERANCES: dict[str, float] = {
-    "psnr": 0.15,
-    "ssim": 0.01,
-    "lpips": 0.01,
-    "lpips-vgg": 0.01,
-    "clipiqa": 0.01,
-    "musiq": 1.0,
-    "niqe": 0.3,
-}
 
 UNVERIFIED = {"recall"}
 
@@ -35,7 +24,10 @@ def reference_numbers() -> pd.DataFrame:
 def compare_with_reference(ours: pd.DataFrame, refs: pd.DataFrame | None = None) -> pd.DataFrame:
     """Rows (method, protocol, metric, ours, reference, delta, tolerance, verdict) for our runs whose
     ``reference`` column names a published method on the same protocol."""
+    from resshift.metrics.registry import tolerances
+
     refs = reference_numbers() if refs is None else refs
+    bands = tolerances()
     out = []
     for _, row in ours.iterrows():
         ref_name = row.get("reference")
@@ -47,7 +39,7 @@ def compare_with_reference(ours: pd.DataFrame, refs: pd.DataFrame | None = None)
             if metric not in row or pd.isna(row[metric]):
                 continue
             delta = float(row[metric]) - float(ref["value"])
-            tol = TOLERANCES.get(metric)
+            tol = bands.get(metric)
             verdict = "n/a" if tol is None else ("within" if abs(delta) <= tol else "outside")
             out.append({
                 "method": row["method"],

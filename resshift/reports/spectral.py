@@ -25,10 +25,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from resshift.reports.plots import save_figure  # noqa: E402
+from resshift.metrics.registry import KIND_SPECTRAL, METRICS  # noqa: E402
+from resshift.reports.plots import FONT, MARKERS, method_colours, outside_legend, save_figure  # noqa: E402
 from resshift.runner.spectra import REFERENCE_LABELS, RunSpectra, load_run_spectra  # noqa: E402
 
-SPECTRAL_COLUMNS = ("hf-ratio", "hf-log-ratio-abs", "psnr-low", "psnr-mid", "psnr-high", "hf-ratio-lrup")
+SPECTRAL_COLUMNS = tuple(n for n, s in METRICS.items() if s.kind == KIND_SPECTRAL)
 # An HF energy ratio within [1 / MATCH_FACTOR, MATCH_FACTOR] counts as "about the reference's".
 MATCH_FACTOR = 1.25
 # A change of log2(hf-ratio) larger than this between a method's lowest and highest NFE is a trend.
@@ -105,7 +106,7 @@ def with_geometric_means(df: pd.DataFrame, per_image: pd.DataFrame) -> pd.DataFr
     out = df.copy()
     if per_image.empty or "run" not in per_image.columns:
         return out
-    for col in ("hf-ratio", "hf-ratio-lrup"):
+    for col in (n for n in SPECTRAL_COLUMNS if METRICS[n].log_scale):
         if col not in per_image.columns or col not in out.columns:
             continue
         values = pd.to_numeric(per_image[col], errors="coerce")
@@ -252,58 +253,75 @@ def _ratio_axes(ax: plt.Axes) -> None:
 
 
 def spectrum_ratio_figure(df: pd.DataFrame, curves: dict[str, tuple[str, np.ndarray, np.ndarray]],
-                          out_dir: Path, stem: str = "spectrum_ratio") -> list[Path]:
-    """Mean SR/reference radial power ratio of every run, one panel per protocol, log-frequency axis."""
+                          out_dir: Path, stem: str = "spectrum_ratio",
+                          colours: dict[str, object] | None = None) -> list[Path]:
+    """Mean SR/reference radial power ratio of every run, one panel per protocol, log-frequency axis;
+    colour = method family, line style = the run's place in its family's NFE order."""
     protocols = [p for p, b in df.groupby("protocol", sort=True) if any(str(r) in curves for r in b["run"])]
     if not protocols:
         return []
-    fig, axes = plt.subplots(1, len(protocols), figsize=(5.2 * len(protocols), 3.8), squeeze=False)
-    for ax, protocol in zip(axes[0], protocols, strict=True):
-        block = df[df["protocol"] == protocol].sort_values(["method_name", "nfe"], na_position="first")
-        ref = "gt"
-        for _, row in block.iterrows():
-            if str(row["run"]) not in curves:
-                continue
-            ref, centres, curve = curves[str(row["run"])]
-            ok = np.isfinite(curve) & (centres > 0)
-            ax.plot(centres[ok], curve[ok], marker=".", ms=3, label=f"{row['method']} (NFE {_nfe_text(row['nfe'])})")
-        _ratio_axes(ax)
-        ax.set_xscale("log")
-        ax.axvline(LR_NYQUIST_X4, color="grey", ls=":", lw=1)
-        ax.axvline(HF_CUTOFF, color="grey", ls="--", lw=1)
-        ymin = ax.get_ylim()[0]
-        ax.text(LR_NYQUIST_X4, ymin, " x4 LR Nyquist", rotation=90, va="bottom", fontsize=7, color="grey")
-        ax.text(HF_CUTOFF, ymin, " HF cut-off", rotation=90, va="bottom", fontsize=7, color="grey")
-        ax.set_xlabel("radial frequency (fraction of Nyquist)")
-        ax.set_ylabel(f"power SR / {'GT' if ref == 'gt' else 'bicubic-up LR'} (geometric mean)")
-        ax.set_title(protocol, fontsize=9)
-        ax.legend(fontsize=7)
-    return save_figure(fig, out_dir, stem)
+    colours = colours or method_colours(df)
+    styles = ["-", "--", ":", "-."]
+    with plt.rc_context(FONT):
+        fig, axes = plt.subplots(1, len(protocols), figsize=(4.6 * len(protocols), 3.9), squeeze=False,
+                                 layout="constrained")
+        handles = {}
+        for ax, protocol in zip(axes[0], protocols, strict=True):
+            block = df[df["protocol"] == protocol].sort_values(["method_name", "nfe"], na_position="first")
+            ref = "gt"
+            for _, row in block.iterrows():
+                if str(row["run"]) not in curves:
+                    continue
+                ref, centres, curve = curves[str(row["run"])]
+                ok = np.isfinite(curve) & (centres > 0)
+                family = block[block["method_name"] == row["method_name"]]
+                style = styles[list(family["run"]).index(row["run"]) % len(styles)]
+                label = f"{row['method']} (NFE {_nfe_text(row['nfe'])})"
+                (line,) = ax.plot(centres[ok], curve[ok], ls=style, lw=1.4,
+                                  color=colours.get(str(row["method_name"]), "black"), label=label)
+                handles.setdefault(label, line)
+            _ratio_axes(ax)
+            ax.set_xscale("log")
+            ax.axvline(LR_NYQUIST_X4, color="grey", ls=":", lw=1)
+            ax.axvline(HF_CUTOFF, color="grey", ls="--", lw=1)
+            ymin = ax.get_ylim()[0]
+            ax.text(LR_NYQUIST_X4, ymin, " x4 LR Nyquist", rotation=90, va="bottom", fontsize=7, color="grey")
+            ax.text(HF_CUTOFF, ymin, " HF cut-off", rotation=90, va="bottom", fontsize=7, color="grey")
+            ax.set_xlabel("radial frequency (fraction of Nyquist)")
+            ax.set_ylabel(f"power SR / {'GT' if ref == 'gt' else 'bicubic-up LR'} (geometric mean)")
+            ax.set_title(protocol)
+        fig.legend(handles=list(handles.values()), loc="outside lower center", ncols=3, frameon=False)
+        return save_figure(fig, out_dir, stem)
 
 
-def hf_ratio_vs_nfe(df: pd.DataFrame, out_dir: Path, stem: str = "hf_ratio_vs_nfe") -> list[Path]:
-    """HF energy ratio against NFE, drawn like ``quality_vs_nfe`` (one panel per ratio column)."""
+def hf_ratio_vs_nfe(df: pd.DataFrame, out_dir: Path, stem: str = "hf_ratio_vs_nfe",
+                    colours: dict[str, object] | None = None) -> list[Path]:
+    """HF energy ratio against NFE, drawn like ``quality_vs_nfe`` (one panel per ratio column, log axes)."""
     cols = [c for c in ("hf-ratio", "hf-ratio-lrup") if c in df.columns and df[c].notna().any()]
     data = df.dropna(subset=["nfe"]) if "nfe" in df.columns else df.iloc[0:0]
     if data.empty or not cols:
         return []
-    fig, axes = plt.subplots(1, len(cols), figsize=(4.6 * len(cols), 3.5), squeeze=False)
-    markers = "osD^vP*X"
-    for ax, col in zip(axes[0], cols, strict=True):
-        for i, (protocol, block) in enumerate(data.groupby("protocol")):
-            for family, sub in block.groupby("method_name"):
-                sub = sub.dropna(subset=[col]).sort_values("nfe")
-                if sub.empty:
-                    continue
-                ax.plot(sub["nfe"].astype(float).clip(lower=0.5), sub[col], marker=markers[i % len(markers)],
-                        label=f"{family} ({protocol})")
-        _ratio_axes(ax)
-        ax.set_xscale("log")
-        ax.set_xlabel("NFE (network evaluations per image)")
-        ref = "GT" if col == "hf-ratio" else "bicubic-up LR"
-        ax.set_title(f"{col}: HF energy SR / {ref} (1 = as {ref})", fontsize=9)
-        ax.legend(fontsize=7)
-    return save_figure(fig, out_dir, stem)
+    colours = colours or method_colours(df)
+    protocols = sorted(data["protocol"].unique())
+    with plt.rc_context(FONT):
+        fig, axes = plt.subplots(1, len(cols), figsize=(4.4 * len(cols), 3.6), squeeze=False, layout="constrained")
+        for ax, col in zip(axes[0], cols, strict=True):
+            for i, protocol in enumerate(protocols):
+                block = data[data["protocol"] == protocol]
+                for family, sub in block.groupby("method_name"):
+                    sub = sub.dropna(subset=[col]).sort_values("nfe")
+                    if sub.empty:
+                        continue
+                    ax.plot(sub["nfe"].astype(float).clip(lower=0.5), sub[col], marker=MARKERS[i % len(MARKERS)],
+                            color=colours.get(str(family), "black"), ms=5, lw=1.3)
+            _ratio_axes(ax)
+            ax.set_xscale("log")
+            ax.set_xlabel("NFE (network evaluations per image)")
+            ref = "GT" if col == "hf-ratio" else "bicubic-up LR"
+            ax.set_title(f"{col}: HF energy SR / {ref}")
+        outside_legend(fig, {f: c for f, c in colours.items() if f in set(data["method_name"].astype(str))},
+                       protocols)
+        return save_figure(fig, out_dir, stem)
 
 
 CONVENTION_TEXT = (
@@ -318,7 +336,8 @@ CONVENTION_TEXT = (
 )
 
 
-def frequency_section(df: pd.DataFrame, per_image: pd.DataFrame, out_dir: Path) -> tuple[list[str], list[Path]]:
+def frequency_section(df: pd.DataFrame, per_image: pd.DataFrame, out_dir: Path,
+                      colours: dict[str, object] | None = None) -> tuple[list[str], list[Path]]:
     """Markdown lines and figure files of the "Frequency analysis" report section."""
     has_cols = any(c in df.columns and df[c].notna().any() for c in SPECTRAL_COLUMNS)
     curves = _curves(df)
@@ -327,7 +346,9 @@ def frequency_section(df: pd.DataFrame, per_image: pd.DataFrame, out_dir: Path) 
                  "Not computed: add `hf-ratio`, `hf-log-ratio-abs`, `psnr-low`, `psnr-mid`, `psnr-high` (and "
                  "`hf-ratio-lrup` for sets without GT) to the run's `metrics`.", ""], [])
     df = with_geometric_means(df, per_image)
-    figures = spectrum_ratio_figure(df, curves, out_dir) + hf_ratio_vs_nfe(df, out_dir)
+    colours = colours or method_colours(df)
+    figures = spectrum_ratio_figure(df, curves, out_dir, colours=colours) + hf_ratio_vs_nfe(df, out_dir,
+                                                                                          colours=colours)
     lines = ["## Frequency analysis", "", CONVENTION_TEXT, "", spectral_markdown(df, per_image, curves),
              "### Finding", "", frequency_finding(df, per_image, curves), ""]
     lines += [f"![{p.stem}]({p.name})" for p in figures if p.suffix == ".png"]

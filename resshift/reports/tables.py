@@ -1,8 +1,9 @@
 """Comparison tables in Markdown, LaTeX and CSV: rows are methods, columns metrics, one block per protocol.
 
 Each metric column carries its better-direction arrow; the best value of each column within a
-protocol is bold. Metrics a run could not compute are shown as ``n/a`` with the reason listed below
-the table, never as a number.
+protocol is bold. Order, arrows and decimals come from the metric registry (:class:`MetricSpec`).
+Metrics a run could not compute are shown as ``n/a`` with the reason listed below the table, never
+as a number.
 """
 
 from __future__ import annotations
@@ -11,72 +12,81 @@ from collections.abc import Callable
 
 import pandas as pd
 
-METRIC_ORDER = ("psnr", "ssim", "lpips", "lpips-vgg", "clipiqa", "musiq", "niqe",
-                "psnr-low", "psnr-mid", "psnr-high", "hf-ratio", "hf-log-ratio-abs", "hf-ratio-lrup")
-_DECIMALS = {"psnr": 2, "musiq": 2, "niqe": 2, "psnr-low": 2, "psnr-mid": 2, "psnr-high": 2}
-
 
 def metric_columns(df: pd.DataFrame) -> list[str]:
-    """Registered metric columns present in a table (or listed as unavailable), in the usual paper
-    order, then any other registered metric by name."""
-    from resshift.metrics import metric_names
+    """Registered metric columns present in a table (or listed as unavailable), in display order
+    (:attr:`resshift.metrics.MetricSpec.order`)."""
+    from resshift.metrics.registry import display_order
 
-    registered = set(metric_names())
-    present = {c for c in df.columns if c in registered}
-    present |= {c[: -len("_unavailable")] for c in df.columns if c.endswith("_unavailable")}
-    return [m for m in METRIC_ORDER if m in present] + sorted(present - set(METRIC_ORDER))
-
-
-def _lower_better(metric: str) -> bool:
-    from resshift.metrics import get_spec
-
-    try:
-        return bool(get_spec(metric).lower_better)
-    except KeyError:
-        return False
-
-
-def _informational(metric: str) -> bool:
-    from resshift.metrics import get_spec
-
-    try:
-        return bool(get_spec(metric).informational)
-    except KeyError:
-        return False
+    names = set(df.columns) | {c[: -len("_unavailable")] for c in df.columns if c.endswith("_unavailable")}
+    return display_order(names)
 
 
 def arrow(metric: str) -> str:
-    """``↓`` (lower is better), ``↑`` (higher) or ``·`` (informational: no better direction)."""
-    if _informational(metric):
-        return "·"
-    return "↓" if _lower_better(metric) else "↑"
+    """The metric's arrow (``↓`` / ``↑`` / ``·``); no arrow for an unregistered name."""
+    from resshift.metrics import METRICS
+
+    return METRICS[metric].arrow if metric in METRICS else ""
 
 
 def _fmt(value: object, metric: str) -> str:
+    from resshift.metrics import METRICS
+
     if value is None or (isinstance(value, float) and pd.isna(value)):
         return "n/a"
-    return f"{float(value):.{_DECIMALS.get(metric, 4)}f}"
+    return METRICS[metric].format(float(value)) if metric in METRICS else f"{float(value):.4f}"
 
 
-def _cells(df: pd.DataFrame, bold: Callable[[str], str]) -> tuple[list[str], list[list[str]], list[str]]:
-    """Header, body cells and footnotes of one protocol block."""
-    metrics = metric_columns(df)
-    header = ["method", "NFE", "ms/img"] + [f"{m} {arrow(m)}" for m in metrics]
+def best_values(df: pd.DataFrame, metrics: list[str]) -> dict[str, float]:
+    """The best mean of each metric with a better direction among the rows of ``df`` (one protocol)."""
+    from resshift.metrics import get_spec
+
     best: dict[str, float] = {}
     for m in metrics:
-        if m in df.columns and df[m].notna().any() and not _informational(m):
-            best[m] = df[m].min() if _lower_better(m) else df[m].max()
+        if m in df.columns and df[m].notna().any() and get_spec(m).better != "none":
+            best[m] = df[m].min() if get_spec(m).lower_better else df[m].max()
+    return best
+
+
+def image_counts(row: pd.Series) -> str:
+    """``"scored/total"`` images of a run, with the failed count when there are failures."""
+    n_ok, n_failed, n_all = row.get("n_ok"), row.get("n_failed"), row.get("n_images")
+    if n_ok is None or pd.isna(n_ok):
+        return "?"
+    total = int(n_all) if n_all is not None and not pd.isna(n_all) else int(n_ok) + int(n_failed or 0)
+    text = f"{int(n_ok)}/{total}"
+    if n_failed is not None and not pd.isna(n_failed) and int(n_failed):
+        text += f" ({int(n_failed)} failed)"
+    return text
+
+
+def interval_text(row: pd.Series, metric: str) -> str:
+    """``" [low, high]"`` from the ``<metric>_ci_low/high`` columns, or ``""`` where there is none."""
+    low, high = row.get(f"{metric}_ci_low"), row.get(f"{metric}_ci_high")
+    if low is None or high is None or pd.isna(low) or pd.isna(high):
+        return ""
+    return f" [{_fmt(low, metric)}, {_fmt(high, metric)}]"
+
+
+def _cells(df: pd.DataFrame, bold: Callable[[str], str],
+           with_intervals: bool = False) -> tuple[list[str], list[list[str]], list[str]]:
+    """Header, body cells and footnotes of one protocol block."""
+    metrics = metric_columns(df)
+    header = ["method", "NFE", "ms/img", "images"] + [f"{m} {arrow(m)}" for m in metrics]
+    best = best_values(df, metrics)
     body: list[list[str]] = []
     notes: list[str] = []
     unavailable: dict[tuple[str, str], list[str]] = {}
     for _, row in df.iterrows():
         cells = [str(row["method"]), "" if pd.isna(row.get("nfe")) else str(int(row["nfe"])),
-                 "n/a" if pd.isna(row.get("ms_per_image")) else f"{row['ms_per_image']:.1f}"]
+                 "n/a" if pd.isna(row.get("ms_per_image")) else f"{row['ms_per_image']:.1f}", image_counts(row)]
         for m in metrics:
             value = row.get(m)
             text = _fmt(value, m)
             if text != "n/a" and m in best and float(value) == best[m] and len(df) > 1:
                 text = bold(text)
+            if text != "n/a" and with_intervals:
+                text += interval_text(row, m)
             reason = row.get(f"{m}_unavailable")
             if text == "n/a" and isinstance(reason, str):
                 unavailable.setdefault((m, reason), []).append(str(row["method"]))
@@ -88,11 +98,12 @@ def _cells(df: pd.DataFrame, bold: Callable[[str], str]) -> tuple[list[str], lis
     return header, body, notes
 
 
-def to_markdown(df: pd.DataFrame) -> str:
-    """Markdown tables, one per protocol."""
+def to_markdown(df: pd.DataFrame, with_intervals: bool = False) -> str:
+    """Markdown tables, one per protocol; with ``with_intervals`` each mean is followed by its interval
+    (``<metric>_ci_low/high`` columns, see :mod:`resshift.reports.statistics`)."""
     out = []
     for protocol, block in df.groupby("protocol", sort=True):
-        header, body, notes = _cells(block, lambda s: f"**{s}**")
+        header, body, notes = _cells(block, lambda s: f"**{s}**", with_intervals)
         out.append(f"### {protocol}\n")
         out.append("| " + " | ".join(header) + " |")
         out.append("|" + "|".join("---" for _ in header) + "|")
@@ -141,3 +152,46 @@ def reference_markdown(cmp: pd.DataFrame) -> str:
             f"{r['verdict']} | {r['confidence']}{flag} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def against_best_markdown(df: pd.DataFrame) -> str:
+    """Per protocol, each run against the best run of each metric: mean paired difference (this run - best)
+    and the Wilcoxon p-value; ``≈`` marks a gap with no evidence (see :mod:`resshift.reports.statistics`).
+
+    Reads the ``<metric>_vs_best*`` columns of :func:`resshift.reports.statistics.against_best`.
+    """
+    out = []
+    for protocol, block in df.groupby("protocol", sort=True):
+        metrics = [m for m in metric_columns(block) if f"{m}_vs_best" in block.columns
+                   and block[f"{m}_vs_best"].notna().any()]
+        if not metrics:
+            continue
+        best_of = best_values(block, metrics)
+        out += [f"### {protocol}", "", "| method | " + " | ".join(f"{m} {arrow(m)}" for m in metrics) + " |",
+                "|" + "|".join("---" for _ in range(len(metrics) + 1)) + "|"]
+        for _, row in block.iterrows():
+            cells = []
+            for m in metrics:
+                best = row.get(f"{m}_vs_best")
+                if best is None or pd.isna(best):
+                    cells.append("best" if m in best_of and row.get(m) == best_of[m] else "")
+                    continue
+                p = row.get(f"{m}_vs_best_p")
+                ptext = "p n/a" if p is None or pd.isna(p) else f"p={float(p):.2g}"
+                mark = "" if row.get(f"{m}_vs_best_evidence") else "≈ "
+                cells.append(f"{mark}{float(row[f'{m}_vs_best_diff']):+.{_decimals(m)}f} ({ptext})")
+            out.append(f"| {row['method']} | " + " | ".join(cells) + " |")
+        out.append("")
+    if not out:
+        return "No protocol has two runs with per-image values of the same metric.\n"
+    from resshift.reports.statistics import ALPHA
+
+    return "\n".join(["Cells: mean per-image difference to the best run of the column (its value is marked "
+                      f"`best`), Wilcoxon signed-rank p; `≈` = no evidence of a difference (p ≥ {ALPHA:g} or the "
+                      "interval contains 0).", "", *out])
+
+
+def _decimals(metric: str) -> int:
+    from resshift.metrics import METRICS
+
+    return METRICS[metric].decimals if metric in METRICS else 4
