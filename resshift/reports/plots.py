@@ -45,8 +45,16 @@ def outside_legend(fig: plt.Figure, colours: dict[str, object], protocols: list[
     if len(protocols) > 1:
         handles += [Line2D([], [], color="grey", marker=MARKERS[i % len(MARKERS)], ls="", label=p)
                     for i, p in enumerate(protocols)]
-    if handles:
-        fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 4), frameon=False)
+    legend_below(fig, handles)
+
+
+def legend_below(fig: plt.Figure, handles: list) -> None:
+    """A legend below the axes (constrained layout makes room), as many columns as fit the figure width."""
+    if not handles:
+        return
+    longest = max(len(h.get_label()) for h in handles)
+    fit = int(fig.get_figwidth() / (0.45 + 0.075 * longest))
+    fig.legend(handles=handles, loc="outside lower center", ncols=max(1, min(len(handles), fit)), frameon=False)
 
 
 def save_figure(fig: plt.Figure, out_dir: Path, stem: str) -> list[Path]:
@@ -99,7 +107,7 @@ def quality_vs(df: pd.DataFrame, x: str, out_dir: Path, stem: str, xlabel: str,
                 ax.set_xscale("log")
             if _log_scale(metric):
                 ax.set_yscale("log")
-            ax.grid(alpha=0.3, which="both" if _log_scale(metric) else "major")
+            ax.grid(alpha=0.3)
         outside_legend(fig, {f: c for f, c in colours.items() if f in set(data["method_name"].astype(str))},
                        protocols)
         return save_figure(fig, out_dir, stem)

@@ -26,7 +26,14 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from resshift.metrics.registry import KIND_SPECTRAL, METRICS  # noqa: E402
-from resshift.reports.plots import FONT, MARKERS, method_colours, outside_legend, save_figure  # noqa: E402
+from resshift.reports.plots import (  # noqa: E402
+    FONT,
+    MARKERS,
+    legend_below,
+    method_colours,
+    outside_legend,
+    save_figure,
+)
 from resshift.runner.spectra import REFERENCE_LABELS, RunSpectra, load_run_spectra  # noqa: E402
 
 SPECTRAL_COLUMNS = tuple(n for n, s in METRICS.items() if s.kind == KIND_SPECTRAL)
@@ -249,7 +256,7 @@ def _ratio_axes(ax: plt.Axes) -> None:
     ax.set_yscale("log", base=2)
     ax.axhline(1.0, color="black", lw=0.8)
     ax.axhspan(1 / MATCH_FACTOR, MATCH_FACTOR, color="grey", alpha=0.12, lw=0)
-    ax.grid(alpha=0.3, which="both")
+    ax.grid(alpha=0.3)
 
 
 def spectrum_ratio_figure(df: pd.DataFrame, curves: dict[str, tuple[str, np.ndarray, np.ndarray]],
@@ -290,7 +297,7 @@ def spectrum_ratio_figure(df: pd.DataFrame, curves: dict[str, tuple[str, np.ndar
             ax.set_xlabel("radial frequency (fraction of Nyquist)")
             ax.set_ylabel(f"power SR / {'GT' if ref == 'gt' else 'bicubic-up LR'} (geometric mean)")
             ax.set_title(protocol)
-        fig.legend(handles=list(handles.values()), loc="outside lower center", ncols=3, frameon=False)
+        legend_below(fig, list(handles.values()))
         return save_figure(fig, out_dir, stem)
 
 
