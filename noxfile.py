@@ -1,5 +1,5 @@
 """Developer and user entry points: `nox -s eval`, `nox -s tests`, `nox -s slow`, `nox -s lint`, `nox -s bench`,
-`nox -s train`, `nox -s regression`.
+`nox -s train`, `nox -s regression`, `nox -s browser`.
 
 Every session installs the project (editable) into its own virtualenv, reused on later runs. On a
 machine whose pip is configured with local PyTorch wheels (as this project's CI machine is), torch
@@ -7,6 +7,8 @@ and torchvision resolve to those; elsewhere pip takes the normal PyPI wheels (CU
 """
 
 from __future__ import annotations
+
+import os
 
 import nox
 
@@ -42,6 +44,27 @@ def eval(session: nox.Session) -> None:  # noqa: A001 - the session name users t
     _install(session)
     args = session.posargs or ["-m", "+experiment=embedded_default"]
     session.run("python", "-m", "resshift.runner.app", *args)
+
+
+@nox.session
+def browser(session: nox.Session) -> None:
+    """The report page in a real headless Chromium (tests marked `browser`); installs Debian's `chromium`
+    with apt-get when it is missing (as root, or through sudo), and skips with the reason where it cannot.
+    The test's screenshot is kept in artefacts/browser/."""
+    import shutil
+
+    if not (shutil.which("chromium") or shutil.which("chromium-browser")):
+        sudo = [] if hasattr(os, "geteuid") and os.geteuid() == 0 else ["sudo", "-n"]
+        if not shutil.which("apt-get") or (sudo and not shutil.which("sudo")):
+            session.skip("chromium is missing and cannot be installed here (no apt-get, or no root/sudo)")
+        try:
+            session.run(*sudo, "apt-get", "update", "-qq", external=True)
+            session.run(*sudo, "apt-get", "install", "-y", "--no-install-recommends", "chromium", external=True)
+        except nox.command.CommandFailed:
+            session.skip("chromium is missing and `apt-get install chromium` failed")
+    _install(session)
+    session.run("pytest", "-m", "browser", "-rs", *session.posargs,
+                env={"RESSHIFT_TEST_ARTEFACTS": os.path.join(os.getcwd(), "artefacts", "browser")})
 
 
 @nox.session

@@ -126,6 +126,7 @@ def test_report_writes_no_absolute_paths_and_loads_nothing_from_the_network(repo
     assert "$RESSHIFT" not in html or "musiq" in html
 
 
+@pytest.mark.browser
 @pytest.mark.skipif(chromium_or_skip_reason() is not None, reason=str(chromium_or_skip_reason()))
 def test_report_page_in_headless_chromium(report: Path, tmp_path: Path) -> None:
     """Loads report.html from disk, sorts a table, opens a comparison view, moves the slider and the zoom."""

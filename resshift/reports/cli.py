@@ -9,8 +9,9 @@ from pathlib import Path
 def _report(args: argparse.Namespace) -> int:
     from resshift.reports import write_report
 
-    out = write_report(args.runs, args.out, title=args.title)
+    out = write_report(args.runs, args.out, title=args.title, view_limit=args.view_limit)
     print(out)
+    print(out.with_name("report.html"))
     return 0
 
 
@@ -32,10 +33,13 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("report", help="write tables, comparison with published numbers and plots for runs")
+    p = sub.add_parser("report", help="write report.md and report.html (tables with intervals and paired tests, "
+                       "published-number comparison, plots, per-image comparison view) for runs")
     p.add_argument("runs", nargs="+", help="run folders, or folders containing runs")
     p.add_argument("-o", "--out", type=Path, default=Path("reports/latest"), help="output folder")
     p.add_argument("--title", default="Evaluation report")
+    p.add_argument("--view-limit", type=int, default=None, metavar="N",
+                   help="comparison-view crops for at most N images per data set (default: all)")
     p.set_defaults(func=_report)
 
     c = sub.add_parser("compare", help="exit non-zero when metrics move beyond tolerance or runtime regresses")

@@ -209,8 +209,10 @@ def render_html(title: str, df: pd.DataFrame, pairwise: pd.DataFrame, per_image:
                for n, s in METRICS.items()}
     data = {"metrics": metrics, "per_image": per_image_payload(df, per_image), "views": views,
             "labels": views.get("labels", {})}
-    parts = [f"<header><h1>{escape(title)}</h1><p>{len(df)} runs on "
-             f"{df['protocol'].nunique()} protocol(s). {escape(stats_text)}</p></header>",
+    n_images = int(pd.to_numeric(df.get("n_images", pd.Series(dtype=float)), errors="coerce").fillna(0).sum())
+    parts = [f"<header><h1>{escape(title)}</h1><p>{len(df)} runs on {df['protocol'].nunique()} protocol(s), "
+             f"{n_images} run-images. Means with 95 % bootstrap intervals; paired Wilcoxon signed-rank tests "
+             "between runs (details under Paired comparisons).</p></header>",
              "<nav><a href='#results'>Results</a><a href='#pairs'>Paired comparisons</a>"
              "<a href='#images'>Per image</a><a href='#published'>Published numbers</a>"
              "<a href='#frequency'>Frequency</a><a href='#figures'>Figures</a>"
@@ -243,15 +245,16 @@ def render_html(title: str, df: pd.DataFrame, pairwise: pd.DataFrame, per_image:
               "<label>split <input id='split' type='range' min='0' max='100' value='50'></label>"
               "<label>zoom <input id='zoom' type='range' min='1' max='8' step='1' value='3'> "
               "<span id='zoom-value'></span></label></div>"
-              "<div class='cmp zoomable' id='cmp'><img id='cmp-bottom' alt='left'><img id='cmp-top' alt='right'>"
+              "<div class='cmp-box'><div class='cmp zoomable' id='cmp'><img id='cmp-bottom' alt='left'>"
+              "<img id='cmp-top' alt='right'>"
               "<div id='cmp-bar'></div></div><div class='cmp-labels'><span id='cmp-left-label'></span>"
-              "<span id='cmp-right-label'></span></div></div></div>"
+              "<span id='cmp-right-label'></span></div></div></div></div>"
               "<h4>All sources, same crop and zoom</h4><div id='view-strip'></div>"
               "<h4>Scores of this image</h4><div id='view-scores' class='scroll'></div></section>",
               "<h2 id='published'>Against published numbers</h2>", _md(sections.get("reference", "")),
               "<div id='frequency'>", _md(sections.get("frequency", "")), "</div>",
               "<h2 id='figures'>Figures</h2><div class='figures'>"]
-    parts += [f"<figure><img src='{escape(p.name)}' alt='{escape(p.stem)}' loading='lazy'>"
+    parts += [f"<figure><img src='{escape(p.name)}' alt='{escape(p.stem)}'>"
               f"<figcaption>{escape(p.stem)}</figcaption></figure>" for p in figures]
     parts += ["</div>", "<h2 id='provenance'>Provenance</h2>", _provenance_table(df)]
     if skipped:
