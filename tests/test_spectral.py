@@ -303,7 +303,7 @@ def test_report_has_the_frequency_section_table_figures_and_finding(tmp_path: Pa
     # the main table shows the informational column without an arrow and never bolds it
     results = text.split("## Results")[1].split("## Against")[0]
     assert "| hf-ratio · | hf-log-ratio-abs ↓ | hf-ratio-lrup · |" in results
-    assert "| **0.1520** |" in results  # sr3-15 is closest to GT by |log2|
+    assert "| **0.1520** [" in results  # sr3-15 is closest to GT by |log2| (its interval follows)
     assert "**3.0000**" not in results and "**6.0000**" not in results  # noisy's ratios are not "best"
 
 
