@@ -146,8 +146,13 @@ def test_report_page_in_headless_chromium(report: Path, tmp_path: Path) -> None:
         page.eval(f"document.querySelector('table.results thead tr').cells[{col}].click()")
         assert page.eval(first) in ("better-a", "close-c")
         assert page.eval("document.querySelectorAll('table.results td.best').length") >= 2
-        # the per-image table has one row per image and links to the view
+        # the per-image table has one row per image, a column per method for the chosen metric (or for every
+        # metric), and links to the view
         assert page.eval("document.querySelectorAll('#per-image tbody tr').length") == len(NAMES)
+        cols = "document.querySelector('#per-image thead tr').cells.length"
+        assert page.eval(cols) == 1 + 3
+        page.eval("const m = document.getElementById('pi-metric'); m.value = ''; m.dispatchEvent(new Event('change'))")
+        assert page.eval(cols) == 1 + 3 * 3  # psnr, lpips, hf-ratio for three runs
         page.eval("document.querySelector('#per-image tbody a[href*=\"img3\"]').click()")
         page.wait_for("!document.getElementById('view').hidden")
         assert page.eval("document.getElementById('view-title').textContent") == "nowhere / img3"

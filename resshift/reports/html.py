@@ -209,10 +209,10 @@ def render_html(title: str, df: pd.DataFrame, pairwise: pd.DataFrame, per_image:
                for n, s in METRICS.items()}
     data = {"metrics": metrics, "per_image": per_image_payload(df, per_image), "views": views,
             "labels": views.get("labels", {})}
-    n_images = int(pd.to_numeric(df.get("n_images", pd.Series(dtype=float)), errors="coerce").fillna(0).sum())
+    n_scored = int(pd.to_numeric(df.get("n_ok", pd.Series(dtype=float)), errors="coerce").fillna(0).sum())
     parts = [f"<header><h1>{escape(title)}</h1><p>{len(df)} runs on {df['protocol'].nunique()} protocol(s), "
-             f"{n_images} run-images. Means with 95 % bootstrap intervals; paired Wilcoxon signed-rank tests "
-             "between runs (details under Paired comparisons).</p></header>",
+             f"{n_scored} images scored over all runs. Means with 95 % bootstrap intervals; paired Wilcoxon "
+             "signed-rank tests between runs (details under Paired comparisons).</p></header>",
              "<nav><a href='#results'>Results</a><a href='#pairs'>Paired comparisons</a>"
              "<a href='#images'>Per image</a><a href='#published'>Published numbers</a>"
              "<a href='#frequency'>Frequency</a><a href='#figures'>Figures</a>"

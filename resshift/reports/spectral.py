@@ -292,8 +292,9 @@ def spectrum_ratio_figure(df: pd.DataFrame, curves: dict[str, tuple[str, np.ndar
             ax.axvline(LR_NYQUIST_X4, color="grey", ls=":", lw=1)
             ax.axvline(HF_CUTOFF, color="grey", ls="--", lw=1)
             ymin = ax.get_ylim()[0]
-            ax.text(LR_NYQUIST_X4, ymin, " x4 LR Nyquist", rotation=90, va="bottom", fontsize=7, color="grey")
-            ax.text(HF_CUTOFF, ymin, " HF cut-off", rotation=90, va="bottom", fontsize=7, color="grey")
+            for x, text in ((LR_NYQUIST_X4, "x4 LR Nyquist"), (HF_CUTOFF, "HF cut-off")):
+                ax.text(x, ymin, text, rotation=90, va="bottom", ha="center", fontsize=7, color="dimgrey",
+                        bbox={"fc": "white", "ec": "none", "alpha": 0.8, "pad": 1})
             ax.set_xlabel("radial frequency (fraction of Nyquist)")
             ax.set_ylabel(f"power SR / {'GT' if ref == 'gt' else 'bicubic-up LR'} (geometric mean)")
             ax.set_title(protocol)

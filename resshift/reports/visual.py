@@ -133,8 +133,9 @@ def choose_crop(image: torch.Tensor, size: int = CROP) -> tuple[int, int, int]:
 
 
 def _to_pil(image: torch.Tensor) -> Image.Image:
-    arr = (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-    return Image.fromarray(arr)
+    # numpy, not torch: on small images torch's per-op thread start-up costs more than the work
+    arr = np.rint(np.clip(image.detach().cpu().numpy(), 0.0, 1.0) * 255.0).astype(np.uint8)
+    return Image.fromarray(np.ascontiguousarray(arr.transpose(1, 2, 0)))
 
 
 def slug(text: str) -> str:

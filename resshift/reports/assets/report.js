@@ -56,11 +56,12 @@ function buildPerImage() {
     const ds = dsSelect.value;
     const block = DATA.per_image[ds];
     if (!block) return;
-    const current = mSelect.value;
+    // the first metric at first; afterwards the reader's choice ("" = all metrics) where this set has it
+    const current = mSelect.options.length ? mSelect.value : block.metrics[0] || "";
     mSelect.innerHTML = "";
     mSelect.add(new Option("all metrics", ""));
     block.metrics.forEach((m) => mSelect.add(new Option(m, m)));
-    mSelect.value = block.metrics.includes(current) ? current : block.metrics[0] || "";
+    mSelect.value = current === "" || block.metrics.includes(current) ? current : block.metrics[0] || "";
     const show = block.columns.map((c, i) => [c, i]).filter(([c]) => !mSelect.value || c[1] === mSelect.value);
     const table = document.createElement("table");
     table.className = "sortable per-image";
