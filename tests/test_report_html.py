@@ -146,6 +146,12 @@ def test_report_page_in_headless_chromium(report: Path, tmp_path: Path) -> None:
         page.eval(f"document.querySelector('table.results thead tr').cells[{col}].click()")
         assert page.eval(first) in ("better-a", "close-c")
         assert page.eval("document.querySelectorAll('table.results td.best').length") >= 2
+        # the paired comparisons can be narrowed to one metric
+        visible = "Array.from(document.querySelectorAll('table.pairwise tbody tr')).filter(r => !r.hidden).length"
+        assert page.eval(visible) == 3 * 3  # three pairs, three metrics
+        page.eval("const p = document.getElementById('pair-metric'); p.value = 'lpips';"
+                  "p.dispatchEvent(new Event('change'))")
+        assert page.eval(visible) == 3
         # the per-image table has one row per image, a column per method for the chosen metric (or for every
         # metric), and links to the view
         assert page.eval("document.querySelectorAll('#per-image tbody tr').length") == len(NAMES)

@@ -134,8 +134,9 @@ def _pairwise_table(pairs: pd.DataFrame) -> str:
         low, high = _num(r["ci_low"]), _num(r["ci_high"])
         interval = "n/a" if low is None or high is None else f"[{low:+.4g}, {high:+.4g}]"
         rows.append(
-            f"<tr><td>{escape(str(r['method_a']))}</td><td>{escape(str(r['method_b']))}</td><td>{escape(m)} "
-            f"{arrow(m)}</td><td>{int(r['n'])}</td><td data-v='{r['mean_diff']}'>{r['mean_diff']:+.4g}</td>"
+            f"<tr data-metric='{escape(m)}'><td>{escape(str(r['method_a']))}</td>"
+            f"<td>{escape(str(r['method_b']))}</td><td>{escape(m)} {arrow(m)}</td><td>{int(r['n'])}</td>"
+            f"<td data-v='{r['mean_diff']}'>{r['mean_diff']:+.4g}</td>"
             f"<td data-v='{'' if low is None else low}'>{interval}</td>"
             f"<td data-v='{'' if p is None else p}'>{'n/a' if p is None else f'{p:.3g}'}</td>"
             f"<td{cls}>{escape(verdict)}</td></tr>")
@@ -227,6 +228,13 @@ def render_html(title: str, df: pd.DataFrame, pairwise: pd.DataFrame, per_image:
                   _timing_notes(block)]
     parts.append("<h2 id='pairs'>Paired comparisons</h2>")
     parts.append(f"<p class='note'>{escape(stats_text)}</p>")
+    if not pairwise.empty:
+        from resshift.metrics.registry import display_order
+
+        options = "".join(f"<option value='{escape(m)}'>{escape(m)}</option>"
+                          for m in display_order(pairwise["metric"].unique()))
+        parts.append("<div class='controls'><label>metric <select id='pair-metric'><option value=''>all metrics"
+                     f"</option>{options}</select></label></div>")
     for protocol, block in (pairwise.groupby("protocol", sort=True) if not pairwise.empty else []):
         parts += [f"<h3>{escape(str(protocol))}</h3>", _pairwise_table(block)]
     if pairwise.empty:

@@ -139,8 +139,10 @@ def spectral_markdown(df: pd.DataFrame, per_image: pd.DataFrame,
         below = _below_one_counts(per_image, col) if col else {}
         ref = next((curves[str(r)][0] for r in block["run"] if str(r) in curves), None)
         ref_label = REFERENCE_LABELS.get(ref or "", "n/a")
-        header = ["method", "NFE", "hf-ratio (gm) ·", "images < 1", "hf-log-ratio-abs ↓", "psnr-low ↑", "psnr-mid ↑",
-                  "psnr-high ↑", "hf-ratio-lrup (gm) ·", f"f(ratio<{HALF_POWER:g})", "max ratio @ f", "verdict"]
+        header = ["method", "NFE", f"hf-ratio (gm) {METRICS['hf-ratio'].arrow}", "images < 1",
+                  *(f"{m} {METRICS[m].arrow}" for m in ("hf-log-ratio-abs", "psnr-low", "psnr-mid", "psnr-high")),
+                  f"hf-ratio-lrup (gm) {METRICS['hf-ratio-lrup'].arrow}", f"f(ratio<{HALF_POWER:g})", "max ratio @ f",
+                  "verdict"]
         out += [f"### {protocol}", "", f"Spectrum ratio reference: {ref_label}.", "",
                 "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
         for _, row in block.sort_values(["method_name", "nfe"], na_position="first").iterrows():
@@ -158,10 +160,10 @@ def spectral_markdown(df: pd.DataFrame, per_image: pd.DataFrame,
             verdict = "n/a" if ratio is None or pd.isna(ratio) else classify(float(ratio))
             if verdict != "n/a" and col == "hf-ratio-lrup":
                 verdict += " (vs bicubic)"
+            bands = [_fmt(row.get(m), METRICS[m].decimals) for m in ("psnr-low", "psnr-mid", "psnr-high")]
             cells = [str(row["method"]), _nfe_text(row.get("nfe")), _fmt(row.get("hf-ratio")),
                      "n/a" if n_below is None else f"{n_below[0]}/{n_below[1]}",
-                     _fmt(row.get("hf-log-ratio-abs")), _fmt(row.get("psnr-low"), 2), _fmt(row.get("psnr-mid"), 2),
-                     _fmt(row.get("psnr-high"), 2), _fmt(row.get("hf-ratio-lrup")), f_half, peak, verdict]
+                     _fmt(row.get("hf-log-ratio-abs")), *bands, _fmt(row.get("hf-ratio-lrup")), f_half, peak, verdict]
             out.append("| " + " | ".join(cells) + " |")
         out.append("")
     return "\n".join(out)

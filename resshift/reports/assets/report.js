@@ -227,8 +227,20 @@ function route() {
   else document.getElementById("view").hidden = true;
 }
 
+// ---- paired comparisons: show one metric or all -------------------------------------------------
+function filterPairs() {
+  const select = document.getElementById("pair-metric");
+  if (!select) return;
+  select.addEventListener("change", () => {
+    document.querySelectorAll("table.pairwise tbody tr").forEach((tr) => {
+      tr.hidden = select.value !== "" && tr.dataset.metric !== select.value;
+    });
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   document.querySelectorAll("table.sortable").forEach(makeSortable);
+  filterPairs();
   buildPerImage();
   document.getElementById("zoom").addEventListener("input", (e) => setZoom(Number(e.target.value)));
   document.getElementById("split").addEventListener("input", (e) => setSplit(Number(e.target.value)));
