@@ -245,8 +245,8 @@ def render_html(title: str, df: pd.DataFrame, pairwise: pd.DataFrame, per_image:
               "<label>metric <select id='pi-metric'></select></label></div><div id='per-image' class='scroll'>"
               "</div>",
               "<section id='view' hidden><h3 id='view-title'></h3>"
-              "<p><a id='view-prev'>← previous</a> · <a id='view-next'>next →</a> · <a href='#images'>back to the "
-              "table</a></p><div class='view-top'><div><div class='thumb'><img id='view-thumb' alt='whole image'>"
+              "<p class='view-nav'><a id='view-prev'>← previous</a><a id='view-next'>next →</a>"
+              "<a href='#images'>back to the table</a></p><div class='view-top'><div><div class='thumb'><img id='view-thumb' alt='whole image'>"
               "<div id='view-box'></div></div><p class='note'>whole image; red: the crop compared</p></div>"
               "<div><div class='controls'><label>left <select id='cmp-left'></select></label>"
               "<label>right <select id='cmp-right'></select></label>"
