@@ -31,7 +31,7 @@ def _run(root: Path, label: str, psnr: list[float], lpips: list[float], hf: list
     metrics = {"psnr": psnr, "lpips": lpips, "hf-ratio": hf}
     summary = {
         "method": label.split("-")[0], "dataset": "nowhere", "protocol_id": "nowhere-x4", "setting": {"label": label},
-        "n_images": len(NAMES), "n_ok": len(NAMES), "n_failed": 0, "nfe": 4, "fingerprint": "0123456789abcdef",
+        "n_images": len(NAMES) + 1, "n_ok": len(NAMES), "n_failed": 1, "nfe": 4, "fingerprint": "0123456789abcdef",
         "metrics": {k: {"mean": float(np.mean(v)), "std": float(np.std(v)), "n": len(v)} for k, v in metrics.items()},
         "unavailable": {"musiq": f"weights file musiq.pth not found in {root}/cache (fetch it)"},
         "timing": {"median_s": 0.5, "device": "cpu-x", "included": "method call only",
@@ -39,8 +39,11 @@ def _run(root: Path, label: str, psnr: list[float], lpips: list[float], hf: list
         "provenance": {"git": {"commit": "abcdef0123456789", "dirty": False}, "packages": {"torch": "2.x"}},
     }
     (run / "summary.json").write_text(json.dumps(summary))
-    pd.DataFrame({"name": NAMES, "status": "ok", "latency_s": 0.5, **metrics,
-                  "checkpoint_sha256": "f" * 64}).to_csv(run / "per_image.csv", index=False)
+    rows = pd.DataFrame({"name": NAMES, "status": "ok", "latency_s": 0.5, **metrics, "checkpoint_sha256": "f" * 64,
+                         "notes": ["lpips: image smaller than the network's input" if n == "img1" else ""
+                                   for n in NAMES]})
+    failed = pd.DataFrame({"name": ["img8"], "status": ["failed"], "error": ["cannot decode img8.png"]})
+    pd.concat([rows, failed]).to_csv(run / "per_image.csv", index=False)
     return run
 
 
@@ -102,6 +105,7 @@ def test_results_csv_has_intervals_counts_and_vs_best(report: Path) -> None:
     assert not bool(res.loc["close-c", "psnr_vs_best_evidence"])
     assert res.loc["better-a", "psnr_n"] == 8 and res.loc["better-a", "fingerprint"] == "0123456789abcdef"
     md = (report / "report.md").read_text()
+    assert "| better-a | 4 | 500.0 | 8/9 (1 failed) |" in md
     assert "## Paired comparisons against the best" in md and "scipy.stats.wilcoxon" in md
     assert f"{RESAMPLES} resamples, seed {SEED}" in md
 
@@ -120,6 +124,11 @@ def test_report_writes_no_absolute_paths_and_loads_nothing_from_the_network(repo
                                 re.S).group(1).replace("<\\/", "</"))
     images = data["views"]["datasets"]["nowhere"]["images"]
     assert sorted(images) == NAMES and set(images["img0"]["files"]) == {"m0", "m1", "m2"}
+    block = data["per_image"]["nowhere"]
+    assert [r[0] for r in block["rows"]] == [*NAMES, "img8"]  # the failed image is listed, without values
+    assert block["rows"][-1][1:] == [None] * len(block["columns"])
+    assert block["notes"]["img8"].startswith("better-a: failed (cannot decode img8.png)")
+    assert "close-c: lpips: image smaller than the network's input" in block["notes"]["img1"]
     for entry in images.values():
         for rel in [entry["thumb"], *entry["files"].values()]:
             assert (report / rel).is_file() and (report / rel).stat().st_size < 60_000
@@ -154,7 +163,9 @@ def test_report_page_in_headless_chromium(report: Path, tmp_path: Path) -> None:
         assert page.eval(visible) == 3
         # the per-image table has one row per image, a column per method for the chosen metric (or for every
         # metric), and links to the view
-        assert page.eval("document.querySelectorAll('#per-image tbody tr').length") == len(NAMES)
+        assert page.eval("document.querySelectorAll('#per-image tbody tr').length") == len(NAMES) + 1
+        assert "failed" in page.eval("Array.from(document.querySelectorAll('#per-image tbody td.noted'))"
+                                     ".map(td => td.title).join(' ')")
         cols = "document.querySelector('#per-image thead tr').cells.length"
         assert page.eval(cols) == 1 + 3
         page.eval("const m = document.getElementById('pi-metric'); m.value = ''; m.dispatchEvent(new Event('change'))")

@@ -168,33 +168,54 @@ def _provenance_table(df: pd.DataFrame) -> str:
             + "".join(rows) + "</tbody></table></div>")
 
 
+def _image_note(row: pd.Series, method: str) -> str:
+    """What a reader should know about one run's row of an image: a failure with its error, and the run's
+    ``notes`` column (e.g. why a metric has no value)."""
+    parts = []
+    status = row.get("status")
+    if isinstance(status, str) and status != "ok":
+        error = row.get("error")
+        parts.append(f"{status}" + (f" ({error})" if isinstance(error, str) and error else ""))
+    note = row.get("notes")
+    if isinstance(note, str) and note:
+        parts.append(note)
+    return f"{method}: {'; '.join(parts)}" if parts else ""
+
+
 def per_image_payload(df: pd.DataFrame, per_image: pd.DataFrame) -> dict[str, Any]:
-    """Per data set: run keys and labels, metrics, (run key, metric) columns and one row per image."""
+    """Per data set: run keys and labels, metrics, (run key, metric) columns, one row per image (values of
+    rows with status ok) and notes per image (failures with their error, the runs' ``notes``)."""
     out: dict[str, Any] = {}
     if per_image.empty:
         return out
     for dataset, runs in df.groupby("dataset", sort=True):
         runs = runs.reset_index(drop=True)
         keys = {str(run): f"m{i}" for i, run in enumerate(runs["run"])}
+        labels = {str(r): str(m) for r, m in zip(runs["run"], runs["method"], strict=True)}
         sub = per_image[per_image["run"].astype(str).isin(keys)]
-        if "status" in sub.columns:
-            sub = sub[sub["status"] == "ok"]
-        metrics = [m for m in metric_columns(sub) if m in sub.columns and pd.to_numeric(sub[m], errors="coerce")
-                   .notna().any()]
+        ok = sub["status"] == "ok" if "status" in sub.columns else pd.Series(True, index=sub.index)
+        metrics = [m for m in metric_columns(sub) if m in sub.columns and pd.to_numeric(sub.loc[ok, m],
+                                                                                       errors="coerce").notna().any()]
         columns = [[keys[str(run)], m] for m in metrics for run in runs["run"]]
+        position = {(k, m): j for j, (k, m) in enumerate(columns)}
         table: dict[str, list[Any]] = {}
+        notes: dict[str, str] = {}
         for name, g in sub.groupby(sub["name"].astype(str), sort=True):
             row: list[Any] = [None] * len(columns)
-            for _, r in g.iterrows():
-                key = keys[str(r["run"])]
-                for j, (k, m) in enumerate(columns):
-                    if k == key:
-                        row[j] = _num(r.get(m))
+            texts = []
+            for idx, r in g.iterrows():
+                run = str(r["run"])
+                if ok[idx]:
+                    for m in metrics:
+                        row[position[(keys[run], m)]] = _num(r.get(m))
+                text = _image_note(r, labels[run])
+                if text:
+                    texts.append(text)
             table[str(name)] = row
-        out[str(dataset)] = {"runs": {keys[str(r)]: str(m) for r, m in zip(runs["run"], runs["method"],
-                                                                           strict=True)},
-                             "metrics": metrics, "columns": columns,
-                             "rows": [[name, *vals] for name, vals in table.items()]}
+            if texts:
+                notes[str(name)] = " | ".join(texts)
+        out[str(dataset)] = {"runs": {keys[r]: labels[r] for r in labels}, "metrics": metrics, "columns": columns,
+                             "rows": [[name, *vals] for name, vals in table.items()], "notes": notes}
     return out
 
 
@@ -240,13 +261,15 @@ def render_html(title: str, df: pd.DataFrame, pairwise: pd.DataFrame, per_image:
     if pairwise.empty:
         parts.append(_pairwise_table(pairwise))
     parts += ["<h2 id='images'>Per image</h2>",
-              "<p class='note'>Click an image name for its comparison view; click a header to sort.</p>",
+              "<p class='note'>Click an image name for its comparison view; click a header to sort. † the image "
+              "failed in a run or carries a note (hover).</p>",
               "<div class='controls'><label>data set <select id='pi-dataset'></select></label>"
               "<label>metric <select id='pi-metric'></select></label></div><div id='per-image' class='scroll'>"
               "</div>",
               "<section id='view' hidden><h3 id='view-title'></h3>"
               "<p class='view-nav'><a id='view-prev'>← previous</a><a id='view-next'>next →</a>"
-              "<a href='#images'>back to the table</a></p><div class='view-top'><div><div class='thumb'><img id='view-thumb' alt='whole image'>"
+              "<a href='#images'>back to the table</a></p><div class='view-top'><div><div class='thumb'>"
+              "<img id='view-thumb' alt='whole image'>"
               "<div id='view-box'></div></div><p class='note'>whole image; red: the crop compared</p></div>"
               "<div><div class='controls'><label>left <select id='cmp-left'></select></label>"
               "<label>right <select id='cmp-right'></select></label>"

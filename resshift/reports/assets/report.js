@@ -79,7 +79,13 @@ function buildPerImage() {
       const a = document.createElement("a");
       a.href = `#view/${encodeURIComponent(ds)}/${encodeURIComponent(r[0])}`;
       a.textContent = r[0];
-      tr.insertCell().appendChild(a);
+      const nameCell = tr.insertCell();
+      nameCell.appendChild(a);
+      const note = (block.notes || {})[r[0]];
+      if (note) {
+        nameCell.title = note;
+        nameCell.classList.add("noted");
+      }
       show.forEach(([c, i]) => {
         const td = tr.insertCell();
         td.textContent = fmt(r[i + 1], c[1]);
