@@ -96,6 +96,21 @@ def test_display_facts_live_in_the_registry():
         MetricSpec("x", "FR", False, (0, 1), "", "resshift", "x@1", "", "", tolerance=-1.0)
 
 
+def test_implementation_kind_chooses_the_class():
+    from resshift.metrics import build_metric
+    from resshift.metrics.base import PaperYMetric
+    from resshift.metrics.spectral import SPECTRAL_STATISTICS, SpectralMetric
+
+    for name, spec in METRICS.items():
+        if spec.kind == "Spectral":
+            assert spec.option_dict["statistic"] in SPECTRAL_STATISTICS, name
+            assert isinstance(build_metric(name), SpectralMetric), name
+        elif spec.kind == "PaperY":
+            assert isinstance(build_metric(name), PaperYMetric), name
+        else:
+            assert spec.backend == "pyiqa", name
+
+
 def test_unavailable_reason_is_recorded_as_given(tmp_path):
     """build_metrics records availability's reason itself, not a string cut out of an error message."""
     from resshift.metrics.availability import unavailable_reason

@@ -186,7 +186,7 @@ def upsample_lr_reference(lr: torch.Tensor, size: tuple[int, int]) -> torch.Tens
 
 
 # ----------------------------------------------------------------------------------------------------
-# Registry glue: the Metric built for specs whose option 'statistic' is one of SPECTRAL_STATISTICS.
+# Registry glue: the Metric built for specs of kind Spectral; their option 'statistic' is one of these.
 
 SPECTRAL_STATISTICS = ("hf-ratio", "hf-log-ratio-abs", "band-psnr")
 

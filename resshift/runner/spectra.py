@@ -29,7 +29,6 @@ import torch
 from resshift.metrics.spectral import (
     N_BANDS,
     QUANTIZATION_POWER,
-    SPECTRAL_STATISTICS,
     SPECTRAL_VERSION,
     band_edges,
     radial_power_spectrum,
@@ -44,10 +43,10 @@ REFERENCE_LABELS = {"gt": "GT", "lrup": "bicubic-upsampled LR input (no GT)"}
 
 
 def spectral_metric_names() -> list[str]:
-    """Registered metric names computed by :mod:`resshift.metrics.spectral`."""
-    from resshift.metrics.registry import METRICS
+    """Registered metric names computed by :mod:`resshift.metrics.spectral` (implementation kind Spectral)."""
+    from resshift.metrics.registry import KIND_SPECTRAL, METRICS
 
-    return [n for n, s in METRICS.items() if s.option_dict.get("statistic") in SPECTRAL_STATISTICS]
+    return [n for n, s in METRICS.items() if s.kind == KIND_SPECTRAL]
 
 
 def wants_spectra(metric_names: Iterable[str]) -> bool:
