@@ -106,6 +106,7 @@ def test_results_csv_has_intervals_counts_and_vs_best(report: Path) -> None:
     assert res.loc["better-a", "psnr_n"] == 8 and res.loc["better-a", "fingerprint"] == "0123456789abcdef"
     md = (report / "report.md").read_text()
     assert "| better-a | 4 | 500.0 | 8/9 (1 failed) |" in md
+    assert "| better-a | nowhere | 0123456789ab | ffffffffffff | — | abcdef012345 | cpu-x |" in md
     assert "## Paired comparisons against the best" in md and "scipy.stats.wilcoxon" in md
     assert f"{RESAMPLES} resamples, seed {SEED}" in md
 

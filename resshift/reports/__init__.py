@@ -15,7 +15,14 @@ from resshift.reports.reference import compare_with_reference
 from resshift.reports.results import find_run_dirs, find_skipped, per_image_table, runs_table
 from resshift.reports.spectral import frequency_section
 from resshift.reports.statistics import METHOD_TEXT, against_best, pairwise_table, with_intervals
-from resshift.reports.tables import against_best_markdown, metric_columns, reference_markdown, to_latex, to_markdown
+from resshift.reports.tables import (
+    against_best_markdown,
+    metric_columns,
+    provenance_markdown,
+    reference_markdown,
+    to_latex,
+    to_markdown,
+)
 from resshift.reports.visual import GT_KEY, LR_KEY, choose_crop, shared_names, sources, write_view_assets
 
 log = logging.getLogger(__name__)
@@ -132,6 +139,7 @@ def write_report(paths: list[str | Path], out_dir: str | Path, title: str = "Eva
         "",
     ]
     lines += [f"![{p.stem}]({p.name})" for p in figures if p.suffix == ".png"]
+    lines += ["", "## Provenance", "", provenance_markdown(df)]
     if skipped:
         lines += ["", "## Skipped runs", "", "Data sets that could be neither found nor built here:", ""]
         lines += [f"- {s}" for s in skipped]

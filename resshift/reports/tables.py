@@ -195,3 +195,19 @@ def _decimals(metric: str) -> int:
     from resshift.metrics import METRICS
 
     return METRICS[metric].decimals if metric in METRICS else 4
+
+
+def provenance_markdown(df: pd.DataFrame) -> str:
+    """One line per run: config fingerprint, checkpoint and data-card SHA-256 (first 12 hex digits), git
+    commit, device; the full values are in ``results.csv``."""
+    def short(v: object) -> str:
+        text = "" if v is None or (isinstance(v, float) and pd.isna(v)) else str(v)
+        return "—" if not text else ";".join(t[:12] for t in text.split(";"))
+
+    lines = ["| method | data set | fingerprint | checkpoint | data card | git commit | device |",
+             "|---|---|---|---|---|---|---|"]
+    for _, r in df.iterrows():
+        lines.append(f"| {r['method']} | {r['dataset']} | {short(r.get('fingerprint'))} | "
+                     f"{short(r.get('checkpoint_sha256'))} | {short(r.get('card_sha256'))} | "
+                     f"{short(r.get('git_commit'))} | {short(r.get('device'))} |")
+    return "\n".join(lines) + "\n"
