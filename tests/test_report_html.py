@@ -33,6 +33,7 @@ def _run(root: Path, label: str, psnr: list[float], lpips: list[float], hf: list
         "method": label.split("-")[0], "dataset": "nowhere", "protocol_id": "nowhere-x4", "setting": {"label": label},
         "n_images": len(NAMES) + 1, "n_ok": len(NAMES), "n_failed": 1, "nfe": 4, "fingerprint": "0123456789abcdef",
         "metrics": {k: {"mean": float(np.mean(v)), "std": float(np.std(v)), "n": len(v)} for k, v in metrics.items()},
+        "metric_gaps": {"niqe": {"image too small": len(NAMES)}},
         "unavailable": {"musiq": f"weights file musiq.pth not found in {root}/cache (fetch it)"},
         "timing": {"median_s": 0.5, "device": "cpu-x", "included": "method call only",
                    "context": {"dtype": "fp32", "batch_size": 1, "threads": 2}},
@@ -106,6 +107,7 @@ def test_results_csv_has_intervals_counts_and_vs_best(report: Path) -> None:
     assert res.loc["better-a", "psnr_n"] == 8 and res.loc["better-a", "fingerprint"] == "0123456789abcdef"
     md = (report / "report.md").read_text()
     assert "| better-a | 4 | 500.0 | 8/9 (1 failed) |" in md
+    assert "niqe unavailable for all runs: no image has a value (8 images: image too small)" in md
     assert "| better-a | nowhere | 0123456789ab | ffffffffffff | — | abcdef012345 | cpu-x |" in md
     assert "## Paired comparisons against the best" in md and "scipy.stats.wilcoxon" in md
     assert f"{RESAMPLES} resamples, seed {SEED}" in md

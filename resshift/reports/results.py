@@ -80,6 +80,13 @@ def _checkpoint_hashes(run_dir: Path) -> str:
     return ";".join(sorted(hashes))
 
 
+def _missing_text(missing: object) -> str:
+    """``"<count> images: <reason>; ..."`` from a summary's ``{reason: count}`` of images without a value."""
+    if not isinstance(missing, dict) or not missing:
+        return ""
+    return "; ".join(f"{count} image{'s' if count != 1 else ''}: {reason}" for reason, count in missing.items())
+
+
 def runs_table(run_dirs: list[Path]) -> pd.DataFrame:
     """One row per run: identity columns, image counts, NFE, timing and its conditions, provenance, and each
     metric's mean (``<metric>``), std, count (``<metric>_n_scored``) and, where given, why fewer images than
@@ -118,9 +125,12 @@ def runs_table(run_dirs: list[Path]) -> pd.DataFrame:
             row[name] = m["mean"]
             row[f"{name}_std"] = m.get("std")
             row[f"{name}_n_scored"] = m.get("n")
-            note = m.get("reason") or m.get("note")
+            note = _missing_text(m.get("missing")) or m.get("reason") or m.get("note")
             if note:
                 row[f"{name}_note"] = note
+        for name, reasons in (s.get("metric_gaps") or {}).items():
+            if name not in (s.get("metrics") or {}) and _missing_text(reasons):
+                row[f"{name}_unavailable"] = f"no image has a value ({_missing_text(reasons)})"
         for name, reason in (s.get("unavailable") or {}).items():
             row[f"{name}_unavailable"] = reason
         rows.append(row)
