@@ -32,7 +32,6 @@ from resshift.metrics.spectral import (
     SPECTRAL_VERSION,
     band_edges,
     radial_power_spectrum,
-    upsample_lr_reference,
 )
 
 log = logging.getLogger(__name__)
@@ -116,7 +115,7 @@ def compute_image_spectra(sr: torch.Tensor, hr: torch.Tensor | None, lr: torch.T
         if hr.shape != sr.shape:
             raise ValueError(f"SR and HR shapes differ: {tuple(sr.shape)} vs {tuple(hr.shape)}")
         p_gt = radial_power_spectrum(hr[None], n_bands)[0]
-    p_lrup = radial_power_spectrum(upsample_lr_reference(lr[None], tuple(sr.shape[-2:])), n_bands)[0]
+    p_lrup = radial_power_spectrum(lr[None], n_bands, upsample_to=(int(sr.shape[-2]), int(sr.shape[-1])))[0]
     return p_sr.cpu().numpy(), p_gt.cpu().numpy(), p_lrup.cpu().numpy()
 
 
