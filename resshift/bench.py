@@ -259,6 +259,66 @@ def decode_peak_rss(side: int = 256, fast: bool = True, tiny: bool = False, thre
     }
 
 
+_RUN_CHILD = """
+import resource, runpy, sys, threading, time
+sys.argv = {argv!r}
+try:
+    runpy.run_module("resshift.runner.app", run_name="__main__")
+except SystemExit as stop:
+    if stop.code not in (None, 0):
+        raise
+print("RESULT", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def synthetic_lr(width: int, height: int, seed: int = 0) -> "np.ndarray":
+    """An HWC uint8 LR test image: a smooth random field (1/16 resolution, bilinear) plus noise."""
+    import numpy as np
+    import torch.nn.functional as F
+
+    gen = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(1, 3, max(2, height // 16), max(2, width // 16), generator=gen)
+    img = F.interpolate(coarse, size=(height, width), mode="bilinear", align_corners=False)[0]
+    img.add_(0.05 * torch.randn(img.shape, generator=gen)).clamp_(0, 1)
+    return np.ascontiguousarray((img * 255).round().to(torch.uint8).permute(1, 2, 0).numpy())
+
+
+def run_peak_rss(width: int, height: int, threads: int = 2, metrics: list[str] | None = None) -> dict:
+    """Peak RSS (MiB) of one whole evaluation run in a fresh process on one synthetic ``width x height``
+    LR image: ``python -m resshift.runner.app method=bicubic dataset=folder`` with the default metrics
+    (``eval/config.yaml``; those whose weights are absent are recorded unavailable, not run), SR phase,
+    metric phase, spectra and report. Returns the peak, the seconds and the metric values recorded."""
+    import tempfile
+
+    from resshift.io import write_png
+
+    with tempfile.TemporaryDirectory(prefix="resshift-runmem-") as tmp:
+        folder = Path(tmp) / "lr"
+        write_png(folder / "synthetic.png", synthetic_lr(width, height))
+        argv = ["resshift.runner.app", "method=bicubic", "dataset=folder", f"dataset.params.root={folder}",
+                f"run.root={tmp}/runs", f"hardware.threads={threads}", "hydra.job.chdir=false"]
+        if metrics is not None:
+            argv.append(f"metrics=[{','.join(metrics)}]")
+        start = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-c", _RUN_CHILD.format(argv=argv)], capture_output=True,
+                              text=True, check=False)
+        seconds = time.perf_counter() - start
+        if proc.returncode != 0:
+            raise RuntimeError(f"run subprocess failed:\n{proc.stderr[-3000:]}")
+        peak = int(next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")).split()[1])
+        summaries = list(Path(tmp, "runs").rglob("summary.json"))
+        summary = json.loads(summaries[0].read_text()) if summaries else {}
+    scale = 1024 if sys.platform != "darwin" else 1024 * 1024  # ru_maxrss: KiB on Linux, bytes on macOS
+    return {
+        "lr_size": [width, height],
+        "sr_size": [4 * width, 4 * height],
+        "peak_rss_MiB": peak / scale,
+        "seconds": seconds,
+        "metrics": {k: v.get("mean") for k, v in summary.get("metrics", {}).items()},
+        "unavailable": summary.get("unavailable", {}),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m resshift.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--threads", type=int, default=2, help="torch threads (default: 2, as the official timings)")
@@ -267,6 +327,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tiny", action="store_true", help="small networks (a smoke test of the script)")
     p.add_argument("--memory", action="store_true", help="also measure the peak RSS of a 256x256-latent decode")
     p.add_argument("--memory-side", type=int, default=256, help="latent side for --memory (default: 256)")
+    p.add_argument("--run-memory", metavar="WxH", default=None,
+                   help="also measure the peak RSS of a whole run (bicubic, default metrics) on one WxH LR image, "
+                        "e.g. 4000x3000 (16000x12000 output)")
     p.add_argument("--official", type=Path, default=None, help="official timing.json (default: the shared one)")
     p.add_argument("--json", type=Path, default=None, help="write the report here")
     args = p.parse_args(argv)
@@ -280,6 +343,15 @@ def main(argv: list[str] | None = None) -> int:
             f"peak RSS decoding a {args.memory_side}x{args.memory_side} latent to {mem['output_shape']}: "
             f"{mem['peak_rss_MiB']:.0f} MiB (before the decode: {mem['rss_before_decode_MiB']:.0f} MiB, "
             f"{mem['seconds']:.0f} s)"
+        )
+    if args.run_memory:
+        width, height = (int(v) for v in args.run_memory.lower().split("x"))
+        mem = run_peak_rss(width, height, threads=args.threads)
+        report["run_peak_rss"] = mem
+        print(
+            f"peak RSS of a whole run (bicubic, default metrics) on one {width}x{height} LR image "
+            f"({4 * width}x{4 * height} SR): {mem['peak_rss_MiB']:.0f} MiB ({mem['seconds']:.0f} s); "
+            f"metrics {mem['metrics']}; unavailable: {sorted(mem['unavailable'])}"
         )
     report["max_rss_this_process_MiB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if args.json:

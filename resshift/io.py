@@ -139,24 +139,37 @@ def read_image_with_info(path: str | Path, *, apply_exif: bool = True) -> tuple[
 
 
 def array_to_tensor(arr: np.ndarray) -> torch.Tensor:
-    """HWC ``uint8``/``uint16`` RGB array -> ``(3, H, W)`` float32 in ``[0, 1]`` (division in float32)."""
-    scale = np.float32(65535.0 if arr.dtype == np.uint16 else 255.0)
-    x = torch.from_numpy(np.ascontiguousarray(arr).astype(np.float32) / scale)
-    return x.permute(2, 0, 1).contiguous()
+    """HWC ``uint8``/``uint16`` RGB array -> ``(3, H, W)`` float32 in ``[0, 1]`` (division in float32).
+
+    One float32 buffer is allocated (filled by a channel-first copy, divided in place), so a large
+    image costs 12 bytes a pixel here, not 36.
+    """
+    scale = 65535.0 if arr.dtype == np.uint16 else 255.0
+    src = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)
+    x = torch.empty(src.shape, dtype=torch.float32)
+    return x.copy_(src).div_(scale)
+
+
+# Rows converted at a time by tensor_to_uint8 (bounds its float temporaries on large images).
+_UINT8_ROWS = 256
 
 
 def tensor_to_uint8(x: torch.Tensor) -> np.ndarray:
-    """``(3, H, W)`` or ``(1, 3, H, W)`` tensor in ``[0, 1]`` -> HWC RGB ``uint8`` (clamp, x255, round)."""
+    """``(3, H, W)`` or ``(1, 3, H, W)`` tensor in ``[0, 1]`` -> HWC RGB ``uint8`` (clamp, x255, round),
+    converted by blocks of rows into one output array."""
     if x.ndim == 4:
         if x.shape[0] != 1:
             raise ValueError(f"expected a single image, got a batch of {x.shape[0]}")
         x = x[0]
     if x.ndim != 3 or x.shape[0] not in (1, 3):
         raise ValueError(f"expected a (3, H, W) image tensor, got shape {tuple(x.shape)}")
-    x = x.detach().float().clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8)
-    if x.shape[0] == 1:
-        x = x.expand(3, -1, -1)
-    return x.permute(1, 2, 0).cpu().numpy()
+    x = x.detach()
+    _, height, width = x.shape
+    out = np.empty((height, width, 3), dtype=np.uint8)
+    for r0 in range(0, height, _UINT8_ROWS):
+        rows = x[:, r0 : r0 + _UINT8_ROWS].float().clamp(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)
+        out[r0 : r0 + rows.shape[1]] = rows.expand(3, -1, -1).permute(1, 2, 0).cpu().numpy()
+    return out
 
 
 def write_png(path: str | Path, image: torch.Tensor | np.ndarray) -> Path:

@@ -141,3 +141,17 @@ def test_hidden_files_are_not_images(tmp_path):
     write_png(tmp_path / "sub" / "c.png", np.zeros((4, 4, 3), np.uint8))
     assert list_images(tmp_path) == [tmp_path / "a.png"]
     assert list_images(tmp_path, recursive=True) == [tmp_path / "a.png", tmp_path / "sub" / "c.png"]
+
+def test_conversions_by_row_blocks_equal_the_whole_image_formulas() -> None:
+    """tensor_to_uint8 works by blocks of rows and array_to_tensor fills one buffer in place: same
+    values as the one-shot formulas, across several blocks and for grayscale and 16-bit inputs."""
+    from resshift.io import _UINT8_ROWS, array_to_tensor
+
+    x = torch.rand(3, 2 * _UINT8_ROWS + 37, 19, generator=torch.Generator().manual_seed(0)) * 1.2 - 0.1
+    expected = x.clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    assert np.array_equal(tensor_to_uint8(x), expected)
+    assert np.array_equal(tensor_to_uint8(x[:1]), np.repeat(expected[..., :1], 3, axis=2))
+    for arr, scale in ((_rgb(600, 9), 255.0), (_rgb(40, 9).astype(np.uint16) * 257, 65535.0)):
+        t = array_to_tensor(arr)
+        assert t.is_contiguous() and t.dtype == torch.float32
+        assert torch.equal(t, torch.from_numpy(arr.astype(np.float32) / np.float32(scale)).permute(2, 0, 1))

@@ -75,7 +75,7 @@ def _pair(h: int, w: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.
     return sr, hr, F.interpolate(hr, scale_factor=0.25, mode="area")
 
 
-@pytest.fixture(params=[300, 1 << 22], ids=["tiny-chunks", "default-chunks"])
+@pytest.fixture(params=[300, 1 << 20], ids=["tiny-chunks", "default-chunks"])
 def chunk(request, monkeypatch) -> int:
     monkeypatch.setattr(S, "CHUNK_ELEMENTS", request.param)
     return request.param

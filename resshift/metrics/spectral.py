@@ -61,7 +61,7 @@ QUANTIZATION_POWER = (1.0 / 255.0) ** 2 / 12.0
 
 # Working set of one chunk, in elements. Full-size buffers are one float32 luma plane and one complex64
 # half spectrum per image (8 bytes per pixel each); float64 only ever holds one chunk.
-CHUNK_ELEMENTS = 1 << 22
+CHUNK_ELEMENTS = 1 << 20
 
 
 def _chunks(length: int, stride_elements: int) -> list[tuple[int, int]]:

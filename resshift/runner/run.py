@@ -225,10 +225,10 @@ def run_metrics_phase(spec: RunSpec, dataset: Any, metrics: dict[str, Any],
 
     def score(group: list[tuple[str, torch.Tensor, torch.Tensor | None, torch.Tensor]]) -> None:
         names = [g[0] for g in group]
-        sr = torch.stack([g[1] for g in group]).to(device)
+        sr = _stack([g[1] for g in group]).to(device)
         has_hr = group[0][2] is not None
-        hr = torch.stack([g[2] for g in group]).to(device) if has_hr else None
-        lr = torch.stack([g[3] for g in group]).to(device)
+        hr = _stack([g[2] for g in group]).to(device) if has_hr else None
+        lr = _stack([g[3] for g in group]).to(device)
         values: dict[str, dict[str, float]] = {n: {} for n in names}
         errors: dict[str, dict[str, str]] = {n: {} for n in names}
         skipped: dict[str, str] = {}
@@ -259,6 +259,11 @@ def run_metrics_phase(spec: RunSpec, dataset: Any, metrics: dict[str, Any],
         score(group)
     progress.close()
     return counts
+
+
+def _stack(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """``torch.stack``, but a batch of one is a view (no second copy of a large image)."""
+    return tensors[0].unsqueeze(0) if len(tensors) == 1 else torch.stack(tensors)
 
 
 def _shape_key(item: tuple[Any, ...]) -> tuple[Any, ...]:
