@@ -153,6 +153,88 @@ def _components(unet, vq, steps_v1: int = 15):
     }
 
 
+def measured_ceilings(runs: int = 5) -> dict[str, dict]:
+    """This machine's fp32 throughput on the decoder's dominant shapes, timed now (median of
+    ``runs`` after one warm-up): a GEMM of its 3x3 convolution's im2col shape (65536 x 1152 by
+    1152 x 128) and that 3x3 convolution itself (128 -> 128 channels on a 256x256 map)."""
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.randn(65536, 1152, generator=gen), torch.randn(1152, 128, generator=gen)
+    x, w = torch.randn(1, 128, 256, 256, generator=gen), torch.randn(128, 128, 3, 3, generator=gen)
+    cases = {
+        "gemm_65536x1152x128": (lambda: torch.mm(a, b), 2 * 65536 * 1152 * 128),
+        "conv3x3_128ch_256x256": (lambda: torch.nn.functional.conv2d(x, w, padding=1), 2 * 65536 * 1152 * 128),
+    }
+    out = {}
+    with torch.inference_mode():
+        for name, (fn, flops) in cases.items():
+            med = statistics.median(time_interleaved({name: fn}, runs, 1)[name])
+            out[name] = {"median_s": med, "gflop": flops / 1e9, "gflop_per_s": flops / med / 1e9}
+    return out
+
+
+def chain_breakdown(unet, vq, rounds: int = 3, version: str = "v3") -> dict:
+    """Where the time of the whole chain goes: each network call of the fast chain for one 64x64 LR
+    (encode incl. the bicubic x4, every UNet step, decode incl. the codebook search) timed inside
+    ``rounds`` whole chains (median per call), plus the rest (sampler arithmetic, noise), with the
+    FLOPs of each call and its GFLOP/s."""
+    from resshift.methods.resshift_method import ResShiftSR, schedule_for
+
+    method = ResShiftSR(unet, vq, schedule_for(version), fast=True)
+    lq = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    calls: list[tuple[str, float, int]] = []
+    counting = [False]
+
+    def wrap(kind: str, fn: Callable) -> Callable:
+        def call(*args, **kwargs):
+            start = time.perf_counter()
+            flops = 0
+            if counting[0]:
+                flops = count_flops(lambda: fn(*args, **kwargs))
+            out = fn(*args, **kwargs)
+            calls.append((kind, time.perf_counter() - start, flops))
+            return out
+        return call
+
+    for kind in ("encode", "denoise", "decode"):
+        setattr(method, kind, wrap(kind, getattr(method, kind)))
+
+    def chain() -> list[tuple[str, float, int]]:
+        calls.clear()
+        start = time.perf_counter()
+        with torch.inference_mode():
+            method.sample_patches(lq, {"generators": [torch.Generator().manual_seed(1)]})
+        total = time.perf_counter() - start
+        steps = iter(range(1, 1000))
+        named = [("encode (bicubic x4 + VQ encoder)" if k == "encode" else "decode (codebook + VQ decoder)"
+                  if k == "decode" else f"UNet step {next(steps)}", t, f) for k, t, f in calls]
+        return named + [("rest (sampler, noise, padding)", total - sum(t for _, t, _ in named), 0),
+                        ("whole chain", total, sum(f for _, _, f in named))]
+
+    counting[0] = True
+    flops = {name: f for name, _, f in chain()}  # also the warm-up
+    counting[0] = False
+    runs = [chain() for _ in range(rounds)]
+    rows = {}
+    for i, (name, _, _) in enumerate(runs[0]):
+        med = statistics.median(r[i][1] for r in runs)
+        rows[name] = {"median_s": med, "gflop": flops[name] / 1e9,
+                      "gflop_per_s": flops[name] / med / 1e9 if flops[name] else None}
+    return rows
+
+
+def print_breakdown(rows: dict, ceilings: dict) -> None:
+    conv = ceilings["conv3x3_128ch_256x256"]["gflop_per_s"]
+    gemm = ceilings["gemm_65536x1152x128"]["gflop_per_s"]
+    print(f"\nbreakdown of the whole v3 chain (fast path, 64x64 LR), medians; ceilings measured now: "
+          f"fp32 GEMM 65536x1152x128 {gemm:.0f} GFLOP/s, 3x3 conv 128ch 256x256 {conv:.0f} GFLOP/s")
+    print(f"{'part':34s} {'time':>8s} {'share':>6s} {'GFLOP':>7s} {'GFLOP/s':>8s} {'of conv':>8s} {'of GEMM':>8s}")
+    total = rows["whole chain"]["median_s"]
+    for name, r in rows.items():
+        rate = r["gflop_per_s"]
+        tail = f"{rate:8.0f} {rate / conv:7.0%} {rate / gemm:7.0%}" if rate else f"{'-':>8s} {'-':>8s} {'-':>8s}"
+        print(f"{name:34s} {r['median_s']:7.2f}s {r['median_s'] / total:6.0%} {r['gflop']:7.1f} {tail}")
+
+
 def official_timings(path: Path | None) -> dict:
     """The official figures (``golden/timing.json``), or an empty dict if the file is absent."""
     if path is None:
@@ -327,6 +409,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tiny", action="store_true", help="small networks (a smoke test of the script)")
     p.add_argument("--memory", action="store_true", help="also measure the peak RSS of a 256x256-latent decode")
     p.add_argument("--memory-side", type=int, default=256, help="latent side for --memory (default: 256)")
+    p.add_argument("--no-breakdown", action="store_true",
+                   help="skip the per-component breakdown of the v3 chain and the measured ceilings")
     p.add_argument("--run-memory", metavar="WxH", default=None,
                    help="also measure the peak RSS of a whole run (bicubic, default metrics) on one WxH LR image, "
                         "e.g. 4000x3000 (16000x12000 output)")
@@ -336,6 +420,11 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(args.threads)
     report = run_benchmark(args.only, args.runs_scale, args.tiny, args.official)
+    if not args.no_breakdown:
+        unet, vq = build_networks(args.tiny)
+        report["ceilings"] = measured_ceilings(runs=max(1, round(5 * args.runs_scale)))
+        report["v3_breakdown"] = chain_breakdown(unet, vq, rounds=max(1, round(3 * args.runs_scale)))
+        print_breakdown(report["v3_breakdown"], report["ceilings"])
     if args.memory:
         mem = decode_peak_rss(args.memory_side, fast=True, tiny=args.tiny, threads=args.threads)
         report["decode_peak_rss"] = mem

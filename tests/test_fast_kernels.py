@@ -225,13 +225,36 @@ def test_benchmark_script_runs_and_reports(tmp_path):
     out = tmp_path / "bench.json"
     from resshift.bench import main
 
-    assert main(["--tiny", "--only", "unet_forward_b1_64x64", "--runs-scale", "0.1", "--json", str(out)]) == 0
+    assert main(["--tiny", "--only", "unet_forward_b1_64x64", "--runs-scale", "0.1", "--no-breakdown",
+                 "--json", str(out)]) == 0
     report = json.loads(out.read_text())
     entry = report["components"]["unet_forward_b1_64x64"]
     assert entry["runs"] == 1 and set(entry["median_s"]) == {"reference", "fast"}
     assert entry["flops"]["fast"] < entry["flops"]["reference"]  # sub-pixel upsampling convolutions
     assert entry["max_abs_diff_relative_to_scale"] < REL
     assert report["threads"] == 2
+
+
+@pytest.mark.slow
+def test_chain_breakdown_parts_add_up_to_the_chain():
+    """The v3 breakdown on tiny networks: encode, 4 UNet steps, decode and the rest; with one round
+    the parts add up to the whole chain, in time and in FLOPs; the ceilings are measured."""
+    from resshift.bench import chain_breakdown, count_flops, measured_ceilings
+
+    unet, vq = build_networks(tiny=True)
+    parts = chain_breakdown(unet, vq, rounds=1)
+    assert list(parts) == ["encode (bicubic x4 + VQ encoder)", *(f"UNet step {i}" for i in range(1, 5)),
+                           "decode (codebook + VQ decoder)", "rest (sampler, noise, padding)", "whole chain"]
+    whole = parts.pop("whole chain")
+    assert sum(p["median_s"] for p in parts.values()) == pytest.approx(whole["median_s"], rel=1e-9)
+    assert sum(p["gflop"] for p in parts.values()) == pytest.approx(whole["gflop"], rel=1e-9)
+    lq = torch.zeros(1, 3, 64, 64)
+    with torch.inference_mode():
+        one_step = count_flops(lambda: unet(torch.zeros(1, 3, 64, 64), torch.tensor([1]), lq=lq))
+    assert parts["UNet step 3"]["gflop"] == pytest.approx(one_step / 1e9)
+    ceilings = measured_ceilings(runs=1)
+    assert set(ceilings) == {"gemm_65536x1152x128", "conv3x3_128ch_256x256"}
+    assert all(c["gflop_per_s"] > 0 and c["gflop"] == pytest.approx(19.327352832) for c in ceilings.values())
 
 
 @pytest.mark.slow
