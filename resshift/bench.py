@@ -8,13 +8,16 @@ times, in one process and interleaved (reference, fast, reference, fast, ...):
 * the whole v3 (4-step) and v1 (15-step) chain for one 64x64 LR: bicubic x4, encode, T UNet steps,
   decode, clamp (``ResShiftSR.sample_patches``).
 
-The protocol follows the official timings in ``golden/timing.json`` (2 threads, float32,
-``torch.inference_mode``, batch 1, median of N after one warm-up), which are printed alongside. It
-also counts FLOPs (``torch.utils.flop_counter``; the fast path does fewer: its upsampling
-convolutions use the sub-pixel form), prints achieved GFLOP/s, the equivalence of the two paths'
-outputs, and the load average before and after each component (the figures are only comparable
-with each other when the machine is otherwise idle). ``--memory`` also measures the peak RSS of
-decoding a 256x256 latent (1024x1024 output) in a fresh subprocess.
+The protocol is that of the official timings (2 threads, float32, ``torch.inference_mode``, batch 1,
+median of N after one warm-up); times taken on other machines are not printed: the comparison with
+the official code runs side by side in ``../shared/anchors/speed_vs_official.py``. It also counts
+FLOPs (``torch.utils.flop_counter``; the fast path does fewer: its upsampling convolutions use the
+sub-pixel form), prints achieved GFLOP/s, the equivalence of the two paths' outputs and the load
+average before and after each component (figures are comparable only within one run). Then the
+whole v3 chain is broken down into its network calls (time, GFLOP, GFLOP/s each) next to this
+machine's fp32 GEMM and 3x3-convolution throughput measured in the same run. ``--memory`` also
+measures the peak RSS of decoding a 256x256 latent (1024x1024 output) and ``--run-memory WxH`` that
+of a whole evaluation run on one WxH LR image, each in a fresh subprocess.
 """
 
 from __future__ import annotations
@@ -235,22 +238,10 @@ def print_breakdown(rows: dict, ceilings: dict) -> None:
         print(f"{name:34s} {r['median_s']:7.2f}s {r['median_s'] / total:6.0%} {r['gflop']:7.1f} {tail}")
 
 
-def official_timings(path: Path | None) -> dict:
-    """The official figures (``golden/timing.json``), or an empty dict if the file is absent."""
-    if path is None:
-        from resshift.paths import shared_dir
-
-        path = shared_dir() / "golden" / "timing.json"
-    if not Path(path).is_file():
-        return {}
-    return json.loads(Path(path).read_text())
-
-
 def run_benchmark(
-    names: list[str], runs_scale: float = 1.0, tiny: bool = False, official_path: Path | None = None
+    names: list[str], runs_scale: float = 1.0, tiny: bool = False
 ) -> dict:
     """Time every component on both paths; returns a JSON-ready report (also printed as it goes)."""
-    official = official_timings(official_path)
     unet, vq = build_networks(tiny)
     components = _components(unet, vq)
     report: dict = {
@@ -264,8 +255,8 @@ def run_benchmark(
         "components": {},
     }
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {'tiny' if tiny else 'full-size'} networks")
-    header = f"{'component':32s} {'official':>9s} {'reference':>10s} {'fast':>8s} {'speed-up':>9s} " \
-             f"{'vs official':>11s} {'GFLOP ref/fast':>16s} {'GFLOP/s fast':>12s} {'rel. diff':>9s} {'load':>11s}"
+    header = f"{'component':32s} {'reference':>10s} {'fast':>8s} {'speed-up':>9s} " \
+             f"{'GFLOP ref/fast':>16s} {'GFLOP/s fast':>12s} {'rel. diff':>9s} {'load':>11s}"
     print(header)
     for name in names:
         fn = components[name]
@@ -279,7 +270,6 @@ def run_benchmark(
             times = time_interleaved(paths, runs, warmup)
         load_after = load_average()
         med = {k: statistics.median(v) for k, v in times.items()}
-        official_median = official.get("timings", {}).get(name, {}).get("median_s")
         entry = {
             "runs": runs,
             "warmup": warmup,
@@ -290,15 +280,11 @@ def run_benchmark(
             "speedup_fast_vs_reference": med["reference"] / med["fast"],
             "max_abs_diff_relative_to_scale": _relative_difference(out_fast.float(), out_ref.float()),
             "load_average_1min": [load_before, load_after],
-            "official_median_s": official_median,
-            "speedup_fast_vs_official": (official_median / med["fast"]) if official_median else None,
         }
         report["components"][name] = entry
-        off = f"{official_median:8.2f}s" if official_median else f"{'-':>9s}"
-        vs_off = f"{entry['speedup_fast_vs_official']:10.2f}x" if official_median else f"{'-':>11s}"
         print(
-            f"{name:32s} {off} {med['reference']:9.2f}s {med['fast']:7.2f}s {entry['speedup_fast_vs_reference']:8.2f}x "
-            f"{vs_off} {flops['reference'] / 1e9:7.1f}/{flops['fast'] / 1e9:<8.1f} "
+            f"{name:32s} {med['reference']:9.2f}s {med['fast']:7.2f}s {entry['speedup_fast_vs_reference']:8.2f}x "
+            f"{flops['reference'] / 1e9:7.1f}/{flops['fast'] / 1e9:<8.1f} "
             f"{entry['gflop_per_s_at_median']['fast']:12.1f} {entry['max_abs_diff_relative_to_scale']:9.1e} "
             f"{load_before:5.1f}->{load_after:<5.1f}",
             flush=True,
@@ -403,7 +389,7 @@ def run_peak_rss(width: int, height: int, threads: int = 2, metrics: list[str] |
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m resshift.bench", description=__doc__.split("\n\n")[0])
-    p.add_argument("--threads", type=int, default=2, help="torch threads (default: 2, as the official timings)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads (default: 2, as the official timing protocol)")
     p.add_argument("--only", nargs="+", choices=list(PROTOCOL), default=list(PROTOCOL), help="components to time")
     p.add_argument("--runs-scale", type=float, default=1.0, help="multiply the number of timed runs")
     p.add_argument("--tiny", action="store_true", help="small networks (a smoke test of the script)")
@@ -414,12 +400,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--run-memory", metavar="WxH", default=None,
                    help="also measure the peak RSS of a whole run (bicubic, default metrics) on one WxH LR image, "
                         "e.g. 4000x3000 (16000x12000 output)")
-    p.add_argument("--official", type=Path, default=None, help="official timing.json (default: the shared one)")
     p.add_argument("--json", type=Path, default=None, help="write the report here")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(args.threads)
-    report = run_benchmark(args.only, args.runs_scale, args.tiny, args.official)
+    report = run_benchmark(args.only, args.runs_scale, args.tiny)
     if not args.no_breakdown:
         unet, vq = build_networks(args.tiny)
         report["ceilings"] = measured_ceilings(runs=max(1, round(5 * args.runs_scale)))
