@@ -19,7 +19,10 @@ Two things that look like speed-ups were measured and rejected, because on this 
 numbers by far more than the reference does: channels-last activations (PyTorch's channels-last
 GroupNorm on CPU computes its variance as E[x^2] - E[x]^2 in float32, relative errors of 1e-4 where
 the contiguous kernel gives 2e-7), and pre-packed oneDNN weights (a different convolution kernel
-with ~10x the round-off of the default one, 3e-6 vs 3e-7 relative to a float64 result).
+with ~10x the round-off of the default one, 3e-6 vs 3e-7 relative to a float64 result). A third,
+``torch.compile`` (inductor, CPU) of the VQ decode, was not faster on the development machine and
+moved the output by 9.7e-6 of scale, at the edge of the golden tolerance
+(``reports/resshift-speed.md``).
 """
 
 from __future__ import annotations
