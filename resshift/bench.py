@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy
 import torch
 
 from resshift.models.fast import fast_kernels
@@ -339,16 +340,15 @@ print("RESULT", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
 
 
-def synthetic_lr(width: int, height: int, seed: int = 0) -> "np.ndarray":
+def synthetic_lr(width: int, height: int, seed: int = 0) -> numpy.ndarray:
     """An HWC uint8 LR test image: a smooth random field (1/16 resolution, bilinear) plus noise."""
-    import numpy as np
     import torch.nn.functional as F
 
     gen = torch.Generator().manual_seed(seed)
     coarse = torch.rand(1, 3, max(2, height // 16), max(2, width // 16), generator=gen)
     img = F.interpolate(coarse, size=(height, width), mode="bilinear", align_corners=False)[0]
     img.add_(0.05 * torch.randn(img.shape, generator=gen)).clamp_(0, 1)
-    return np.ascontiguousarray((img * 255).round().to(torch.uint8).permute(1, 2, 0).numpy())
+    return numpy.ascontiguousarray((img * 255).round().to(torch.uint8).permute(1, 2, 0).numpy())
 
 
 def run_peak_rss(width: int, height: int, threads: int = 2, metrics: list[str] | None = None) -> dict:

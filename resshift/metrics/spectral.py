@@ -269,7 +269,8 @@ def hf_energy(x: torch.Tensor, cutoff: float = HF_CUTOFF, upsample_to: tuple[int
     return torch.stack([_hf_energy_of_luma(y, cutoff) for y in _reference_lumas(x, upsample_to)]).to(x.device)
 
 
-def hf_ratio(sr: torch.Tensor, ref: torch.Tensor, cutoff: float = HF_CUTOFF, lr_reference: bool = False) -> torch.Tensor:
+def hf_ratio(sr: torch.Tensor, ref: torch.Tensor, cutoff: float = HF_CUTOFF,
+             lr_reference: bool = False) -> torch.Tensor:
     """``HF(sr) / HF(ref)`` per image -> ``(B,)`` float64 (1 = same HF energy as the reference).
 
     ``lr_reference``: ``ref`` is the LR batch, compared through its bicubic upsampling to the SR size.
