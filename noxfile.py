@@ -70,9 +70,11 @@ def browser(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff over the package and the tests."""
-    session.install("ruff>=0.5")
+    """ruff over the package and the tests; import-linter over the import layers (pyproject.toml)."""
+    session.install("ruff>=0.5", "import-linter>=2.1")
     session.run("ruff", "check", "resshift", "tests", "noxfile.py")
+    session.install("-e", ".", "--no-deps")
+    session.run("lint-imports")
 
 
 @nox.session
@@ -105,4 +107,4 @@ def train(session: nox.Session) -> None:
 def regression(session: nox.Session) -> None:
     """Evaluate the shipped small models on a fixed small set and compare with the committed baseline."""
     _install(session)
-    session.run("python", "-m", "resshift.train.regression", *session.posargs)
+    session.run("python", "-m", "resshift.runner.regression", *session.posargs)

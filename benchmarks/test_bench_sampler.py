@@ -8,7 +8,7 @@ import torch
 from resshift.diffusion.gaussian import sample_ddim
 from resshift.diffusion.resshift_chain import p_mean_variance, p_sample_step
 from resshift.diffusion.schedule import ResShiftSchedule
-from resshift.methods.resshift_pixel import PixelResShiftNet, upsample_lq
+from resshift.models.pixel_resshift import PixelResShiftNet, upsample_lq
 from resshift.models.sr3_unet import SR3UNet
 
 SMALL = {"model_channels": 32, "channel_mult": [1, 2, 4], "num_res_blocks": 1, "attention_ds": [4],

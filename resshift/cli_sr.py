@@ -21,7 +21,8 @@ from typing import Any
 
 import torch
 
-RESSHIFT_MODELS = ("v1", "v2", "v3", "bicsr")
+from resshift.models.configs import RELEASED_VERSIONS as RESSHIFT_MODELS
+
 RESSHIFT_CHOP = 512  # LR pixels: the official real-world setting
 
 

@@ -21,6 +21,8 @@ import cv2
 import numpy as np
 import torch
 
+from resshift.atomic import write_bytes
+
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
 _EXIF_ORIENTATION_TAG = 0x0112
@@ -175,38 +177,17 @@ def tensor_to_uint8(x: torch.Tensor) -> np.ndarray:
 def write_png(path: str | Path, image: torch.Tensor | np.ndarray) -> Path:
     """Write an RGB image (tensor in ``[0, 1]`` or HWC ``uint8`` array) as an 8-bit PNG.
 
-    The file is written through :func:`write_atomic`, so an interrupted write never leaves a
+    The file is written through :func:`resshift.atomic.write_bytes`, so an interrupted write never leaves a
     truncated PNG behind and concurrent writers never collide. Returns the path written.
     """
     path = Path(path)
     arr = tensor_to_uint8(image) if isinstance(image, torch.Tensor) else np.asarray(image)
     if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
         raise ValueError(f"{path}: expected an HWC RGB uint8 array, got {arr.dtype} {arr.shape}")
-    path.parent.mkdir(parents=True, exist_ok=True)
     ok, buf = cv2.imencode(".png", cv2.cvtColor(arr, cv2.COLOR_RGB2BGR))
     if not ok:
         raise OSError(f"{path}: PNG encoding failed")
-    return write_atomic(path, buf.tobytes())
-
-
-def write_atomic(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a uniquely named temporary file in the same folder, then
-    rename: a reader never sees a half-written file, and concurrent writers never share a temporary."""
-    import os
-    import tempfile
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp makes 0600; results are meant to be shared
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_bytes(path, buf.tobytes())
 
 
 def is_hidden(path: Path, root: Path) -> bool:

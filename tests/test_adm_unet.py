@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from resshift.models.adm_unet import ADM_256_UNCOND, ADMUNet, AttentionBlock, load_adm_checkpoint
+from resshift.models.adm_unet import ADM_256_UNCOND, ADMUNet, AttentionBlock
 from resshift.models.sr3_unet import SR3UNet
+from resshift.weights.formats import load_adm_checkpoint
 
 
 def test_adm_256_uncond_state_dict_layout() -> None:

@@ -17,7 +17,9 @@ from resshift.diffusion.gaussian import linear_betas, sampling_levels
 from resshift.io import read_image
 from resshift.methods import build_method
 from resshift.models.adm_unet import ADMUNet
-from resshift.models.sr3_unet import SR3UNet, load_checkpoint, save_checkpoint
+from resshift.models.sr3_unet import SR3UNet
+from resshift.weights.formats import load_gaussian_checkpoint as load_checkpoint
+from resshift.weights.formats import save_gaussian_checkpoint as save_checkpoint
 
 TINY_ADM = {
     "model_channels": 32,
@@ -267,7 +269,7 @@ def test_ldm_sr_eta0_matches_the_diffusers_pipeline(tiny_ldm_dir: Path, lr_batch
     """With eta = 0 our loop is the pipeline's own: same initial latent -> same image."""
     from diffusers import LDMSuperResolutionPipeline
 
-    from resshift.methods.patchwise import per_tile_generators
+    from resshift.seeding import per_tile_generators
 
     method = build_method("ldm-sr", model=str(tiny_ldm_dir), steps=3, eta=0.0)
     ours = method.upscale(lr_batch[:1], _gens(1))

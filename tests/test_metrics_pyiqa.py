@@ -29,9 +29,10 @@ import torch
 pyiqa = pytest.importorskip("pyiqa")
 
 from resshift.metrics import build_metrics  # noqa: E402
-from resshift.metrics import weights as wmod  # noqa: E402
 from resshift.metrics.base import MetricInputError  # noqa: E402
 from resshift.provenance import file_sha256  # noqa: E402
+from resshift.weights import metric_files as wmod  # noqa: E402
+from resshift.weights.table import METRIC_FILES, WeightFile  # noqa: E402
 
 LEARNED = ("lpips", "musiq", "niqe", "clipiqa")
 
@@ -44,13 +45,13 @@ def _write_lpips_files(root: Path) -> None:
     import torchvision
 
     lin = Path(lpips.__file__).parent / "weights" / "v0.1" / "alex.pth"
-    dst = root / wmod.WEIGHT_FILES["lpips-alex-v0.1"].relpath
+    dst = root / METRIC_FILES["lpips-alex-v0.1"].relpath
     dst.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(lin, dst)
     torch.manual_seed(11)
     alex = torchvision.models.alexnet()
     # Keep the file small-ish on disk but real-shaped: torchvision loads it strictly.
-    dst = root / wmod.WEIGHT_FILES["torchvision-alexnet"].relpath
+    dst = root / METRIC_FILES["torchvision-alexnet"].relpath
     dst.parent.mkdir(parents=True, exist_ok=True)
     torch.save(alex.state_dict(), dst)
 
@@ -60,7 +61,7 @@ def _write_musiq_file(root: Path) -> None:
 
     torch.manual_seed(12)
     net = MUSIQ(pretrained=False, num_class=1)
-    dst = root / wmod.WEIGHT_FILES["musiq-koniq"].relpath
+    dst = root / METRIC_FILES["musiq-koniq"].relpath
     dst.parent.mkdir(parents=True, exist_ok=True)
     torch.save(net.state_dict(), dst)
 
@@ -70,7 +71,7 @@ def _write_niqe_file(root: Path) -> None:
 
     rng = np.random.default_rng(13)
     a = rng.normal(size=(36, 36))
-    dst = root / wmod.WEIGHT_FILES["niqe-params"].relpath
+    dst = root / METRIC_FILES["niqe-params"].relpath
     dst.parent.mkdir(parents=True, exist_ok=True)
     params = {"mu_prisparam": rng.normal(size=(1, 36)), "cov_prisparam": a @ a.T + 36 * np.eye(36)}
     scipy.io.savemat(dst, params)
@@ -97,7 +98,7 @@ def _write_small_clip_file(root: Path) -> None:
         holder.add_module(name, child)
     for name, param in net.named_parameters(recurse=False):
         holder.register_parameter(name, param)
-    dst = root / wmod.WEIGHT_FILES["clip-rn50"].relpath
+    dst = root / METRIC_FILES["clip-rn50"].relpath
     dst.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -116,9 +117,9 @@ def weights_dir(tmp_path_factory) -> Path:
 
 def _accept_generated_clip(mp: pytest.MonkeyPatch, weights_dir: Path) -> str:
     """Accept the generated CLIP file (its SHA-256 replaces the official RN50 hash)."""
-    wf = wmod.WEIGHT_FILES["clip-rn50"]
-    fake = wmod.WeightFile(**{**wf.__dict__, "sha256": file_sha256(weights_dir / wf.relpath)})
-    mp.setitem(wmod.WEIGHT_FILES, "clip-rn50", fake)
+    wf = METRIC_FILES["clip-rn50"]
+    fake = WeightFile(**{**wf.__dict__, "sha256": file_sha256(weights_dir / wf.relpath)})
+    mp.setitem(METRIC_FILES, "clip-rn50", fake)
     return fake.sha256
 
 
@@ -148,11 +149,11 @@ def test_lpips_glue_matches_the_lpips_package_on_unit_range_inputs(built, weight
     import lpips
 
     lin = torch.load(
-        weights_dir / wmod.WEIGHT_FILES["lpips-alex-v0.1"].relpath, map_location="cpu", weights_only=True
+        weights_dir / METRIC_FILES["lpips-alex-v0.1"].relpath, map_location="cpu", weights_only=True
     )
     ref = lpips.LPIPS(net="alex", version="0.1", pretrained=False, pnet_rand=True, verbose=False).eval()
     ref.load_state_dict(lin, strict=False)
-    backbone = torch.load(weights_dir / wmod.WEIGHT_FILES["torchvision-alexnet"].relpath, weights_only=True)
+    backbone = torch.load(weights_dir / METRIC_FILES["torchvision-alexnet"].relpath, weights_only=True)
     for i in range(1, 6):
         piece = getattr(ref.net, f"slice{i}")
         piece.load_state_dict({k: backbone[f"features.{k}"] for k in piece.state_dict()})
@@ -171,7 +172,7 @@ def test_lpips_glue_matches_the_lpips_package_on_unit_range_inputs(built, weight
 def test_musiq_loads_our_file(built, weights_dir):
     from pyiqa.archs.musiq_arch import MUSIQ
 
-    state = torch.load(weights_dir / wmod.WEIGHT_FILES["musiq-koniq"].relpath, weights_only=True)
+    state = torch.load(weights_dir / METRIC_FILES["musiq-koniq"].relpath, weights_only=True)
     ref = MUSIQ(pretrained=False, num_class=1).eval()
     ref.load_state_dict(state)
     sr, _ = _images(1, 1, 64, 48)
@@ -183,7 +184,7 @@ def test_musiq_loads_our_file(built, weights_dir):
 def test_niqe_uses_our_parameters(built, weights_dir):
     from pyiqa.archs.niqe_arch import NIQE
 
-    ref = NIQE(pretrained_model_path=str(weights_dir / wmod.WEIGHT_FILES["niqe-params"].relpath))
+    ref = NIQE(pretrained_model_path=str(weights_dir / METRIC_FILES["niqe-params"].relpath))
     sr, _ = _images(2, 2, 192, 200)
     got = built["niqe"].compute(sr)
     torch.testing.assert_close(got, ref(sr).reshape(-1).float())
@@ -286,9 +287,9 @@ def test_missing_weights_make_metrics_unavailable_with_reason(tmp_path):
 
 
 def test_partial_weights_name_the_missing_backbone(weights_dir, tmp_path):
-    only_lin = tmp_path / wmod.WEIGHT_FILES["lpips-alex-v0.1"].relpath
+    only_lin = tmp_path / METRIC_FILES["lpips-alex-v0.1"].relpath
     only_lin.parent.mkdir(parents=True)
-    shutil.copyfile(weights_dir / wmod.WEIGHT_FILES["lpips-alex-v0.1"].relpath, only_lin)
+    shutil.copyfile(weights_dir / METRIC_FILES["lpips-alex-v0.1"].relpath, only_lin)
     _, unavailable = build_metrics(["lpips"], weights_dir=tmp_path)
     assert "alexnet-owt-7be5be79.pth not found" in unavailable["lpips"]
 
@@ -297,7 +298,7 @@ def test_clip_file_with_wrong_hash_is_unavailable_not_redownloaded(weights_dir):
     # The official hash is in force: the generated file does not match it.
     _, unavailable = build_metrics(["clipiqa"], weights_dir=weights_dir)
     assert "SHA-256" in unavailable["clipiqa"]
-    assert wmod.WEIGHT_FILES["clip-rn50"].sha256 in unavailable["clipiqa"]
+    assert METRIC_FILES["clip-rn50"].sha256 in unavailable["clipiqa"]
 
 
 def test_weight_dir_setting(monkeypatch, tmp_path, weights_dir):

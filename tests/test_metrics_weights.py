@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from resshift.cli import main
-from resshift.metrics import weights as wmod
-from resshift.metrics.weights import WeightFile, fetch_metric_weights, weights_for_metrics
+from resshift.metrics.availability import fetch_metric_weights, weights_for_metrics
+from resshift.weights import metric_files as wmod
+from resshift.weights.table import METRIC_FILES, WeightFile
 
 
 def _serve(monkeypatch, tmp_path: Path, key: str, payload: bytes, **changes) -> Path:
@@ -17,9 +18,9 @@ def _serve(monkeypatch, tmp_path: Path, key: str, payload: bytes, **changes) -> 
     src = tmp_path / "server" / key
     src.parent.mkdir(parents=True, exist_ok=True)
     src.write_bytes(payload)
-    wf = wmod.WEIGHT_FILES[key]
+    wf = METRIC_FILES[key]
     fields = {**wf.__dict__, "url": src.as_uri(), **changes}
-    monkeypatch.setitem(wmod.WEIGHT_FILES, key, WeightFile(**fields))
+    monkeypatch.setitem(METRIC_FILES, key, WeightFile(**fields))
     return src
 
 
@@ -55,8 +56,8 @@ def test_name_prefix_enforced_for_torchvision_reported_for_pyiqa(monkeypatch, tm
 
 def test_one_failed_download_does_not_stop_the_others(monkeypatch, tmp_path):
     monkeypatch.setitem(
-        wmod.WEIGHT_FILES, "musiq-koniq",
-        WeightFile(**{**wmod.WEIGHT_FILES["musiq-koniq"].__dict__, "url": (tmp_path / "absent").as_uri()}),
+        METRIC_FILES, "musiq-koniq",
+        WeightFile(**{**METRIC_FILES["musiq-koniq"].__dict__, "url": (tmp_path / "absent").as_uri()}),
     )
     _serve(monkeypatch, tmp_path, "niqe-params", b"ok")
     results = {r.key: r.status for r in fetch_metric_weights(tmp_path / "w", ["musiq", "niqe"])}
@@ -67,19 +68,19 @@ def test_weights_for_metrics_order_and_dedup():
     assert weights_for_metrics(["lpips", "lpips", "psnr", "niqe"]) == [
         "lpips-alex-v0.1", "torchvision-alexnet", "niqe-params",
     ]
-    assert set(weights_for_metrics()) == set(wmod.WEIGHT_FILES)
+    assert set(weights_for_metrics()) == set(METRIC_FILES)
 
 
 def test_hf_endpoint_mirror(monkeypatch):
     monkeypatch.setenv("HF_ENDPOINT", "https://mirror.example/")
-    assert wmod.WEIGHT_FILES["niqe-params"].resolved_url() == (
+    assert METRIC_FILES["niqe-params"].resolved_url() == (
         "https://mirror.example/chaofengc/IQA-PyTorch-Weights/resolve/main/niqe_modelparameters.mat"
     )
-    assert wmod.WEIGHT_FILES["clip-rn50"].resolved_url().startswith("https://openaipublic.azureedge.net/")
+    assert METRIC_FILES["clip-rn50"].resolved_url().startswith("https://openaipublic.azureedge.net/")
 
 
 def test_empty_file_is_a_problem(tmp_path):
-    path = tmp_path / wmod.WEIGHT_FILES["niqe-params"].relpath
+    path = tmp_path / METRIC_FILES["niqe-params"].relpath
     path.parent.mkdir(parents=True)
     path.touch()
     assert "is empty" in wmod.weight_problem("niqe-params", tmp_path)
@@ -94,7 +95,7 @@ def test_catalogue_matches_the_installed_pyiqa_and_torchvision():
     def name(url: str) -> str:
         return url.rsplit("/", 1)[-1]
 
-    cat = wmod.WEIGHT_FILES
+    cat = METRIC_FILES
     assert cat["lpips-alex-v0.1"].url == lpips_arch.default_model_urls["0.1_alex"]
     assert cat["lpips-vgg-v0.1"].url == lpips_arch.default_model_urls["0.1_vgg"]
     assert cat["musiq-koniq"].url == musiq_arch.default_model_urls["koniq10k"]

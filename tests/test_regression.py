@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from resshift.train import regression
+from resshift.runner import regression
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +35,9 @@ def test_a_perturbed_metric_value_fails_and_a_tiny_change_passes(table):
 
 
 def test_a_perturbed_model_fails(tmp_path):
-    from resshift.methods.resshift_pixel import load_checkpoint, save_checkpoint
-    from resshift.methods.small_models import small_model_path
+    from resshift.weights.formats import load_pixel_checkpoint as load_checkpoint
+    from resshift.weights.formats import save_pixel_checkpoint as save_checkpoint
+    from resshift.weights.shipped import small_model_path
 
     net, schedule, config = load_checkpoint(small_model_path("small-resshift"))
     with torch.no_grad():

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from resshift.diffusion.schedule import ResShiftSchedule
-from resshift.methods.resshift_method import ResShiftSR, official_stream, per_tile_generators
+from resshift.methods.resshift_method import ResShiftSR, official_stream
 from resshift.methods.tiling import (
     TileBlender,
     default_stride,
@@ -18,7 +18,7 @@ from resshift.methods.tiling import (
     reflect_pad_to_multiple,
     tile_starts,
 )
-from resshift.seeding import image_generator
+from resshift.seeding import image_generator, per_tile_generators
 
 
 class TinyAutoencoder(torch.nn.Module):

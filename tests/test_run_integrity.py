@@ -21,6 +21,7 @@ from run_folders import run_folder
 from resshift.cli import main as cli_main
 from resshift.io import read_image, write_png
 from resshift.methods.base import SRMethod
+from resshift.methods.params import MethodParams
 from resshift.methods.registry import _FACTORIES, register_method
 from resshift.paths import PROJECT_ROOT
 from resshift.pipeline import super_resolve_folder
@@ -36,9 +37,6 @@ class NaNOnSecond(SRMethod):
     name = "test-nan"
     nfe = 0
 
-    def __init__(self, **_: object) -> None:
-        pass
-
     def upscale(self, lr, generators=None):
         out = F.interpolate(lr, scale_factor=4, mode="bicubic", align_corners=False).clamp(0, 1)
         means = lr.flatten(1).mean(1)
@@ -47,7 +45,7 @@ class NaNOnSecond(SRMethod):
 
 
 if "test-nan" not in _FACTORIES:
-    register_method("test-nan")(NaNOnSecond)
+    register_method("test-nan", MethodParams)(lambda params: NaNOnSecond())
 
 
 def _paired(root: Path, sizes: dict[str, int], seed: int = 0, exact: bool = False) -> Path:

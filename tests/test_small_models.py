@@ -8,10 +8,11 @@ import json
 import pytest
 import torch
 
+from resshift.data.split import read_split
 from resshift.methods import build_method
-from resshift.methods.small_models import NAMES, SMALL_MODELS_DIR, small_model_path, small_model_record
+from resshift.methods.small_models import NAMES
 from resshift.paths import PROJECT_ROOT
-from resshift.train.split import read_split
+from resshift.weights.shipped import SMALL_MODELS_DIR, small_model_path, small_model_record
 
 
 def _sha(path) -> str:

@@ -14,18 +14,19 @@ import pytest
 import torch
 
 from resshift.data.degradations.matlab_resize import bicubic_downscale_8bit
+from resshift.data.split import make_split, read_split, write_split
 from resshift.diffusion.gaussian import alphas_cumprod, linear_betas
 from resshift.diffusion.resshift_chain import training_loss
 from resshift.diffusion.schedule import ResShiftSchedule
 from resshift.io import write_png
 from resshift.methods import build_method
-from resshift.methods.resshift_pixel import PixelResShiftNet, load_checkpoint, upsample_lq
-from resshift.models.sr3_unet import load_checkpoint as sr3_load
+from resshift.models.pixel_resshift import PixelResShiftNet, upsample_lq
 from resshift.paths import PROJECT_ROOT
 from resshift.train.data import PatchPairs, load_images
 from resshift.train.loop import EMA, Trainer, TrainSettings, lr_factor
 from resshift.train.objectives import GaussianObjective, ResShiftObjective
-from resshift.train.split import make_split, read_split, write_split
+from resshift.weights.formats import load_gaussian_checkpoint as sr3_load
+from resshift.weights.formats import load_pixel_checkpoint as load_checkpoint
 
 TINY_NET = {"model_channels": 32, "channel_mult": [1, 2], "num_res_blocks": 1, "attention_ds": [],
             "num_head_channels": 32}

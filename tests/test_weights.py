@@ -93,9 +93,9 @@ def served(tmp_path):
     server.close()
 
 
-def _entry(server, sha256: str = "") -> W.CheckpointEntry:
-    return W.CheckpointEntry("tiny", "tiny_unet.pth", "unet", "v3", "test file", sha256=sha256,
-                             base_url=server.url)
+def _entry(server, sha256: str = "") -> W.WeightFile:
+    return W.WeightFile("tiny", "unet", server.url + "tiny_unet.pth", "test licence", sha256=sha256,
+                        description="test file", config="v3")
 
 
 # ----------------------------------------------------------------------------------------- registry
@@ -111,7 +111,7 @@ def test_registry_entries():
         assert "non-commercial" in entry.licence
     assert W.CHECKPOINTS["v3"].filename == "resshift_realsrx4_s4_v3.pth"
     for entry in W.CHECKPOINTS.values():
-        assert entry.url.startswith("https://github.com/") or (not entry.url and entry.manual)
+        assert (entry.url or "").startswith("https://github.com/") or (entry.url is None and entry.manual)
         assert entry.sha256 == "" or (len(entry.sha256) == 64 and int(entry.sha256, 16) >= 0)
         assert entry.licence
     with pytest.raises(KeyError, match="known: v1, v2, v3, bicsr, vqgan, sinsr-v1"):
@@ -210,7 +210,7 @@ def test_missing_offline_names_url_and_path(tmp_path, monkeypatch, how):
 
 def test_download_failure_names_url(served, tmp_path):
     server, _ = served
-    entry = W.CheckpointEntry("gone", "missing.pth", "unet", "v3", "absent", base_url=server.url)
+    entry = W.WeightFile("gone", "unet", server.url + "missing.pth", "test licence", description="absent", config="v3")
     with pytest.raises(W.CheckpointDownloadError, match=r"missing\.pth.*404|404.*missing\.pth"):
         W.resolve_checkpoint(entry, cache_dir=tmp_path / "cache", progress=False)
     assert not (tmp_path / "cache" / "missing.pth").exists()
@@ -389,7 +389,7 @@ def test_cli_verify(tmp_path, monkeypatch, capsys):
 
 def test_cli_fetch_also_fetches_metric_weights(served, tmp_path, monkeypatch):
     """`resshift weights fetch` (no KEY, or --metrics) also pre-downloads every metric's weights."""
-    import resshift.metrics.cli as metrics_cli
+    import resshift.cli.metrics as metrics_cli
 
     server, root = served
     (root / "resshift_bicsrx4_s4.pth").write_bytes(b"bicsr bytes")

@@ -10,9 +10,9 @@ changed card never reuses stale images.
 from __future__ import annotations
 
 import importlib
-import shutil
 from pathlib import Path
 
+from resshift.atomic import atomic_dir
 from resshift.data.cards import CardError, DatasetCard
 from resshift.data.degradations.matlab_resize import bicubic_downscale_8bit
 from resshift.data.sources import COMPLETE_MARKER, ChecksumError, data_root
@@ -40,10 +40,14 @@ def build_embedded(card: DatasetCard, cache: Path | None = None, force: bool = F
     if (dest / COMPLETE_MARKER).is_file() and not force:
         return dest
     folder = source_folder(card)
-    tmp = dest.with_name(dest.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
     hh, ww = card.hr_size
+    with atomic_dir(dest) as tmp:
+        _write_images(card, images, folder, tmp, hh, ww)
+    return dest
+
+
+def _write_images(card: DatasetCard, images: list, folder: Path, tmp: Path, hh: int, ww: int) -> None:
+    """Cut, downscale and write every image of the set into ``tmp``, then the completion marker."""
     for entry in images:
         name, fname, digest = entry["name"], entry["file"], entry.get("sha256")
         path = folder / fname
@@ -66,7 +70,3 @@ def build_embedded(card: DatasetCard, cache: Path | None = None, force: bool = F
         write_png(tmp / card.layout.hr / f"{name}.png", hr)  # type: ignore[operator]
         write_png(tmp / card.layout.lr / f"{name}.png", lr)
     (tmp / COMPLETE_MARKER).write_text(card.card_sha256 + "\n")
-    if dest.exists():
-        shutil.rmtree(dest)
-    tmp.replace(dest)
-    return dest

@@ -237,7 +237,7 @@ class SRDataset:
 def _auto_build(card: DatasetCard, not_found: DatasetNotAvailable) -> Path:
     """Build a set whose card says ``builder.auto`` (cheap, deterministic, from the shared folder)
     into the data cache; a :class:`DatasetNotAvailable` naming both failures when that is impossible."""
-    from resshift.train.heldout import build_heldout
+    from resshift.data.builders import build_heldout
 
     if "split" not in card.builder:
         raise DatasetNotAvailable(f"{not_found}; card {card.name!r} has no automatic builder recipe")

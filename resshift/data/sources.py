@@ -19,22 +19,22 @@ Source entries in a card (``sources:``), tried in order by :func:`fetch`:
 * ``{type: manual, ...}`` - documentation only (where a user can get the files by hand).
 
 ``sha256: null`` means the digest has not been recorded yet: the archive is accepted and its digest
-printed so it can be pinned in the card. Downloads use ``urllib`` (``file://`` URLs work, which the
+printed so it can be pinned in the card. Downloads use the suite's one verified downloader
+(:mod:`resshift.download`: ``urllib``, so ``file://`` URLs work, which the
 tests use).
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
-import urllib.request
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from resshift.data.cards import DatasetCard
+from resshift.download import ChecksumMismatchError, download_verified
 from resshift.paths import cache_dir
 from resshift.provenance import file_sha256
 
@@ -48,8 +48,8 @@ class DatasetNotAvailable(FileNotFoundError):
     """A set's files are in none of the places looked at. The message lists them."""
 
 
-class ChecksumError(ValueError):
-    """A file's SHA-256 differs from the card's. The message names the file and both digests."""
+#: A file's SHA-256 differs from the card's (the message names the file and both digests).
+ChecksumError = ChecksumMismatchError
 
 
 def data_root() -> Path:
@@ -109,41 +109,10 @@ def locate(
 def download(
     url: str, dest: Path, sha256: str | None = None, progress: Callable[[str], None] | None = None
 ) -> str:
-    """Download ``url`` to ``dest`` (via a ``.part`` file), check the digest, return the digest.
-
-    An existing ``dest`` with the right digest is kept. A wrong digest raises :class:`ChecksumError`
-    and leaves no file behind.
-    """
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    if dest.is_file() and sha256 and file_sha256(dest) == sha256.lower():
-        return sha256.lower()
-    if progress:
-        progress(f"downloading {url}")
-    tmp = dest.with_name(dest.name + ".part")
-    h = hashlib.sha256()
-    req = urllib.request.Request(url, headers={"User-Agent": "resshift-bench"})
-    try:
-        with urllib.request.urlopen(req, timeout=60) as resp, open(tmp, "wb") as out:
-            content_type = resp.headers.get("Content-Type", "") if hasattr(resp, "headers") else ""
-            first = True
-            while block := resp.read(1 << 20):
-                if first and "text/html" in content_type and dest.suffix.lower() not in (".html", ".htm"):
-                    raise OSError(
-                        f"{url}: the server answered with an HTML page instead of the file "
-                        "(quota or confirmation page?); download it by hand and use --archive"
-                    )
-                first = False
-                h.update(block)
-                out.write(block)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    digest = h.hexdigest()
-    if sha256 and digest != sha256.lower():
-        tmp.unlink(missing_ok=True)
-        raise ChecksumError(f"{url}: SHA-256 {digest} does not match the card's {sha256.lower()}")
-    tmp.replace(dest)
-    return digest
+    """Download ``url`` to ``dest`` with :func:`resshift.download.download_verified`, return
+    the digest. An existing ``dest`` with the right digest is kept; a wrong digest raises
+    :class:`ChecksumError` and leaves no file behind."""
+    return download_verified(url, dest, sha256, progress=progress or False)
 
 
 def _safe_member(name: str, strip: str | None) -> PurePosixPath | None:

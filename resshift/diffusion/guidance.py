@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
+from resshift.data.degradations.matlab_resize import resize_matrix
 from resshift.diffusion.gaussian import EpsFn, StepCallback, _call, _levels, batch_randn, predict_x0
 
 OPERATORS = ("avgpool", "bicubic")
@@ -45,34 +46,12 @@ def avgpool_matrix(length: int, scale: int = 4) -> torch.Tensor:
     return m
 
 
-def _cubic(x: torch.Tensor) -> torch.Tensor:
-    """Keys' cubic kernel with ``a = -0.5`` (MATLAB's ``cubic``)."""
-    ax = x.abs()
-    ax2, ax3 = ax**2, ax**3
-    inner = 1.5 * ax3 - 2.5 * ax2 + 1
-    outer = -0.5 * ax3 + 2.5 * ax2 - 4 * ax + 2
-    return torch.where(ax <= 1, inner, torch.where(ax <= 2, outer, torch.zeros_like(ax)))
-
-
 def bicubic_matrix(length: int, scale: int = 4) -> torch.Tensor:
-    """``[length/scale, length]`` float64 matrix of MATLAB's antialiased bicubic ``imresize(., 1/scale)``."""
+    """``[length/scale, length]`` float64 matrix of MATLAB's antialiased bicubic ``imresize(., 1/scale)``
+    (the one implementation, :func:`resshift.data.degradations.matlab_resize.resize_matrix`)."""
     if length % scale:
         raise ValueError(f"length {length} is not a multiple of the scale {scale}")
-    out_len = length // scale
-    s = 1.0 / scale
-    width = 4.0 / s  # kernel support widened by the downscaling factor
-    taps = math.ceil(width) + 2
-    m = torch.zeros(out_len, length, dtype=torch.float64)
-    mirror = list(range(length)) + list(range(length - 1, -1, -1))  # symmetric padding (0-based)
-    for i in range(out_len):
-        u = (i + 1) / s + 0.5 * (1 - 1 / s)  # 1-based input coordinate of output pixel i+1
-        left = math.floor(u - width / 2)
-        idx = torch.arange(left, left + taps, dtype=torch.float64)
-        w = s * _cubic(s * (u - idx))
-        w = w / w.sum()
-        for j, wj in zip(idx.long().tolist(), w.tolist(), strict=True):
-            m[i, mirror[(j - 1) % (2 * length)]] += wj
-    return m
+    return resize_matrix(length, length // scale, 1.0 / scale, antialias=True, dtype=torch.float64)
 
 
 def operator_matrix(kind: str, length: int, scale: int = 4) -> torch.Tensor:

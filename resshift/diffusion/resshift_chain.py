@@ -309,19 +309,3 @@ def training_loss(
     else:
         out["loss"] = mse * mse_weight + lp * perceptual_weight
     return out
-
-
-def lpips_vgg(device: str | torch.device = "cpu") -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """The journal configs' perceptual term: ``lpips.LPIPS(net='vgg')`` (v0.1, inputs in ``[-1, 1]``).
-
-    Frozen and in eval mode; pass it as ``perceptual=`` to :func:`training_loss`. Building it needs the
-    torchvision VGG-16 weights (downloaded by torchvision on first use, or from its cache).
-    """
-    import lpips
-
-    model = lpips.LPIPS(net="vgg", verbose=False).to(device).eval().requires_grad_(False)
-
-    def perceptual(image: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return model(image, target).reshape(image.shape[0])
-
-    return perceptual

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 import torch
+
+from resshift.methods.params import MethodParams, resolve_params
 
 
 class SRMethod(ABC):
@@ -22,7 +25,14 @@ class SRMethod(ABC):
         measures_time: ``False`` for methods whose outputs were made elsewhere: the runner then
             records no latency and reports timing as n/a, never 0.
         max_batch: the most images the runner may pass in one call (``None``: no limit).
+        Params: the method's parameter dataclass (:mod:`resshift.methods.params`); an instance keeps
+            the resolved one as ``params``.
+        preset: facts of the preset the method was built from (``name``, shipped weights), if any.
     """
+
+    Params: ClassVar[type[MethodParams]] = MethodParams
+    params: MethodParams
+    preset: Mapping[str, Any] | None = None
 
     name: str = "method"
     scale: int = 4
@@ -64,12 +74,23 @@ class SRMethod(ABC):
         """Per-image provenance for the SR row of ``name`` (default: none)."""
         return {}
 
+    def resolve_params(self, params: MethodParams | None, config: Mapping[str, Any]) -> MethodParams:
+        """``params`` (an instance of :attr:`Params` or a subclass), else :attr:`Params` filled from the
+        keyword ``config``; unknown keys raise :class:`~resshift.methods.params.UnknownParameterError`."""
+        return resolve_params(self.Params, self.name, params, config)
+
     def describe(self) -> dict[str, object]:
-        """Facts for the provenance record and the report (extend in subclasses: checkpoint hash...)."""
-        return {
+        """Facts for the provenance record and the report: identity, every resolved parameter
+        (``self.params``), the preset it came from; subclasses add checkpoint hashes and the like."""
+        info: dict[str, object] = {
             "name": self.name,
             "scale": self.scale,
             "nfe": self.nfe,
             "assumes_operator": self.assumes_operator,
             "stochastic": self.stochastic,
         }
+        if getattr(self, "params", None) is not None:
+            info.update(self.params.describe())
+        if self.preset:
+            info.update(self.preset)
+        return info

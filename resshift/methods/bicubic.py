@@ -3,30 +3,38 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 
+from resshift.data.degradations.upscale import torch_bicubic_upscale
 from resshift.methods.base import SRMethod
+from resshift.methods.params import BicubicParams
 from resshift.methods.registry import register_method
 
 
 class BicubicUpsampler(SRMethod):
-    """``F.interpolate(mode='bicubic', align_corners=False)`` by ``scale``, clamped to ``[0, 1]``."""
+    """``F.interpolate(mode='bicubic', align_corners=False)`` by ``scale``, clamped to ``[0, 1]``.
+
+    Parameters: :class:`~resshift.methods.params.BicubicParams` (``scale``; ``device``/``dtype`` are
+    accepted and recorded: the interpolation runs on the input's device in float32).
+    """
 
     name = "bicubic"
     nfe = 0
+    Params = BicubicParams
 
-    def __init__(self, scale: int = 4, antialias: bool = False) -> None:
-        self.scale = int(scale)
-        self.antialias = bool(antialias)
+    def __init__(self, scale: int | None = None, *, params: BicubicParams | None = None, **config: Any) -> None:
+        if scale is not None:
+            config["scale"] = scale
+        self.params = self.resolve_params(params, config)
+        self.scale = int(self.params.scale)
 
     @torch.inference_mode()
     def upscale(self, lr: torch.Tensor, generators: Sequence[torch.Generator] | None = None) -> torch.Tensor:
-        out = F.interpolate(lr.float(), scale_factor=self.scale, mode="bicubic", align_corners=False)
-        return out.clamp_(0.0, 1.0)
+        return torch_bicubic_upscale(lr, self.scale)
 
 
-@register_method("bicubic")
-def _build(scale: int = 4, **_: object) -> BicubicUpsampler:
-    return BicubicUpsampler(scale=scale)
+@register_method("bicubic", BicubicParams)
+def _build(params: BicubicParams) -> BicubicUpsampler:
+    return BicubicUpsampler(params=params)

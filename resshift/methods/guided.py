@@ -29,19 +29,23 @@ from resshift.diffusion.gaussian import (
     sampling_levels,
 )
 from resshift.diffusion.guidance import OPERATORS, SeparableOperator, sample_ddnm, sample_ddrm
-from resshift.methods.patchwise import PatchwiseSRMethod, autocast, check_precision
+from resshift.methods.params import DDNMParams, DDRMParams, GuidedParams
+from resshift.methods.patchwise import PatchwiseSRMethod
+from resshift.methods.precision import autocast, check_precision
 from resshift.methods.registry import register_method
-from resshift.paths import cache_dir
 from resshift.provenance import file_sha256
 
-ADM_UNCOND_URL = "https://openaipublic.blob.core.windows.net/diffusion/jul-2021/256x256_diffusion_uncond.pt"
+ADM_KEY = "adm-256-uncond"  #: the ADM prior's row in :data:`resshift.weights.FILES`
 PRIORS = ("adm", "ours")
-ALGORITHMS = ("ddnm", "ddrm")
+ALGORITHMS: dict[str, type[GuidedParams]] = {"ddnm": DDNMParams, "ddrm": DDRMParams}
 
 
 def default_adm_checkpoint() -> Path:
-    """Where the ADM prior is looked for when no checkpoint is given."""
-    return cache_dir() / "weights" / "256x256_diffusion_uncond.pt"
+    """Where the ADM prior is looked for when no checkpoint is given: the first copy in the weights
+    folders (:func:`resshift.weights.find_local`), else its place in the download cache."""
+    from resshift import weights
+
+    return weights.find_local(ADM_KEY) or weights.weights_cache_dir() / weights.get_entry(ADM_KEY).filename
 
 
 class Prior:
@@ -78,26 +82,28 @@ class Prior:
 def load_prior(kind: str, checkpoint: str | None, config: dict[str, Any] | None = None) -> Prior:
     """Load the ADM prior (``kind="adm"``; ``config`` overrides :data:`ADM_256_UNCOND`) or ours."""
     if kind == "adm":
-        from resshift.models.adm_unet import ADM_256_UNCOND, load_adm_checkpoint
+        from resshift import weights
+        from resshift.models.adm_unet import ADM_256_UNCOND
+        from resshift.weights.formats import load_adm_checkpoint
 
         path = Path(checkpoint).expanduser() if checkpoint else default_adm_checkpoint()
         if not path.is_file():
             raise FileNotFoundError(
                 f"ADM prior not found: {path}. Fetch OpenAI's unconditional 256x256 ImageNet model with\n"
-                f"  curl -L -o {default_adm_checkpoint()} {ADM_UNCOND_URL}\n"
+                f"  resshift weights fetch {ADM_KEY}   (downloads {weights.get_entry(ADM_KEY).url})\n"
                 f"or pass method.params.checkpoint=PATH."
             )
         model = load_adm_checkpoint(str(path), {**ADM_256_UNCOND, **(config or {})})
         return Prior(model, linear_betas(1000), "adm", str(path))
     if kind == "ours":
-        from resshift.models.sr3_unet import load_checkpoint
+        from resshift.weights.formats import load_gaussian_checkpoint
 
         if not checkpoint:
             raise FileNotFoundError(
                 "prior 'ours' needs method.params.checkpoint=PATH (an unconditional "
                 "SR3UNet checkpoint with conditioning 'none')"
             )
-        model, cfg = load_checkpoint(checkpoint)
+        model, cfg = load_gaussian_checkpoint(checkpoint)
         if cfg.get("conditioning") != "none":
             raise ValueError(
                 f"{checkpoint}: a guided prior must be unconditional (conditioning 'none'), "
@@ -117,41 +123,29 @@ class GuidedPriorSR(PatchwiseSRMethod):
     scale = 4
     stochastic = True
 
-    def __init__(
-        self,
-        algorithm: str,
-        prior: Prior,
-        steps: int = 100,
-        operator: str = "bicubic",
-        eta: float = 0.85,
-        eta_b: float = 1.0,
-        sigma_y: float = 0.0,
-        spacing: str = "stride",
-        chop_size: int | None = None,
-        chop_stride: int | None = None,
-        tile_batch: int = 1,
-        device: str | torch.device = "cpu",
-        dtype: str = "fp32",
-    ) -> None:
+    def __init__(self, algorithm: str, prior: Prior, *, params: GuidedParams | None = None, **config: Any) -> None:
         if algorithm not in ALGORITHMS:
             raise ValueError(f"unknown guided algorithm {algorithm!r} (known: {', '.join(ALGORITHMS)})")
-        if operator not in OPERATORS:
-            raise ValueError(f"unknown degradation operator {operator!r} (known: {', '.join(OPERATORS)})")
         self.name = algorithm
         self.algorithm = algorithm
-        self.device = torch.device(device)
-        self.dtype = check_precision(dtype, self.device)
+        self.Params = ALGORITHMS[algorithm]
+        p = self.params = self.resolve_params(params, config)
+        if p.operator not in OPERATORS:
+            raise ValueError(f"unknown degradation operator {p.operator!r} (known: {', '.join(OPERATORS)})")
+        if p.tile_batch < 1:
+            raise ValueError(f"tile_batch must be >= 1, got {p.tile_batch}")
+        self.device, self.dtype = check_precision(p.device, p.dtype)
         self.prior = prior
         prior.model.to(self.device)
-        self.operator = SeparableOperator(operator, self.scale)
-        self.assumes_operator = operator
-        self.steps, self.spacing = int(steps), spacing
-        self.levels = sampling_levels(prior.betas, self.steps, spacing)
+        self.operator = SeparableOperator(p.operator, self.scale)
+        self.assumes_operator = p.operator
+        self.steps, self.spacing = int(p.steps), p.spacing
+        self.levels = sampling_levels(prior.betas, self.steps, p.spacing)
         self.nfe = self.steps
-        self.eta, self.eta_b, self.sigma_y = float(eta), float(eta_b), float(sigma_y)
-        self.chop_size, self.chop_stride = chop_size, chop_stride
-        self.tile_batch = int(tile_batch)
-        self.preferred_tile = chop_size
+        self.eta, self.eta_b, self.sigma_y = float(p.eta), float(getattr(p, "eta_b", 1.0)), float(p.sigma_y)
+        self.chop_size, self.chop_stride = p.chop_size, p.chop_stride
+        self.tile_batch = int(p.tile_batch)
+        self.preferred_tile = p.chop_size
         self._eps = prior.eps_fn(self.dtype, self.device)
 
     def _sample(self, lr: torch.Tensor, generators: Sequence[torch.Generator]) -> torch.Tensor:
@@ -185,56 +179,19 @@ class GuidedPriorSR(PatchwiseSRMethod):
             **super().describe(),
             "family": "guided prior (unconditional prior, LR steers the reverse path)",
             "algorithm": self.algorithm,
-            "prior": self.prior.kind,
             "prediction": self.prior.prediction,
-            "steps": self.steps,
-            "spacing": self.spacing,
-            "eta": self.eta,
-            "eta_b": self.eta_b if self.algorithm == "ddrm" else None,
-            "sigma_y": self.sigma_y,
-            "dtype": self.dtype,
-            "chop_size": self.chop_size,
             "checkpoint": self.prior.checkpoint,
             "checkpoint_sha256": self.prior.sha256,
         }
 
 
-def _factory(algorithm: str, default_steps: int) -> Callable[..., GuidedPriorSR]:
-    def build(
-        prior: str = "adm",
-        checkpoint: str | None = None,
-        prior_config: dict[str, Any] | None = None,
-        steps: int = default_steps,
-        operator: str = "bicubic",
-        eta: float = 0.85,
-        eta_b: float = 1.0,
-        sigma_y: float = 0.0,
-        spacing: str = "stride",
-        chop_size: int | None = None,
-        chop_stride: int | None = None,
-        tile_batch: int = 1,
-        device: str = "cpu",
-        dtype: str = "fp32",
-    ) -> GuidedPriorSR:
-        loaded = load_prior(prior, checkpoint, dict(prior_config) if prior_config else None)
-        return GuidedPriorSR(
-            algorithm,
-            loaded,
-            steps=steps,
-            operator=operator,
-            eta=eta,
-            eta_b=eta_b,
-            sigma_y=sigma_y,
-            spacing=spacing,
-            chop_size=chop_size,
-            chop_stride=chop_stride,
-            tile_batch=tile_batch,
-            device=device,
-            dtype=dtype,
-        )
+def _factory(algorithm: str) -> Callable[[GuidedParams], GuidedPriorSR]:
+    def build(params: GuidedParams) -> GuidedPriorSR:
+        prior_config = dict(params.prior_config) if params.prior_config else None
+        return GuidedPriorSR(algorithm, load_prior(params.prior, params.checkpoint, prior_config), params=params)
 
     return build
 
 
-register_method("ddnm")(_factory("ddnm", 100))
-register_method("ddrm")(_factory("ddrm", 20))
+for _algorithm, _params in ALGORITHMS.items():
+    register_method(_algorithm, _params)(_factory(_algorithm))

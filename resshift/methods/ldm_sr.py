@@ -19,10 +19,12 @@ from typing import Any
 import torch
 
 from resshift.diffusion.gaussian import batch_randn
-from resshift.methods.patchwise import PatchwiseSRMethod, autocast, check_precision
+from resshift.methods.params import LDMParams
+from resshift.methods.patchwise import PatchwiseSRMethod
+from resshift.methods.precision import autocast, check_precision
 from resshift.methods.registry import register_method
 
-DEFAULT_MODEL = "CompVis/ldm-super-resolution-4x-openimages"
+DEFAULT_MODEL = LDMParams.model
 
 
 def load_pipeline(
@@ -71,32 +73,23 @@ class LDMSR(PatchwiseSRMethod):
     assumes_operator = None
     stochastic = True
 
-    def __init__(
-        self,
-        pipeline: Any,
-        steps: int = 100,
-        eta: float = 1.0,
-        chop_size: int | None = None,
-        chop_stride: int | None = None,
-        tile_batch: int = 1,
-        device: str | torch.device = "cpu",
-        dtype: str = "fp32",
-        model: str = DEFAULT_MODEL,
-    ) -> None:
+    Params = LDMParams
+
+    def __init__(self, pipeline: Any, *, params: LDMParams | None = None, **config: Any) -> None:
         from diffusers import DDIMScheduler
 
-        self.device = torch.device(device)
-        self.dtype = check_precision(dtype, self.device)
+        p = self.params = self.resolve_params(params, config)
+        self.device, self.dtype = check_precision(p.device, p.dtype)
         self.unet = pipeline.unet.to(self.device).eval()
         self.vqvae = pipeline.vqvae.to(self.device).eval()
         # DDIM as configured in the checkpoint (the released scheduler is DDIM already).
         self.scheduler = DDIMScheduler.from_config(pipeline.scheduler.config)
-        self.steps, self.eta = int(steps), float(eta)
+        self.steps, self.eta = int(p.steps), float(p.eta)
         self.nfe = self.steps
-        self.model = model
-        self.chop_size, self.chop_stride = chop_size, chop_stride
-        self.tile_batch = int(tile_batch)
-        self.preferred_tile = chop_size
+        self.model = p.model
+        self.chop_size, self.chop_stride = p.chop_size, p.chop_stride
+        self.tile_batch = int(p.tile_batch)
+        self.preferred_tile = p.chop_size
         self._multiple = 2 ** (len(self.unet.config.block_out_channels) - 1)
 
     def _sample(self, lr: torch.Tensor, generators: Sequence[torch.Generator]) -> torch.Tensor:
@@ -120,40 +113,14 @@ class LDMSR(PatchwiseSRMethod):
         return {
             **super().describe(),
             "family": "latent diffusion (VQ-f4 latent, LR concatenated)",
-            "model": self.model,
             **({"model_note": "the public CompVis checkpoint; the LDM rows of the ResShift/SinSR papers "
                               "may come from another model"} if self.model == DEFAULT_MODEL else {}),
             "sampler": "ddim",
-            "steps": self.steps,
-            "eta": self.eta,
-            "dtype": self.dtype,
-            "chop_size": self.chop_size,
         }
 
 
-@register_method("ldm-sr")
-def _build(
-    model: str = DEFAULT_MODEL,
-    steps: int = 100,
-    eta: float = 1.0,
-    local_files_only: bool | None = None,
-    revision: str | None = None,
-    cache_dir: str | None = None,
-    chop_size: int | None = None,
-    chop_stride: int | None = None,
-    tile_batch: int = 1,
-    device: str = "cpu",
-    dtype: str = "fp32",
-) -> LDMSR:
-    pipe = load_pipeline(model, local_files_only=local_files_only, revision=revision, cache_dir=cache_dir)
-    return LDMSR(
-        pipe,
-        steps=steps,
-        eta=eta,
-        chop_size=chop_size,
-        chop_stride=chop_stride,
-        tile_batch=tile_batch,
-        device=device,
-        dtype=dtype,
-        model=model,
-    )
+@register_method("ldm-sr", LDMParams)
+def _build(params: LDMParams) -> LDMSR:
+    pipe = load_pipeline(params.model, local_files_only=params.local_files_only, revision=params.revision,
+                         cache_dir=params.cache_dir)
+    return LDMSR(pipe, params=params)

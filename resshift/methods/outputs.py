@@ -27,6 +27,7 @@ import torch
 
 from resshift.io import read_image
 from resshift.methods.base import SRMethod
+from resshift.methods.params import OutputsParams
 from resshift.methods.registry import register_method
 from resshift.provenance import file_sha256
 
@@ -44,11 +45,9 @@ class OutputsFolder(SRMethod):
     """Reads SR images from a folder instead of computing them (see the module docstring).
 
     Args:
-        root: the folder of SR images.
-        suffix: appended to every data-set name to form the file's name (default ``""``).
-        scale: the SR factor the files must have relative to the LR images.
-        nfe: network evaluations per image of the method that made the files, as declared (or ``None``).
-        source: free text saying where the files come from (code, commit, checkpoint, command).
+        root: the folder of SR images (or ``params.root``).
+        params / **config: :class:`~resshift.methods.params.OutputsParams` (``suffix``, ``scale``,
+            ``nfe``, ``source``).
 
     Raises:
         FileNotFoundError: ``root`` is not a folder.
@@ -59,18 +58,24 @@ class OutputsFolder(SRMethod):
     measures_time = False
     max_batch = 1  # each image fails or passes on its own
     stochastic = False
+    Params = OutputsParams
 
-    def __init__(self, root: str | Path, *, suffix: str = "", scale: int = 4, nfe: int | None = None,
-                 source: str | None = None) -> None:
+    def __init__(self, root: str | Path | None = None, *, params: OutputsParams | None = None,
+                 **config: Any) -> None:
         from resshift.data.loader import _stem_index
 
-        self.root = Path(root).expanduser().resolve()
+        if root is not None:
+            config["root"] = str(root)
+        p = self.params = self.resolve_params(params, config)
+        if not p.root:
+            raise ValueError("the outputs method needs method.params.root=DIR (the folder of SR images)")
+        self.root = Path(p.root).expanduser().resolve()
         if not self.root.is_dir():
             raise FileNotFoundError(f"{self.root}: outputs folder not found")
-        self.suffix = str(suffix or "")
-        self.scale = int(scale)
-        self.nfe = None if nfe is None else int(nfe)  # type: ignore[assignment]
-        self.source = source
+        self.suffix = str(p.suffix or "")
+        self.scale = int(p.scale)
+        self.nfe = None if p.nfe is None else int(p.nfe)  # type: ignore[assignment]
+        self.source = p.source
         self.files = _stem_index(self.root, recursive=True)
         if not self.files:
             raise FileNotFoundError(f"{self.root}: no image files in the outputs folder")
@@ -157,9 +162,6 @@ class OutputsFolder(SRMethod):
         }
 
 
-@register_method("outputs")
-def _build(root: str | None = None, suffix: str = "", scale: int = 4, nfe: int | None = None,
-           source: str | None = None, device: str = "cpu", dtype: str = "fp32", **_: object) -> OutputsFolder:
-    if not root:
-        raise ValueError("the outputs method needs method.params.root=DIR (the folder of SR images)")
-    return OutputsFolder(root, suffix=suffix, scale=scale, nfe=nfe, source=source)
+@register_method("outputs", OutputsParams)
+def _build(params: OutputsParams) -> OutputsFolder:
+    return OutputsFolder(params=params)

@@ -23,10 +23,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from resshift.methods.patchwise import PatchwiseSRMethod, autocast, check_precision
-from resshift.methods.registry import register_method
+from resshift.methods.params import SpandrelParams, resolve_params
+from resshift.methods.patchwise import PatchwiseSRMethod
+from resshift.methods.precision import autocast, check_precision
+from resshift.methods.registry import Preset, register_method, register_preset
 
-# Registry keys (resshift.weights.CHECKPOINTS, kind "spandrel") that are also method names.
+# Weights-table keys (resshift.weights.CHECKPOINTS, kind "spandrel") that are also method names:
+# presets of the ``spandrel`` method with that checkpoint.
 SPANDREL_CHECKPOINTS = ("realesrgan-x4plus", "bsrgan", "esrgan", "realsr-jpeg", "swinir-m-real-gan",
                         "swinir-l-real-gan")
 
@@ -95,11 +98,13 @@ class SpandrelSR(PatchwiseSRMethod):
     assumes_operator = None
     stochastic = False
 
-    def __init__(self, descriptor: Any, *, name: str = "spandrel", chop_size: int | None = None,
-                 chop_stride: int | None = None, tile_batch: int = 1, device: str | torch.device = "cpu",
-                 dtype: str = "fp32", provenance: dict[str, object] | None = None) -> None:
-        self.device = torch.device(device)
-        self.dtype = check_precision(dtype, self.device)
+    Params = SpandrelParams
+
+    def __init__(self, descriptor: Any, *, name: str = "spandrel", provenance: dict[str, object] | None = None,
+                 params: SpandrelParams | None = None, **config: Any) -> None:
+        self.name = name
+        p = self.params = self.resolve_params(params, config)
+        self.device, self.dtype = check_precision(p.device, p.dtype)
         arch = descriptor.architecture.id
         if self.dtype == "fp16" and not descriptor.supports_half:
             raise ValueError(f"{name}: spandrel marks {arch} as unsafe in fp16; use fp32")
@@ -107,9 +112,9 @@ class SpandrelSR(PatchwiseSRMethod):
             raise ValueError(f"{name}: spandrel marks {arch} as unsafe in bf16; use fp32")
         self.descriptor = descriptor.to(self.device).eval()
         self.name = name
-        self.chop_size, self.chop_stride = chop_size, chop_stride
-        self.tile_batch = int(tile_batch)
-        self.preferred_tile = chop_size
+        self.chop_size, self.chop_stride = p.chop_size, p.chop_stride
+        self.tile_batch = int(p.tile_batch)
+        self.preferred_tile = p.chop_size
         self.provenance = dict(provenance or {})
         req = descriptor.size_requirements
         self._multiple, self._minimum = int(req.multiple_of), int(req.minimum)
@@ -143,41 +148,26 @@ class SpandrelSR(PatchwiseSRMethod):
             "architecture_name": d.architecture.name,
             "spandrel": spandrel.__version__,
             "parameters": int(sum(p.numel() for p in d.model.parameters())),
-            "dtype": self.dtype,
-            "device": str(self.device),
-            "chop_size": self.chop_size,
-            "chop_stride": self.chop_stride,
-            "tile_batch": self.tile_batch,
             **self.provenance,
         }
 
 
-def build_spandrel(
-    checkpoint: str | None = None,
-    *,
-    path: str | None = None,
-    name: str | None = None,
-    weights_dir: str | None = None,
-    download: bool = True,
-    sha256: str | None = None,
-    chop_size: int | None = None,
-    chop_stride: int | None = None,
-    tile_batch: int = 1,
-    device: str = "cpu",
-    dtype: str = "fp32",
-) -> SpandrelSR:
-    """A :class:`SpandrelSR` for a registry entry (``checkpoint``) or any local file (``path``).
+def build_spandrel(params: SpandrelParams | None = None, **config: Any) -> SpandrelSR:
+    """A :class:`SpandrelSR` for a weights-table entry (``checkpoint``) or any local file (``path``).
 
-    With ``checkpoint``, the file is found like every released checkpoint (``weights_dir``,
-    ``$RESSHIFT_WEIGHTS_DIR``, the cache, then downloaded unless ``download=False``); ``path``
-    overrides where it is read from, and the architecture must still be the registry's.
+    ``params`` / ``config``: :class:`~resshift.methods.params.SpandrelParams`. With ``checkpoint``,
+    the file is found like every released checkpoint (``weights_dir``, ``$RESSHIFT_WEIGHTS_DIR``, the
+    cache, then downloaded unless ``download=False``); ``path`` overrides where it is read from, and
+    the architecture must still be the table's.
     """
     from resshift import weights
     from resshift.provenance import file_sha256
 
+    params = resolve_params(SpandrelParams, "spandrel", params, config)
+    checkpoint, path, sha256 = params.checkpoint, params.path, params.sha256
     if checkpoint is None and path is None:
         raise ValueError("give a registry checkpoint or a path= to a state dict")
-    check_precision(dtype, torch.device(device))
+    check_precision(params.device, params.dtype)
     provenance: dict[str, object] = {}
     architecture = None
     if checkpoint is not None:
@@ -187,25 +177,17 @@ def build_spandrel(
         architecture = entry.config
         provenance.update(checkpoint=entry.key, licence=entry.licence, url=entry.url or entry.manual)
         if path is None:
-            path = str(weights.resolve_checkpoint(entry, offline_dir=weights_dir, download=download, sha256=sha256))
+            path = str(weights.resolve_checkpoint(entry, offline_dir=params.weights_dir, download=params.download,
+                                                  sha256=sha256))
         elif sha256 or entry.sha256:
             weights.verify_checksum(path, sha256 or entry.sha256, entry.key)
     elif sha256:
         weights.verify_checksum(path, sha256)
     provenance.update(checkpoint_path=str(path), checkpoint_sha256=file_sha256(path))
     descriptor = load_descriptor(path, architecture)
-    return SpandrelSR(descriptor, name=name or checkpoint or "spandrel", chop_size=chop_size,
-                      chop_stride=chop_stride, tile_batch=tile_batch, device=device, dtype=dtype,
-                      provenance=provenance)
+    return SpandrelSR(descriptor, name=checkpoint or "spandrel", provenance=provenance, params=params)
 
 
-def _register(key: str) -> None:
-    @register_method(key)
-    def _factory(**config: Any) -> SpandrelSR:
-        return build_spandrel(key, **config)
-
-
+register_method("spandrel", SpandrelParams)(build_spandrel)
 for _key in SPANDREL_CHECKPOINTS:
-    _register(_key)
-
-register_method("spandrel")(build_spandrel)
+    register_preset(Preset(_key, "spandrel", {"checkpoint": _key}))

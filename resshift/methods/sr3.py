@@ -1,7 +1,7 @@
 """SR3-style baseline: our own conditional DDPM (bicubic LR concatenated with the noisy HR image).
 
 There are no official SR3 weights; the model is trained by this suite (checkpoint format:
-:func:`resshift.models.sr3_unet.save_checkpoint`). Because the network is conditioned on the
+:func:`resshift.weights.formats.save_gaussian_checkpoint`). Because the network is conditioned on the
 continuous noise level, one checkpoint samples with any number of steps: the training schedule is
 respaced to ``steps`` levels and sampled with ancestral DDPM or DDIM (``eta``). NFE = ``steps``.
 The network predicts the noise or the velocity ``v`` (the checkpoint's ``prediction``); the
@@ -11,6 +11,7 @@ samplers see the noise either way (:func:`resshift.diffusion.gaussian.eps_from_p
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +26,14 @@ from resshift.diffusion.gaussian import (
     sample_ddpm,
     sampling_levels,
 )
-from resshift.methods.patchwise import PatchwiseSRMethod, autocast, check_precision
+from resshift.methods.params import SR3Params
+from resshift.methods.patchwise import PatchwiseSRMethod
+from resshift.methods.precision import autocast, check_precision
 from resshift.methods.registry import register_method
-from resshift.models.sr3_unet import SR3UNet, load_checkpoint
+from resshift.models.sr3_unet import SR3UNet
 from resshift.paths import cache_dir
 from resshift.provenance import file_sha256
+from resshift.weights.formats import load_gaussian_checkpoint
 
 SAMPLERS = ("ddpm", "ddim")
 
@@ -47,45 +51,35 @@ class SR3StyleSR(PatchwiseSRMethod):
     assumes_operator = None
     stochastic = True
 
-    def __init__(
-        self,
-        model: SR3UNet,
-        config: dict[str, Any],
-        steps: int = 50,
-        sampler: str = "ddim",
-        eta: float = 0.0,
-        spacing: str = "uniform",
-        clip_x0: bool = True,
-        chop_size: int | None = None,
-        chop_stride: int | None = None,
-        tile_batch: int = 1,
-        device: str | torch.device = "cpu",
-        dtype: str = "fp32",
-        checkpoint: str | None = None,
-    ) -> None:
-        if sampler not in SAMPLERS:
-            raise ValueError(f"unknown sampler {sampler!r} (known: {', '.join(SAMPLERS)})")
+    Params = SR3Params
+
+    def __init__(self, model: SR3UNet, config: dict[str, Any], *, params: SR3Params | None = None,
+                 **kwargs: Any) -> None:
+        p = self.params = self.resolve_params(params, kwargs)
+        if p.sampler not in SAMPLERS:
+            raise ValueError(f"unknown sampler {p.sampler!r} (known: {', '.join(SAMPLERS)})")
         if config.get("conditioning") != "bicubic-concat" or model.in_channels != 6:
             raise ValueError(
-                f"{checkpoint or 'model'}: the SR3-style method needs a 'bicubic-concat' model with "
+                f"{p.checkpoint or 'model'}: the SR3-style method needs a 'bicubic-concat' model with "
                 f"6 input channels (got {config.get('conditioning')!r}, {model.in_channels})"
             )
-        self.device = torch.device(device)
-        self.dtype = check_precision(dtype, self.device)
+        if p.tile_batch < 1:
+            raise ValueError(f"tile_batch must be >= 1, got {p.tile_batch}")
+        self.device, self.dtype = check_precision(p.device, p.dtype)
         self.model = model.to(self.device).eval()
         self.config = config
         self.prediction = str(config.get("prediction", "eps"))
         sched = dict(config["schedule"])
         self.betas = make_betas(sched.pop("kind"), int(sched.pop("steps")), **sched)
-        self.levels = sampling_levels(self.betas, int(steps), spacing)
-        self.steps, self.sampler, self.eta = int(steps), sampler, float(eta)
-        self.spacing, self.clip_x0 = spacing, bool(clip_x0)
+        self.levels = sampling_levels(self.betas, int(p.steps), p.spacing)
+        self.steps, self.sampler, self.eta = int(p.steps), p.sampler, float(p.eta)
+        self.spacing, self.clip_x0 = p.spacing, bool(p.clip_x0)
         self.nfe = self.steps
-        self.chop_size, self.chop_stride = chop_size, chop_stride
-        self.tile_batch = int(tile_batch)
-        self.preferred_tile = chop_size
-        self.checkpoint = checkpoint
-        self._sha256 = file_sha256(checkpoint) if checkpoint else None
+        self.chop_size, self.chop_stride = p.chop_size, p.chop_stride
+        self.tile_batch = int(p.tile_batch)
+        self.preferred_tile = p.chop_size
+        self.checkpoint = p.checkpoint
+        self._sha256 = file_sha256(p.checkpoint) if p.checkpoint else None
 
     def eps(self, x: torch.Tensor, ab: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """The noise the network predicts at level ``ab`` (``[B]``) given the upsampled LR ``cond``."""
@@ -113,54 +107,20 @@ class SR3StyleSR(PatchwiseSRMethod):
         return {
             **super().describe(),
             "family": "sr3-style conditional DDPM (LR concatenated)",
-            "sampler": self.sampler,
-            "steps": self.steps,
-            "eta": self.eta,
-            "spacing": self.spacing,
-            "clip_x0": self.clip_x0,
-            "dtype": self.dtype,
-            "chop_size": self.chop_size,
-            "checkpoint": self.checkpoint,
             "checkpoint_sha256": self._sha256,
             "train_schedule": self.config.get("schedule"),
             "prediction": self.prediction,
         }
 
 
-@register_method("sr3")
-def _build(
-    checkpoint: str | None = None,
-    steps: int = 50,
-    sampler: str = "ddim",
-    eta: float = 0.0,
-    spacing: str = "uniform",
-    clip_x0: bool = True,
-    chop_size: int | None = None,
-    chop_stride: int | None = None,
-    tile_batch: int = 1,
-    device: str = "cpu",
-    dtype: str = "fp32",
-) -> SR3StyleSR:
-    path = Path(checkpoint).expanduser() if checkpoint else default_checkpoint()
+@register_method("sr3", SR3Params)
+def _build(params: SR3Params) -> SR3StyleSR:
+    path = Path(params.checkpoint).expanduser() if params.checkpoint else default_checkpoint()
     if not path.is_file():
         raise FileNotFoundError(
             f"SR3-style checkpoint not found: {path}. There are no public SR3 weights: train one with this "
             f"suite (README, 'SR3-style baseline') and pass method.params.checkpoint=PATH, or place it at "
             f"{default_checkpoint()}."
         )
-    model, config = load_checkpoint(path)
-    return SR3StyleSR(
-        model,
-        config,
-        steps=steps,
-        sampler=sampler,
-        eta=eta,
-        spacing=spacing,
-        clip_x0=clip_x0,
-        chop_size=chop_size,
-        chop_stride=chop_stride,
-        tile_batch=tile_batch,
-        device=device,
-        dtype=dtype,
-        checkpoint=str(path),
-    )
+    model, config = load_gaussian_checkpoint(path)
+    return SR3StyleSR(model, config, params=replace(params, checkpoint=str(path)))

@@ -1,4 +1,8 @@
-"""Tiled inference helpers: tile placement, reflect padding, and plain-average blending.
+"""Tiled inference: the one tile loop (:func:`run_tiles`), tile placement, reflect padding, blending.
+
+Every method that tiles (ResShift, the diffusion baselines) runs :func:`run_tiles`: plan the tiles,
+draw each tile's noise from a provider (one call per tile, in processing order), send ``tile_batch``
+tiles through the method's function at once, and blend.
 
 Placement follows the official ``ImageSpliterTh``: per axis, starts ``range(0, L, stride)``, any
 start with ``start + chop > L`` moved to ``L - chop``, duplicates removed keeping the first; a side
@@ -9,10 +13,18 @@ the per-pixel count (true division), which reproduces the official result bit fo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+
+#: ``(tile index, images in the batch, noise shape) -> {"noise": [tensors]} or {"generators": [one per
+#: image]}``; called once per tile, in processing order (e.g. :func:`resshift.seeding.per_tile_generators`).
+TileNoise = Callable[[int, int, tuple[int, ...]], dict[str, Any]]
+#: ``(tiles [G*B, C, h, w], merged noise of the G tiles) -> outputs [G*B, C, scale*h, scale*w]``.
+TileFn = Callable[[torch.Tensor, dict[str, Any]], torch.Tensor]
 
 
 def tile_starts(length: int, chop: int, stride: int) -> list[int]:
@@ -51,6 +63,13 @@ def plan_tiles(height: int, width: int, chop: int, stride: int) -> list[Tile]:
         for w in tile_starts(width, chop, stride):
             tiles.append(Tile(len(tiles), h, min(h + chop, height), w, min(w + chop, width)))
     return tiles
+
+
+def tile_plan(height: int, width: int, chop_size: int | None, chop_stride: int | None = None) -> list[Tile]:
+    """:func:`plan_tiles` with a method's settings: ``chop_size=None`` is one whole-image tile,
+    ``chop_stride=None`` means no overlap (stride = chop size)."""
+    chop = chop_size or max(height, width)
+    return plan_tiles(height, width, chop, chop_stride or chop)
 
 
 OFFICIAL_DEFAULT_STRIDES: dict[int, int] = {512: 448, 256: 224, 64: 48}
@@ -111,3 +130,54 @@ class TileBlender:
         if bool((self.count == 0).any()):
             raise RuntimeError("tiles do not cover the whole image")
         return self.acc / self.count
+
+
+def merge_noise(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The noise of several tiles stacked along the batch (tile-major), as one call expects it."""
+    if all("generators" in p for p in parts):
+        return {"generators": [g for p in parts for g in p["generators"]]}
+    if all("noise" in p for p in parts):
+        draws = len(parts[0]["noise"])
+        return {"noise": [torch.cat([p["noise"][j] for p in parts]) for j in range(draws)]}
+    raise ValueError("a noise provider must return either 'noise' or 'generators' for every tile")
+
+
+def run_tiles(
+    x: torch.Tensor,
+    fn: TileFn,
+    tile_noise: TileNoise,
+    *,
+    scale: int,
+    chop_size: int | None,
+    chop_stride: int | None = None,
+    tile_batch: int = 1,
+    noise_shape: Callable[[int, int, int], tuple[int, ...]] | None = None,
+) -> torch.Tensor:
+    """Apply ``fn`` to ``x`` (``[B, C, H, W]``) whole, or tile by tile when a side exceeds ``chop_size``.
+
+    Tiles come from :func:`plan_tiles` (``chop_size=None``: one whole-image tile; ``chop_stride=None``:
+    no overlap); ``tile_batch`` consecutive tiles (all tiles of a plan have one size) go through ``fn``
+    in one call, stacked along the batch, with their noise merged by :func:`merge_noise`.
+    ``noise_shape(B, h, w)`` gives the shape passed to ``tile_noise`` for a tile of ``h x w`` (default
+    ``()``). Overlapping outputs are averaged by :class:`TileBlender`; a single tile is returned as
+    ``fn`` made it. Returns ``[B, C, scale*H, scale*W]``.
+    """
+    if tile_batch < 1:
+        raise ValueError(f"tile_batch must be >= 1, got {tile_batch}")
+    b, c, h, w = x.shape
+    tiles = tile_plan(h, w, chop_size, chop_stride)
+    blender = TileBlender(b, c, h, w, scale, x.device) if len(tiles) > 1 else None
+    out = None
+    for start in range(0, len(tiles), tile_batch):
+        group = tiles[start : start + tile_batch]
+        patches = torch.cat([x[..., t.h0 : t.h1, t.w0 : t.w1] for t in group])
+        shape = noise_shape(b, *patches.shape[-2:]) if noise_shape is not None else ()
+        srs = fn(patches, merge_noise([tile_noise(t.index, b, shape) for t in group]))
+        for j, tile in enumerate(group):
+            if blender is None:
+                out = srs[j * b : (j + 1) * b]
+            else:
+                blender.add(tile, srs[j * b : (j + 1) * b])
+    result = blender.result() if blender is not None else out
+    assert result is not None
+    return result

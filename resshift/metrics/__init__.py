@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from resshift.metrics.availability import unavailable_reason
+from resshift.metrics.availability import fetch_metric_weights, unavailable_reason
 from resshift.metrics.base import Metric, MetricInputError, PaperYMetric
 from resshift.metrics.registry import (
     BACKEND_PYIQA,
@@ -25,7 +25,7 @@ from resshift.metrics.registry import (
     get_spec,
     metric_names,
 )
-from resshift.metrics.weights import fetch_metric_weights, metric_weights_dir
+from resshift.weights.metric_files import metric_weights_dir
 
 __all__ = [
     "METRICS",

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Iterable
 from pathlib import Path
 
-from resshift.metrics.registry import BACKEND_PYIQA, MetricSpec
-from resshift.metrics.weights import metric_weights_dir, weight_problem
+from resshift.metrics.registry import BACKEND_PYIQA, METRICS, MetricSpec, get_spec
+from resshift.weights.metric_files import FetchResult, fetch_metric_files, metric_weights_dir, weight_problem
 
 # Python packages each pyiqa metric imports beyond pyiqa itself (import name, distribution name).
 _EXTRA_IMPORTS: dict[str, tuple[tuple[str, str], ...]] = {
@@ -40,3 +41,18 @@ def unavailable_reason(spec: MetricSpec, directory: str | Path | None = None) ->
         if problem is not None:
             return problem
     return None
+
+
+def weights_for_metrics(names: Iterable[str] | None = None) -> list[str]:
+    """Weight keys needed by the metric ``names`` (all registry metrics when ``None``), in order."""
+    specs = METRICS.values() if names is None else [get_spec(n) for n in names]
+    keys: list[str] = []
+    for spec in specs:
+        keys += [key for key in spec.weights if key not in keys]
+    return keys
+
+
+def fetch_metric_weights(directory: str | Path | None = None, names: Iterable[str] | None = None) -> list[FetchResult]:
+    """Download every weight file the metrics ``names`` (default: all) need into ``directory``
+    (default: the metric weight directory); see :func:`resshift.weights.metric_files.fetch_metric_files`."""
+    return fetch_metric_files(weights_for_metrics(names), directory)

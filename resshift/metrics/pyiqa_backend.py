@@ -22,7 +22,7 @@ import torch
 from resshift.metrics.base import Metric
 from resshift.metrics.isolation import preserve_global_state
 from resshift.metrics.registry import MetricSpec
-from resshift.metrics.weights import torch_home, weight_path
+from resshift.weights.metric_files import torch_home, weight_path
 
 
 def import_clip_support() -> None:

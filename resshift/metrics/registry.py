@@ -47,7 +47,7 @@ class MetricSpec:
         description: one line for tables.
         source: where the convention comes from (paper / script / library).
         pyiqa_name: the pyiqa metric this wraps (pyiqa backend only).
-        weights: keys of :data:`resshift.metrics.weights.WEIGHT_FILES` the metric needs.
+        weights: keys of :data:`resshift.weights.METRIC_FILES` the metric needs.
         options: backend options (``y_channel``, ``border`` ...), as sorted ``(key, value)`` pairs.
         informational: True when no direction is better (e.g. a signed ratio whose ideal is 1):
             tables show it without an arrow and never mark a best value; ``lower_better`` is False.

@@ -41,6 +41,7 @@ import math
 
 import torch
 
+from resshift.data.degradations.upscale import torch_bicubic_upscale
 from resshift.metrics.base import Metric, MetricInputError
 from resshift.metrics.paper_y import PSNR_CAP_DB, YCBCR_Y_WEIGHTS, quantize_to_uint8_values
 
@@ -114,15 +115,13 @@ def upsampled_luma(lr: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """
     _check_images(lr)
     scale = _integer_scale(lr, size)
-    from resshift.methods.bicubic import BicubicUpsampler
-
-    up = BicubicUpsampler(scale=scale)
     b, c, h, w = lr.shape
     out = torch.empty(b, size[0], size[1], dtype=torch.float32, device=lr.device)
     margin = 3
     for r0, r1 in _chunks(h, b * c * size[1] * scale):
         a0, a1 = max(0, r0 - margin), min(h, r1 + margin)
-        rows = up.upscale(lr[:, :, a0:a1])[:, :, (r0 - a0) * scale : (r1 - a0) * scale]
+        with torch.inference_mode():
+            rows = torch_bicubic_upscale(lr[:, :, a0:a1], scale)[:, :, (r0 - a0) * scale : (r1 - a0) * scale]
         out[:, r0 * scale : r1 * scale] = luma(rows)
     return out
 
@@ -331,9 +330,8 @@ def upsample_lr_reference(lr: torch.Tensor, size: tuple[int, int]) -> torch.Tens
     ``size`` must be an integer multiple of the LR size, the same factor on both axes. (The metrics
     use :func:`upsampled_luma`, which gives the luma of this without holding it.)
     """
-    from resshift.methods.bicubic import BicubicUpsampler
-
-    return BicubicUpsampler(scale=_integer_scale(lr, size)).upscale(lr)
+    with torch.inference_mode():
+        return torch_bicubic_upscale(lr, _integer_scale(lr, size))
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -263,35 +263,3 @@ class ADMUNet(nn.Module):
         for block in self.output_blocks:
             h = block(torch.cat([h, skips.pop()], dim=1), emb)
         return self.out(h)
-
-
-def load_adm_checkpoint(path: str, config: dict[str, Any] | None = None, **kw: Any) -> ADMUNet:
-    """Build an :class:`ADMUNet` (default config :data:`ADM_256_UNCOND`) and load weights strictly.
-
-    Reads ``.safetensors`` or a PyTorch state_dict (``torch.load(weights_only=True)``); a bad file
-    raises ``ValueError`` naming the file and the mismatching keys.
-    """
-    from pathlib import Path
-
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"ADM checkpoint not found: {p}")
-    if p.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(str(p))
-    else:
-        state = torch.load(p, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    model = ADMUNet(**{**(config or ADM_256_UNCOND), **kw})
-    try:
-        missing, unexpected = model.load_state_dict(state, strict=False)
-    except RuntimeError as err:  # shape mismatches
-        raise ValueError(f"{p} does not match the ADM UNet config: {err}") from err
-    if missing or unexpected:
-        raise ValueError(
-            f"{p} does not match the ADM UNet config: {len(missing)} missing keys (e.g. {missing[:3]}), "
-            f"{len(unexpected)} unexpected keys (e.g. {unexpected[:3]})"
-        )
-    return model.eval()

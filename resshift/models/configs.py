@@ -136,6 +136,9 @@ RELEASED_CONFIGS: dict[str, ReleasedConfig] = {
     ),
 }
 
+#: The released SR versions, in release order: the one list every other module reads.
+RELEASED_VERSIONS: tuple[str, ...] = tuple(RELEASED_CONFIGS)
+
 
 def released_config(version: str) -> ReleasedConfig:
     """The config of a released SR version (``v1``, ``v2``, ``v3``, ``bicsr``)."""

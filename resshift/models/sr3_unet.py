@@ -16,15 +16,11 @@ which makes a step about four times cheaper at the same width.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from resshift.diffusion.gaussian import check_prediction
 from resshift.models.adm_unet import ADMUNet
 
 CONDITIONINGS = ("bicubic-concat", "none")
@@ -87,88 +83,3 @@ class SR3UNet(ADMUNet):
             raise ValueError(f"input {tuple(x.shape[-2:])} is not a multiple of {self.size_multiple}")
         out = super().forward(F.pixel_unshuffle(x, p), gamma.float() * self.level_scale)
         return F.pixel_shuffle(out, p)
-
-
-# --------------------------------------------------------------------------------------------------
-# Checkpoint format (SR3-style models and our unconditional priors)
-# --------------------------------------------------------------------------------------------------
-
-CHECKPOINT_FORMAT = "resshift-bench/gaussian-unet/1"
-
-
-def save_checkpoint(
-    path: str | Path,
-    model: SR3UNet,
-    schedule: dict[str, Any],
-    conditioning: str,
-    extra: dict[str, Any] | None = None,
-    prediction: str = "eps",
-) -> Path:
-    """Write ``model`` as a ``.safetensors`` file whose metadata holds everything needed to sample.
-
-    Metadata keys: ``format`` (:data:`CHECKPOINT_FORMAT`) and ``config``, a JSON object with
-    ``model`` (the :class:`SR3UNet` constructor arguments), ``schedule`` (``{"kind": "linear" |
-    "cosine", "steps": T, ...}``, the training betas, see :func:`resshift.diffusion.gaussian.make_betas`),
-    ``conditioning`` (``"bicubic-concat"``: channels 4-6 are ``2*bicubic_x4(lr)-1``;
-    ``"none"``: unconditional prior), ``prediction`` (``"eps"`` or ``"v"``, see
-    :data:`resshift.diffusion.gaussian.PREDICTIONS`) and any ``extra`` (training facts).
-    """
-    from safetensors.torch import save_file
-
-    if conditioning not in CONDITIONINGS:
-        raise ValueError(f"unknown conditioning {conditioning!r} (known: {', '.join(CONDITIONINGS)})")
-    check_prediction(prediction, str(path))
-    expected_in = 6 if conditioning == "bicubic-concat" else 3
-    if model.in_channels != expected_in:
-        raise ValueError(
-            f"conditioning {conditioning!r} needs {expected_in} input channels, model has {model.in_channels}"
-        )
-    config = {
-        "model": model.config,
-        "schedule": dict(schedule),
-        "conditioning": conditioning,
-        "prediction": prediction,
-        **(extra or {}),
-    }
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(state, str(path), metadata={"format": CHECKPOINT_FORMAT, "config": json.dumps(config)})
-    return path
-
-
-def load_checkpoint(path: str | Path) -> tuple[SR3UNet, dict[str, Any]]:
-    """Read a file written by :func:`save_checkpoint`; returns ``(model in eval mode, config)``.
-
-    Errors name the file: missing, not our format, an unknown ``prediction``, or weights that do not
-    fit the stored config. Files without ``prediction`` are noise predictors (``"eps"``).
-    """
-    model, config = read_unet_file(path, CHECKPOINT_FORMAT)
-    config["prediction"] = check_prediction(str(config.get("prediction", "eps")), str(path))
-    return model, config
-
-
-def read_unet_file(path: str | Path, expected_format: str) -> tuple[SR3UNet, dict[str, Any]]:
-    """An :class:`SR3UNet` (float32, eval mode) and the JSON ``config`` stored in a safetensors file whose
-    metadata ``format`` is ``expected_format`` (any checkpoint format built on this network)."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        with safe_open(str(path), framework="pt") as fh:
-            meta = fh.metadata() or {}
-    except Exception as err:  # noqa: BLE001 - any parse failure is a bad file
-        raise ValueError(f"{path} is not a safetensors file: {err}") from err
-    if meta.get("format") != expected_format:
-        raise ValueError(f"{path} is not a {expected_format} checkpoint (format {meta.get('format')!r})")
-    config = json.loads(meta["config"])
-    model = SR3UNet(**config["model"])
-    state = {k: v.float() for k, v in load_file(str(path)).items()}
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        raise ValueError(f"{path}: weights do not match the stored model config: {err}") from err
-    return model.eval(), config

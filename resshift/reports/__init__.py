@@ -50,8 +50,8 @@ class _Portable:
     $RESSHIFT_SHARED), the project folder as ``.`` and the home folder as ``~``."""
 
     def __init__(self, roots: list[Path]) -> None:
-        from resshift.metrics.weights import WEIGHTS_ENV, metric_weights_dir
         from resshift.paths import CACHE_ENV, PROJECT_ROOT, SHARED_ENV, cache_dir, shared_dir
+        from resshift.weights.metric_files import WEIGHTS_ENV, metric_weights_dir
 
         pairs = [(str(r.resolve()), r.resolve().name) for r in roots]
         pairs += [(str(metric_weights_dir()), f"${WEIGHTS_ENV}"), (str(cache_dir()), f"${CACHE_ENV}"),

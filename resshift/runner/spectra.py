@@ -17,7 +17,6 @@ the same whatever its contrast.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from resshift.atomic import atomic_path
 from resshift.metrics.spectral import (
     N_BANDS,
     QUANTIZATION_POWER,
@@ -148,14 +148,11 @@ def record_spectra(spec: Any, dataset: Any, n_bands: int = N_BANDS) -> Path | No
     if not kept:
         return None
     path = _shard_file(spec.records_dir, spec.rank, spec.world_size)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, names=np.array(kept), band_edges=band_edges(n_bands).numpy(),
                  version=np.array(SPECTRAL_VERSION),
                  power_sr=np.stack([r[0] for r in rows]), power_gt=np.stack([r[1] for r in rows]),
                  power_lrup=np.stack([r[2] for r in rows]))
-    os.replace(tmp, path)
     return path
 
 

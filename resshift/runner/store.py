@@ -15,6 +15,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from resshift.atomic import write_text
+
 
 class RowStore:
     """A JSON Lines file of rows keyed by ``key_field``; the last row for a key wins."""
@@ -87,7 +89,5 @@ def _json_default(value: Any) -> Any:
 def write_json(path: str | Path, data: Any) -> Path:
     """Write strict JSON (NaN or Infinity raise ``ValueError``) atomically, through a temporary file
     of its own in the same folder, so concurrent writers never share one."""
-    from resshift.io import write_atomic
-
     text = json.dumps(data, indent=2, sort_keys=True, default=_json_default, allow_nan=False) + "\n"
-    return write_atomic(path, text.encode("utf-8"))
+    return write_text(path, text)

@@ -43,7 +43,7 @@ def build_objective(model_cfg: dict[str, Any]) -> Any:
 
     kind = model_cfg["objective"]
     if kind == "resshift":
-        from resshift.methods.resshift_pixel import schedule_from_description
+        from resshift.weights.formats import schedule_from_description
 
         schedule = schedule_from_description(dict(model_cfg["schedule"]))
         autoencoder = None
@@ -64,8 +64,8 @@ def build_objective(model_cfg: dict[str, Any]) -> Any:
 
 def prepare_split(data_cfg: dict[str, Any], root: Path) -> tuple[Any, Path]:
     """Read the split file, or make it from ``root`` if it does not exist yet."""
+    from resshift.data.split import make_split, read_split, write_split
     from resshift.io import list_images
-    from resshift.train.split import make_split, read_split, write_split
 
     path = _project_path(data_cfg["split"])
     if path.is_file():
@@ -77,9 +77,9 @@ def prepare_split(data_cfg: dict[str, Any], root: Path) -> tuple[Any, Path]:
 
 def run_training(cfg: DictConfig, out_dir: Path) -> dict[str, Any] | None:
     """Train as configured; returns the export record on rank 0 (``None`` on other ranks)."""
+    from resshift.provenance import file_sha256
     from resshift.train.data import PatchPairs, load_images
     from resshift.train.loop import EXPORT_DTYPES, Trainer, TrainSettings, init_distributed
-    from resshift.train.split import file_sha256
 
     c: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
     settings = TrainSettings(**c["train"])

@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from resshift.atomic import atomic_path
 from resshift.data.degradations.matlab_resize import bicubic_downscale_8bit
 from resshift.data.degradations.realesrgan import degrade
 from resshift.paths import cache_dir
@@ -78,10 +78,8 @@ def load_images(root: str | Path, names: Sequence[str] | None, short_side: int,
             return wanted, list(data["images"])
     images = [resize_short_side(ds.read(by_file[n]).lr, short_side) for n in wanted]
     if use_cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        torch.save({"names": wanted, "images": images}, tmp)
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            torch.save({"names": wanted, "images": images}, tmp)
         (path.with_suffix(".json")).write_text(json.dumps({"root": str(root), "short_side": short_side,
                                                             "count": len(wanted)}) + "\n")
     return wanted, images

@@ -22,8 +22,8 @@ import contextlib
 import json
 import math
 import os
-import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from resshift.atomic import atomic_dir
 from resshift.seeding import derive_seed
 
 AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
@@ -248,22 +249,20 @@ class Trainer:
         if self.dist.is_main:
             from safetensors.torch import save_file
 
-            tmp = self.out_dir / "checkpoint.tmp"
-            if tmp.exists():
-                shutil.rmtree(tmp)
-            tmp.mkdir(parents=True)
-            save_file({k: v.detach().contiguous().cpu() for k, v in self.model.state_dict().items()},
-                      str(tmp / "model.safetensors"))
-            save_file({k: v.contiguous().cpu() for k, v in self.ema.shadow.items()}, str(tmp / "ema.safetensors"))
-            torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                        "scaler": self.scaler.state_dict()}, tmp / "optim.pt")
-            state = {**asdict(self.state), "ema_updates": self.ema.updates, "settings": asdict(self.s)}
-            (tmp / "state.json").write_text(json.dumps(state, indent=1) + "\n")
-            if self.checkpoint_dir.exists():
-                shutil.rmtree(self.checkpoint_dir)
-            tmp.rename(self.checkpoint_dir)
+            with atomic_dir(self.checkpoint_dir) as tmp:
+                self._write_checkpoint(tmp, save_file)
         if self.dist.world > 1:
             dist.barrier()
+
+    def _write_checkpoint(self, tmp: Path, save_file: Callable[..., Any]) -> None:
+        """The files of a resumable checkpoint, into the folder ``tmp``."""
+        save_file({k: v.detach().contiguous().cpu() for k, v in self.model.state_dict().items()},
+                  str(tmp / "model.safetensors"))
+        save_file({k: v.contiguous().cpu() for k, v in self.ema.shadow.items()}, str(tmp / "ema.safetensors"))
+        torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                    "scaler": self.scaler.state_dict()}, tmp / "optim.pt")
+        state = {**asdict(self.state), "ema_updates": self.ema.updates, "settings": asdict(self.s)}
+        (tmp / "state.json").write_text(json.dumps(state, indent=1) + "\n")
 
     def resume(self) -> bool:
         """Load ``<out>/checkpoint`` if present (every rank); returns whether it did."""

@@ -9,7 +9,7 @@ dtype)`` writing the checkpoint the matching SR method loads. ``model`` in ``los
   (:func:`resshift.diffusion.resshift_chain.training_loss`), with an optional LPIPS term on the
   decoded prediction. Latent space with a (frozen) VQ autoencoder, where the denoiser is a
   ``UNetModelSwin``; or pixel space (identity autoencoder), where it is a
-  :class:`~resshift.methods.resshift_pixel.PixelResShiftNet`.
+  :class:`~resshift.methods.pixel_resshift.PixelResShiftNet`.
 * :class:`GaussianObjective` - variance-preserving diffusion over *continuous* noise levels (SR3 /
   WaveGrad): a step ``t`` is drawn uniformly, then ``alpha_bar`` uniformly between the training
   schedule's ``alpha_bar[t]`` and ``alpha_bar[t-1]`` (1 before the first step); the network sees
@@ -32,9 +32,9 @@ from torch import nn
 from resshift.diffusion.gaussian import alphas_cumprod, check_prediction, make_betas, prediction_target
 from resshift.diffusion.resshift_chain import training_loss
 from resshift.diffusion.schedule import ResShiftSchedule
-from resshift.methods import resshift_pixel
+from resshift.models import pixel_resshift
 from resshift.models.sr3_unet import SR3UNet
-from resshift.models.sr3_unet import save_checkpoint as save_gaussian_checkpoint
+from resshift.weights.formats import save_gaussian_checkpoint, save_latent_checkpoint, save_pixel_checkpoint
 
 SCALE = 4
 
@@ -64,7 +64,7 @@ class ResShiftObjective:
         lpips_weight: weight of the LPIPS-VGG term on the decoded, clamped prediction (0 = off).
         perceptual: the perceptual loss to use instead of building ``lpips.LPIPS(net="vgg")``.
         residual: pixel space only: x0 = bicubic_x4(lq) + network output
-            (:class:`~resshift.methods.resshift_pixel.PixelResShiftNet`).
+            (:class:`~resshift.methods.pixel_resshift.PixelResShiftNet`).
     """
 
     def __init__(self, schedule: ResShiftSchedule, model: dict[str, Any], autoencoder: nn.Module | None = None,
@@ -88,7 +88,7 @@ class ResShiftObjective:
     def build_model(self) -> nn.Module:
         if self.autoencoder is None:
             cfg = {"in_channels": 6, "out_channels": 3, "level_scale": 1.0, **self.model_config}
-            return resshift_pixel.PixelResShiftNet(SR3UNet(**cfg), residual=self.residual)
+            return pixel_resshift.PixelResShiftNet(SR3UNet(**cfg), residual=self.residual)
         from resshift.models.swin_unet import UNetModelSwin
 
         return UNetModelSwin(**self.model_config)
@@ -102,7 +102,7 @@ class ResShiftObjective:
     def encode_pair(self, hr: torch.Tensor, lr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(z0, z_y, lq)``: targets and conditioning in the chain's space."""
         x, lq = _to_signed(hr), _to_signed(lr)
-        y_up = resshift_pixel.upsample_lq(lq)
+        y_up = pixel_resshift.upsample_lq(lq)
         if self.autoencoder is None:
             return x, y_up, lq
         with torch.no_grad():
@@ -136,18 +136,9 @@ class ResShiftObjective:
                dtype: torch.dtype | None = None) -> Path:
         net = _unwrap(model)
         if self.autoencoder is None:
-            return resshift_pixel.save_checkpoint(path, net.net, self.schedule, extra=extra, dtype=dtype,
-                                                  residual=self.residual)
-        import json
-
-        from safetensors.torch import save_file
-
-        state = {k: v.detach().to(dtype or v.dtype).contiguous().cpu() for k, v in net.state_dict().items()}
-        meta = {"format": "resshift-bench/resshift-latent/1",
-                "config": json.dumps({"model": self.model_config, "schedule": self.schedule.describe(), **extra})}
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        save_file(state, str(path), metadata=meta)
-        return Path(path)
+            return save_pixel_checkpoint(path, net.net, self.schedule, extra=extra, dtype=dtype,
+                                         residual=self.residual)
+        return save_latent_checkpoint(path, net, self.model_config, self.schedule, extra=extra, dtype=dtype)
 
 
 class GaussianObjective:

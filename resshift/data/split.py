@@ -70,7 +70,3 @@ def read_split(path: str | Path) -> Split:
         raise FileNotFoundError(f"split file not found: {path}") from None
     except (ValueError, KeyError, TypeError) as err:
         raise ValueError(f"{path}: not a split file ({err})") from err
-
-
-def file_sha256(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

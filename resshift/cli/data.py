@@ -38,9 +38,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--archive", type=Path, default=None, help="a local copy of the set's archive (.zip)")
     p.set_defaults(func=_friendly(_fetch))
 
-    p = sub.add_parser("build", help="synthesise a set from source images (imagenet-test)")
-    p.add_argument("name", choices=["imagenet-test"])
-    p.add_argument("--imagenet-val", type=Path, required=True, help="folder of ImageNet validation images")
+    p = sub.add_parser("build", help="synthesise a set from source images (imagenet-test, imagenet-heldout)")
+    p.add_argument("name", choices=["imagenet-test", "imagenet-heldout"])
+    p.add_argument("--imagenet-val", type=Path, default=None,
+                   help="imagenet-test: folder of ImageNet validation images (required)")
+    p.add_argument("--source", type=Path, default=None, help="imagenet-heldout: folder of the ImageNet "
+                   "sample images (default: <shared>/datasets/imagenet-samples)")
+    p.add_argument("--force", action="store_true", help="imagenet-heldout: rebuild even if a build from "
+                   "this split exists")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: the data cache)")
     p.add_argument("--count", type=int, default=None, help="number of images (default: the card's, 3000)")
     p.add_argument("--seed", type=int, default=None, help="degradation seed (default: the card's)")
@@ -89,9 +94,14 @@ def _fetch(args: argparse.Namespace) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from resshift.data.builders import build_imagenet_test
+    from resshift.data.builders import build_heldout, build_imagenet_test
 
     card = load_card(args.name)
+    if args.name == "imagenet-heldout":
+        print(build_heldout(card, source=args.source, dest=args.out, force=args.force))
+        return 0
+    if args.imagenet_val is None:
+        raise ValueError("imagenet-test: --imagenet-val FOLDER (ImageNet validation images) is required")
 
     def progress(i: int, n: int) -> None:
         if i == n or i % 100 == 0:

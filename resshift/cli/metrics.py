@@ -36,7 +36,7 @@ def _list(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     from resshift.metrics.availability import unavailable_reason
     from resshift.metrics.registry import METRICS, get_spec
-    from resshift.metrics.weights import metric_weights_dir
+    from resshift.weights.metric_files import metric_weights_dir
 
     root = Path(args.dir) if args.dir else metric_weights_dir()
     names = _names(args.metrics) or list(METRICS)
@@ -50,7 +50,8 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _fetch(args: argparse.Namespace) -> int:
-    from resshift.metrics.weights import fetch_metric_weights, metric_weights_dir
+    from resshift.metrics.availability import fetch_metric_weights
+    from resshift.weights.metric_files import metric_weights_dir
 
     root = Path(args.dir) if args.dir else metric_weights_dir()
     results = fetch_metric_weights(root, _names(args.metrics))

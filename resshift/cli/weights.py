@@ -1,4 +1,4 @@
-"""``resshift weights ...``: list, fetch, hash and verify the released checkpoints."""
+"""``resshift weights ...``: list the weights table, fetch, hash and verify files."""
 
 from __future__ import annotations
 
@@ -8,10 +8,13 @@ from pathlib import Path
 
 from resshift import weights as W
 from resshift.provenance import file_sha256
+from resshift.weights.metric_files import metric_weights_dir, weight_path
+from resshift.weights.shipped import SMALL_MODELS_DIR
+from resshift.weights.table import CACHE_FILES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("weights", help="released ResShift checkpoints: list, fetch, hash, verify")
+    parser = subparsers.add_parser("weights", help="every weights file: list, fetch, hash, verify")
     sub = parser.add_subparsers(dest="weights_command", metavar="ACTION")
     parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
 
@@ -20,12 +23,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="download cache / target folder (default: <resshift cache>/weights)")
         p.add_argument("--offline-dir", default=None, help="folder searched first for existing files")
 
-    p = sub.add_parser("list", help="show the registry and which files are present")
+    p = sub.add_parser("list", help="show the weights table (URL, SHA-256, licence, kind) and which files are present")
     dirs(p)
     p.set_defaults(func=cmd_list)
 
-    p = sub.add_parser("fetch", help="download checkpoints (default: all) and verify pinned hashes")
-    p.add_argument("keys", nargs="*", metavar="KEY", help=f"any of {', '.join(W.CHECKPOINTS)}")
+    p = sub.add_parser("fetch", help="download checkpoints (default: the ResShift release) and verify pinned hashes")
+    p.add_argument("keys", nargs="*", metavar="KEY",
+                   help=f"any of {', '.join(CACHE_FILES)} (default: those of {', '.join(W.CHECKPOINTS)} "
+                        "with a download URL)")
     dirs(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--metric-weights-dir", default=None,
@@ -53,11 +58,11 @@ class _UnknownKey(Exception):
     pass
 
 
-def _keys(requested: list[str]) -> list[str]:
-    unknown = [k for k in requested if k not in W.CHECKPOINTS]
+def _keys(requested: list[str], default: tuple[str, ...] | None = None) -> list[str]:
+    unknown = [k for k in requested if k not in W.CHECKPOINTS and k not in CACHE_FILES]
     if unknown:
-        raise _UnknownKey(f"unknown checkpoint key(s) {unknown}; known: {', '.join(W.CHECKPOINTS)}")
-    return requested or list(W.CHECKPOINTS)
+        raise _UnknownKey(f"unknown checkpoint key(s) {unknown}; known: {', '.join(CACHE_FILES)}")
+    return requested or list(CACHE_FILES if default is None else default)
 
 
 def _reports_unknown_keys(func):
@@ -71,23 +76,36 @@ def _reports_unknown_keys(func):
     return run
 
 
+def _where(entry: W.WeightFile, args: argparse.Namespace) -> str:
+    """The local copy of a table row, or ``-``."""
+    if entry.kind in ("unet", "autoencoder", "prior"):
+        return str(W.find_local(entry, args.offline_dir, args.cache_dir) or "-")
+    if entry.kind == "metric":
+        path = weight_path(entry.key)
+        return str(path) if path.is_file() else "-"
+    if entry.kind == "small-model":
+        path = SMALL_MODELS_DIR / entry.relpath
+        return str(path) if path.is_file() else "-"
+    return "(Hugging Face cache)"
+
+
 def cmd_list(args: argparse.Namespace) -> int:
-    print(f"{'key':17} {'kind':11} {'file':30} {'sha256':10} local")
-    for entry in W.CHECKPOINTS.values():
-        local = W.find_local(entry, args.offline_dir, args.cache_dir)
+    print(f"{'key':20} {'kind':11} {'file':40} {'sha256':10} local")
+    for entry in W.FILES.values():
         pinned = entry.sha256[:8] + ".." if entry.sha256 else "(unpinned)"
-        print(f"{entry.key:17} {entry.kind:11} {entry.filename:30} {pinned:10} {local or '-'}")
-    print(f"\nsource: {W.RELEASE_BASE_URL}\nlicence: {W.LICENCE}")
-    for entry in W.CHECKPOINTS.values():
-        if entry.base_url != W.RELEASE_BASE_URL:
-            print(f"{entry.key}: {entry.url or 'by hand from ' + entry.manual}; licence: {entry.licence}")
-    print(f"cache: {W.weights_cache_dir(args.cache_dir)}")
+        print(f"{entry.key:20} {entry.kind:11} {entry.filename:40} {pinned:10} {_where(entry, args)}")
+        print(f"{'':20} {entry.description}")
+        where = entry.url or (f"by hand from {entry.manual}" if entry.manual else "(shipped with the package)")
+        print(f"{'':20} url: {where}")
+        print(f"{'':20} licence: {entry.licence}")
+    print(f"\ncheckpoint cache: {W.weights_cache_dir(args.cache_dir)}")
+    print(f"metric weights: {metric_weights_dir()}")
     return 0
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
     failures = 0
-    for key in _keys(args.keys):
+    for key in _keys(args.keys, tuple(k for k, e in W.CHECKPOINTS.items() if e.url)):
         try:
             path = W.resolve_checkpoint(key, cache_dir=args.cache_dir, offline_dir=args.offline_dir,
                                         progress=not args.quiet)
@@ -98,7 +116,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
         print(f"{key}: {path}")
     with_metrics = args.with_metrics if args.with_metrics is not None else not args.keys
     if with_metrics:
-        from resshift.metrics.cli import _fetch as fetch_metric_files
+        from resshift.cli.metrics import _fetch as fetch_metric_files
 
         failures += fetch_metric_files(argparse.Namespace(dir=args.metric_weights_dir, metrics=None)) != 0
     return 1 if failures else 0
@@ -109,8 +127,8 @@ def cmd_hash(args: argparse.Namespace) -> int:
     if target.is_file():
         print(f"{file_sha256(target)}  {target}")
         return 0
-    if args.target not in W.CHECKPOINTS:
-        print(f"{args.target}: neither a file nor a checkpoint key ({', '.join(W.CHECKPOINTS)})",
+    if args.target not in CACHE_FILES:
+        print(f"{args.target}: neither a file nor a checkpoint key ({', '.join(CACHE_FILES)})",
               file=sys.stderr)
         return 2
     path = W.find_local(args.target, args.offline_dir, args.cache_dir)
@@ -120,7 +138,7 @@ def cmd_hash(args: argparse.Namespace) -> int:
         return 1
     digest = file_sha256(path)
     print(f"{digest}  {path}")
-    hint = f"# pin with: CHECKPOINTS[{args.target!r}] sha256={digest!r} (resshift/weights.py)"
+    hint = f"# pin with: FILES[{args.target!r}] sha256={digest!r} (resshift/weights/table.py)"
     print(hint, file=sys.stderr)
     return 0
 

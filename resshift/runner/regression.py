@@ -7,8 +7,8 @@ through :func:`resshift.reports.compare.compare_results` with :data:`TOLERANCES`
 the reproduction bands: the computation is deterministic on CPU, so only platform round-off may
 move it). Runtime is not compared (timing is not reproducible on shared machines).
 
-``python -m resshift.train.regression`` checks (exit code 1 on a regression);
-``python -m resshift.train.regression --write-baseline`` rewrites the baseline.
+``python -m resshift.runner.regression`` checks (exit code 1 on a regression);
+``python -m resshift.runner.regression --write-baseline`` rewrites the baseline.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from typing import Any
 
 import pandas as pd
 
-from resshift.methods.small_models import SMALL_MODELS_DIR
 from resshift.reports.compare import Comparison, compare_results
+from resshift.weights.shipped import SMALL_MODELS_DIR
 
 BASELINE = SMALL_MODELS_DIR / "regression.csv"
 DATASET = "embedded"
@@ -77,7 +77,7 @@ def check(table: pd.DataFrame, baseline: str | Path = BASELINE, labels: list[str
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m resshift.train.regression", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m resshift.runner.regression", description=__doc__.split("\n")[0])
     parser.add_argument("--write-baseline", action="store_true", help=f"rewrite {BASELINE.name} from this run")
     parser.add_argument("--out", type=Path, default=None, help="keep the runs here (default: a temporary folder)")
     args = parser.parse_args(argv)

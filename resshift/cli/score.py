@@ -1,4 +1,4 @@
-"""`resshift score SR_DIR --dataset NAME` / `--gt GT_DIR --lr LR_DIR`: score outputs made elsewhere.
+"""``resshift score``: `resshift score SR_DIR --dataset NAME` / `--gt GT_DIR --lr LR_DIR`: score outputs made elsewhere.
 
 One run of the ``outputs`` method (:mod:`resshift.methods.outputs`) through the same runner as every
 method, so the run folder holds the same ``per_image.csv``, ``summary.json``/``summary.md`` and can

@@ -1,0 +1,209 @@
+"""Finding, fetching and loading the files of the download cache (ResShift release, SinSR, ADM prior,
+spandrel networks).
+
+Lookup order of :func:`resolve_checkpoint`: the ``offline_dir`` argument, the folders in
+``$RESSHIFT_WEIGHTS_DIR`` (``os.pathsep``-separated), then the download cache (``cache_dir`` or
+``resshift.paths.cache_dir()/weights``). A file found nowhere is downloaded into the cache unless
+``download=False`` or ``$RESSHIFT_OFFLINE=1``; ``$RESSHIFT_WEIGHTS_MIRROR`` replaces the release base
+URL. A pinned hash (in the table or passed as ``sha256=``) is checked every time a file is resolved.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from resshift.download import ChecksumMismatchError, DownloadError, download_verified, verify_checksum
+from resshift.models.configs import AUTOENCODER_PARAMS, released_config
+from resshift.models.swin_unet import UNetModelSwin
+from resshift.models.vq_f4 import VQModelTorch
+from resshift.paths import cache_dir as _cache_root
+from resshift.weights.formats import CheckpointNotFoundError, load_into, load_state_dict
+from resshift.weights.table import CHECKPOINTS, MIRROR_ENV, WeightFile, get_entry
+
+log = logging.getLogger(__name__)
+
+WEIGHTS_DIR_ENV = "RESSHIFT_WEIGHTS_DIR"
+OFFLINE_ENV = "RESSHIFT_OFFLINE"
+
+CheckpointDownloadError = DownloadError
+
+
+def source_url(entry: WeightFile) -> str:
+    """Where a download fetches ``entry`` from (the mirror, when set)."""
+    return entry.resolved_url()
+
+
+def weights_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
+    """The download cache for weights: ``cache_dir`` or ``resshift.paths.cache_dir()/weights``."""
+    return Path(cache_dir).expanduser() if cache_dir else _cache_root() / "weights"
+
+
+def search_dirs(offline_dir: str | os.PathLike | None = None,
+                cache_dir: str | os.PathLike | None = None) -> list[Path]:
+    """Folders searched for a checkpoint, in order."""
+    dirs = [Path(offline_dir).expanduser()] if offline_dir else []
+    dirs += [Path(p).expanduser() for p in os.environ.get(WEIGHTS_DIR_ENV, "").split(os.pathsep) if p]
+    dirs.append(weights_cache_dir(cache_dir))
+    return dirs
+
+
+def find_local(key: str | WeightFile, offline_dir: str | os.PathLike | None = None,
+               cache_dir: str | os.PathLike | None = None) -> Path | None:
+    """The first existing copy of the checkpoint in :func:`search_dirs`, or ``None``."""
+    entry = get_entry(key)
+    for folder in search_dirs(offline_dir, cache_dir):
+        candidate = folder / entry.filename
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def offline_forced() -> bool:
+    """Whether ``$RESSHIFT_OFFLINE`` forbids downloads."""
+    return os.environ.get(OFFLINE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def resolve_checkpoint(
+    key: str | WeightFile,
+    cache_dir: str | os.PathLike | None = None,
+    offline_dir: str | os.PathLike | None = None,
+    download: bool = True,
+    sha256: str | None = None,
+    progress: bool = True,
+) -> Path:
+    """Local path of a checkpoint, downloading it into the cache if needed and allowed.
+
+    ``sha256`` overrides the table's pinned hash. A pinned hash is verified for local files as well
+    as downloads. Raises :class:`CheckpointNotFoundError` (with the URL and the target path) when the
+    file is absent and downloading is disabled.
+    """
+    entry = get_entry(key)
+    expected = (sha256 if sha256 is not None else entry.sha256).lower()
+    local = find_local(entry, offline_dir, cache_dir)
+    if local is not None:
+        verify_checksum(local, expected, entry.key)
+        return local
+    target = weights_cache_dir(cache_dir) / entry.filename
+    if entry.manual and not os.environ.get(MIRROR_ENV):
+        raise CheckpointNotFoundError(
+            f"checkpoint {entry.key!r} ({entry.filename}) not found and it has no direct download URL: "
+            f"fetch it from {entry.manual} and save it as {target} (or into a folder listed in ${WEIGHTS_DIR_ENV})."
+        )
+    if not download or offline_forced():
+        looked = ", ".join(str(d) for d in search_dirs(offline_dir, cache_dir))
+        raise CheckpointNotFoundError(
+            f"checkpoint {entry.key!r} ({entry.filename}) not found (looked in: {looked}) and "
+            f"downloading is disabled. Download {source_url(entry)} and save it as {target} "
+            f"(or into a folder listed in ${WEIGHTS_DIR_ENV}), or run `resshift weights fetch {entry.key}`."
+        )
+    return download_checkpoint(entry, target.parent, expected, progress)
+
+
+def download_checkpoint(key: str | WeightFile, dest_dir: str | os.PathLike,
+                        sha256: str | None = None, progress: bool = True) -> Path:
+    """Download a checkpoint into ``dest_dir`` (atomically, verified against the pinned hash)."""
+    entry = get_entry(key)
+    expected = (sha256 if sha256 is not None else entry.sha256).lower()
+    target = Path(dest_dir) / entry.filename
+    url = source_url(entry)
+    log.info("downloading %s -> %s", url, target)
+    try:
+        actual = download_verified(url, target, expected, progress=progress)
+    except ChecksumMismatchError:
+        raise
+    except DownloadError as exc:
+        raise DownloadError(
+            f"could not download checkpoint {entry.key!r}: {exc}. Download it by hand and save it as {target}."
+        ) from exc
+    if not expected:
+        log.warning("%s has no pinned SHA-256; downloaded file hash is %s", entry.key, actual)
+    return target
+
+
+# ----------------------------------------------------------------------------------------- networks
+
+
+def _materialize(cls: type[nn.Module], params: dict, device: str | torch.device) -> nn.Module:
+    """Build without random init (meta, then empty storage on ``device``) and refill derived buffers."""
+    with torch.device("meta"):
+        model = cls(**params)
+    model = model.to_empty(device=device)
+    if isinstance(model, UNetModelSwin):
+        model.reset_buffers()
+    return model
+
+
+def _load_network(cls, params, key, path, device, dtype, cache_dir, offline_dir, download, sha256):
+    if path is None:
+        path = resolve_checkpoint(key, cache_dir=cache_dir, offline_dir=offline_dir,
+                                  download=download, sha256=sha256)
+    elif sha256:
+        verify_checksum(path, sha256)
+    state = load_state_dict(path)
+    model = _materialize(cls, params, device)
+    load_into(model, state, str(path))
+    return model.to(dtype=dtype).eval().requires_grad_(False)
+
+
+def load_unet(
+    version: str = "v3",
+    path: str | os.PathLike | None = None,
+    *,
+    params: dict | None = None,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    cache_dir: str | os.PathLike | None = None,
+    offline_dir: str | os.PathLike | None = None,
+    download: bool = True,
+    sha256: str | None = None,
+) -> UNetModelSwin:
+    """The released denoiser of ``version`` (``v1``, ``v2``, ``v3``, ``bicsr``), in eval mode with
+    ``requires_grad`` off (call ``.requires_grad_(True)`` to fine-tune).
+
+    ``path`` loads a local file instead of the table's; ``params`` overrides the architecture
+    (constructor arguments), e.g. for small test models.
+    """
+    entry = get_entry(version)
+    if entry.kind != "unet":
+        raise ValueError(f"{version!r} is not a UNet checkpoint")
+    params = params if params is not None else released_config(entry.config).unet_params
+    return _load_network(UNetModelSwin, params, entry, path, device, dtype, cache_dir, offline_dir,
+                         download, sha256)
+
+
+def load_autoencoder(
+    path: str | os.PathLike | None = None,
+    *,
+    params: dict | None = None,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    cache_dir: str | os.PathLike | None = None,
+    offline_dir: str | os.PathLike | None = None,
+    download: bool = True,
+    sha256: str | None = None,
+) -> VQModelTorch:
+    """The released VQ-f4 autoencoder (``vqgan``), in eval mode with ``requires_grad`` off."""
+    params = params if params is not None else AUTOENCODER_PARAMS
+    return _load_network(VQModelTorch, params, CHECKPOINTS["vqgan"], path, device, dtype, cache_dir,
+                         offline_dir, download, sha256)
+
+
+def architecture_for(key: str | WeightFile) -> nn.Module:
+    """The full-size network of a download-cache entry, on the meta device (no memory)."""
+    entry = get_entry(key)
+    if entry.kind == "spandrel":
+        raise ValueError(f"{entry.key!r} is a spandrel network: its architecture is detected from the file "
+                         "(resshift.methods.spandrel_sr.load_descriptor)")
+    with torch.device("meta"):
+        if entry.kind == "unet":
+            return UNetModelSwin(**released_config(entry.config).unet_params)
+        if entry.kind == "autoencoder":
+            return VQModelTorch(**AUTOENCODER_PARAMS)
+        from resshift.models.adm_unet import ADM_256_UNCOND, ADMUNet
+
+        return ADMUNet(**ADM_256_UNCOND)
