@@ -72,7 +72,7 @@ def browser(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff over the package and the tests; import-linter over the import layers (pyproject.toml)."""
     session.install("ruff>=0.5", "import-linter>=2.1")
-    session.run("ruff", "check", "resshift", "tests", "noxfile.py")
+    session.run("ruff", "check", "resshift", "tests", "benchmarks", "noxfile.py")
     session.install("-e", ".", "--no-deps")
     session.run("lint-imports")
 
@@ -80,14 +80,14 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Speed and memory benchmarks; never part of the test run. In order: the pytest-benchmark files,
-    `python -m resshift.bench` (reference vs fast path, the v3 chain's per-component breakdown next to
+    `python benchmarks/cpu_speed.py` (reference vs fast path, the v3 chain's per-component breakdown next to
     the measured GEMM/conv ceilings, the 1024x1024 decode's and a whole 4000x3000-LR run's peak RSS;
     arguments after `--` replace these defaults), then the side-by-side check against the official
     code (`../shared/anchors/speed_vs_official.py`, where the shared folder is present; its exit
     status 1 = goal ratio not reached, reported, not an error of the session)."""
     _install(session)
     session.run("pytest", "benchmarks", "-m", "", "--benchmark-only", success_codes=[0, 5])  # 5: none collected
-    session.run("python", "-m", "resshift.bench", *(session.posargs or ["--memory", "--run-memory", "4000x3000"]))
+    session.run("python", "benchmarks/cpu_speed.py", *(session.posargs or ["--memory", "--run-memory", "4000x3000"]))
     shared = Path(os.environ.get("RESSHIFT_SHARED", Path(__file__).resolve().parent.parent / "shared"))
     anchor = shared / "anchors" / "speed_vs_official.py"
     if anchor.is_file():

@@ -1,6 +1,6 @@
 """CUDA check of the ResShift fast path and of half-precision VQ (needs a GPU; not a test).
 
-Full-size networks with random weights (as ``python -m resshift.bench``). Measures, on one GPU:
+Full-size networks with random weights (as ``benchmarks/cpu_speed.py``). Measures, on one GPU:
 
 * fast vs reference path in float32 (UNet forward, VQ encode, VQ decode): max |diff| / scale;
 * VQ encode/decode under fp16 and bf16 autocast against float32 (the ``vq_dtype`` option): max and
@@ -20,8 +20,8 @@ import statistics
 import time
 
 import torch
+from cpu_speed import build_networks  # benchmarks/ is this script's folder, first on sys.path
 
-from resshift.bench import build_networks
 from resshift.methods.resshift_method import ResShiftSR, schedule_for
 from resshift.models.fast import fast_kernels
 

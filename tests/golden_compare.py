@@ -11,8 +11,8 @@ with NumPy's vectorised ``power``/``log``, whose last bit differs between AVX2 a
 the recording itself is reproducible across machines only to 1 ulp of float32 in those coefficients
 and to a few ulps (at the tensor's scale) in what is computed from them.
 
-``kernel_path`` runs a test on both the fast kernels and the plain reference path; the tolerance is
-the same for both.
+``kernel_path`` runs a test on the fast kernels, the plain reference path and the fast kernels with
+Winograd convolutions everywhere; the tolerance is the same for all three.
 """
 
 from __future__ import annotations
@@ -93,10 +93,15 @@ def load_golden(golden: Path, name: str) -> dict[str, torch.Tensor]:
     return load_file(str(golden / name))
 
 
-@pytest.fixture(params=["fast", "reference"])
+@pytest.fixture(params=["fast", "reference", "winograd"])
 def kernel_path(request):
-    """Run a test on the fast kernels and on the plain reference path (``resshift.models.fast``)."""
+    """Run a test on the fast kernels, on the plain reference path (``resshift.models.fast``), and on
+    the fast kernels with every 3x3 convolution computed by Winograd F(4x4, 3x3) (the default shape
+    rule would leave the small golden networks on the direct kernel)."""
     from resshift.models.fast import fast_kernels
+    from resshift.models.winograd import winograd_policy
 
-    with fast_kernels(request.param == "fast"):
+    with fast_kernels(request.param != "reference"), winograd_policy(
+        "always" if request.param == "winograd" else "shape"
+    ):
         yield request.param

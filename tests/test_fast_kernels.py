@@ -13,8 +13,8 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
+from bench_script import cpu_speed
 
-from resshift.bench import build_networks
 from resshift.methods.resshift_method import ResShiftSR, schedule_for
 from resshift.models import fast
 from resshift.models.fast import Conv2d, fast_kernels, group_norm_silu, nearest_upsample_conv
@@ -33,7 +33,7 @@ def assert_rel_close(actual: torch.Tensor, expected: torch.Tensor, rel: float = 
 
 @pytest.fixture(scope="module")
 def tiny_nets():
-    return build_networks(tiny=True)
+    return cpu_speed().build_networks(tiny=True)
 
 
 def test_conv_residual_and_activation_are_the_reference_arithmetic():
@@ -223,9 +223,7 @@ def test_method_fast_flag_and_vq_precision(tiny_nets):
 def test_benchmark_script_runs_and_reports(tmp_path):
     """The benchmark entry point on tiny networks (nothing timed is asserted)."""
     out = tmp_path / "bench.json"
-    from resshift.bench import main
-
-    assert main(["--tiny", "--only", "unet_forward_b1_64x64", "--runs-scale", "0.1", "--no-breakdown",
+    assert cpu_speed().main(["--tiny", "--only", "unet_forward_b1_64x64", "--runs-scale", "0.1", "--no-breakdown",
                  "--json", str(out)]) == 0
     report = json.loads(out.read_text())
     entry = report["components"]["unet_forward_b1_64x64"]
@@ -239,9 +237,10 @@ def test_benchmark_script_runs_and_reports(tmp_path):
 def test_chain_breakdown_parts_add_up_to_the_chain():
     """The v3 breakdown on tiny networks: encode, 4 UNet steps, decode and the rest; with one round
     the parts add up to the whole chain, in time and in FLOPs; the ceilings are measured."""
-    from resshift.bench import chain_breakdown, count_flops, measured_ceilings
+    bench = cpu_speed()
+    chain_breakdown, count_flops, measured_ceilings = bench.chain_breakdown, bench.count_flops, bench.measured_ceilings
 
-    unet, vq = build_networks(tiny=True)
+    unet, vq = cpu_speed().build_networks(tiny=True)
     parts = chain_breakdown(unet, vq, rounds=1)
     assert list(parts) == ["encode (bicubic x4 + VQ encoder)", *(f"UNet step {i}" for i in range(1, 5)),
                            "decode (codebook + VQ decoder)", "rest (sampler, noise, padding)", "whole chain"]
@@ -260,9 +259,7 @@ def test_chain_breakdown_parts_add_up_to_the_chain():
 @pytest.mark.slow
 def test_decode_of_a_256x256_latent_fits_in_8_gib():
     """Full-size VQ decode to a 1024x1024 image in a fresh process; peak RSS reported and bounded."""
-    from resshift.bench import decode_peak_rss
-
-    result = decode_peak_rss(256)  # runs in a subprocess of its own
+    result = cpu_speed().decode_peak_rss(256)  # runs in a subprocess of its own
     print(result)
     assert result["output_shape"] == "(1, 3, 1024, 1024)"
     assert result["peak_rss_MiB"] < 8 * 1024

@@ -64,13 +64,17 @@ def assert_index_flips_small(vq, latent, ref_indices, ref_gap, max_gap, name):
     return len(flipped)
 
 
-@pytest.fixture(params=["fast", pytest.param("reference", marks=pytest.mark.slow)])
+@pytest.fixture(params=["fast", "winograd", pytest.param("reference", marks=pytest.mark.slow)])
 def kernels(request):
-    """Each chain test runs on the fast kernels; on the plain reference path too in the slow run."""
+    """Each chain test runs on the fast kernels, and with every 3x3 convolution as Winograd F(4x4, 3x3)
+    (the small golden networks are below the default shape rule); on the plain reference path too in
+    the slow run."""
     from resshift.models.fast import fast_kernels
+    from resshift.models.winograd import winograd_policy
 
-    with fast_kernels(request.param == "fast"):
-        yield request.param == "fast"
+    policy = "always" if request.param == "winograd" else "shape"
+    with fast_kernels(request.param != "reference"), winograd_policy(policy):
+        yield request.param != "reference"
 
 
 def _method(nets, version, fast, **kw):

@@ -120,11 +120,11 @@ def test_chunks_cover_the_range_once() -> None:
 
 @pytest.mark.slow
 def test_whole_run_peak_rss_is_measured_in_a_fresh_process() -> None:
-    """`python -m resshift.bench --run-memory` on a small image: a whole bicubic run with the default
+    """`python benchmarks/cpu_speed.py --run-memory` on a small image: a whole bicubic run with the default
     metrics in a subprocess; the SR of bicubic is its own LR reference, so hf-ratio-lrup is 1."""
-    from resshift.bench import run_peak_rss
+    from bench_script import cpu_speed
 
-    result = run_peak_rss(64, 48)
+    result = cpu_speed().run_peak_rss(64, 48)
     assert result["sr_size"] == [256, 192]
     assert result["metrics"]["hf-ratio-lrup"] == pytest.approx(1.0, abs=1e-12)
     assert 0 < result["peak_rss_MiB"] < 8 * 1024

@@ -214,6 +214,8 @@ class ResShiftSR(SRMethod):
                 "chop_stride": self.chop_stride,
                 "vq_dtype": self.vq_dtype,
                 "fast_kernels": self.fast,
+                # the fast path's 3x3 convolutions (resshift.models.winograd): part of what a run computed
+                "conv3x3": "winograd F(4x4,3x3) by shape rule" if self.fast else "direct",
                 "device": str(self.device),
                 "padding_offset": self.padding_offset,
             }

@@ -1,7 +1,8 @@
 """CPU speed benchmark of the ResShift networks and chains: reference path vs fast path.
 
-``python -m resshift.bench`` builds the released architectures with random weights (full size) and
-times, in one process and interleaved (reference, fast, reference, fast, ...):
+``python benchmarks/cpu_speed.py`` (from the project root, the package installed) builds the released
+architectures with random weights (full size) and times, in one process and interleaved (reference,
+fast, reference, fast, ...):
 
 * one UNet forward on a 64x64 latent, VQ encode at 256x256, VQ decode 64x64 -> 256x256 (with the
   codebook search, as the sampler calls it);
@@ -12,10 +13,13 @@ The protocol is that of the official timings (2 threads, float32, ``torch.infere
 median of N after one warm-up); times taken on other machines are not printed: the comparison with
 the official code runs side by side in ``../shared/anchors/speed_vs_official.py``. It also counts
 FLOPs (``torch.utils.flop_counter``; the fast path does fewer: its upsampling convolutions use the
-sub-pixel form), prints achieved GFLOP/s, the equivalence of the two paths' outputs and the load
+sub-pixel form, and its Winograd convolutions count their 36 matrix products and tile transforms),
+prints achieved GFLOP/s, the equivalence of the two paths' outputs and the load
 average before and after each component (figures are comparable only within one run). Then the
 whole v3 chain is broken down into its network calls (time, GFLOP, GFLOP/s each) next to this
-machine's fp32 GEMM and 3x3-convolution throughput measured in the same run. ``--memory`` also
+machine's fp32 GEMM and 3x3-convolution throughput measured in the same run, and each 3x3
+convolution shape of that chain is timed on the direct kernel and as Winograd F(4x4, 3x3) (the basis
+of the fast path's shape rule, ``resshift.models.winograd``). ``--memory`` also
 measures the peak RSS of decoding a 256x256 latent (1024x1024 output) and ``--run-memory WxH`` that
 of a whole evaluation run on one WxH LR image, each in a fresh subprocess.
 """
@@ -226,6 +230,79 @@ def chain_breakdown(unet, vq, rounds: int = 3, version: str = "v3") -> dict:
     return rows
 
 
+def conv3x3_shapes(unet, vq, version: str = "v3") -> dict[tuple[int, int, int, int], int]:
+    """(C_in, C_out, H, W) -> calls of every 3x3, stride-1, padding-1 convolution in one chain for a
+    64x64 LR (recorded with forward pre-hooks on the networks)."""
+    from resshift.methods.resshift_method import ResShiftSR, schedule_for
+
+    seen: dict[tuple[int, int, int, int], int] = {}
+
+    def hook(module, args):
+        x = args[0]
+        key = (module.in_channels, module.out_channels, x.shape[-2], x.shape[-1])
+        seen[key] = seen.get(key, 0) + 1
+
+    handles = [m.register_forward_pre_hook(hook) for net in (unet, vq) for m in net.modules()
+               if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3) and m.stride == (1, 1)
+               and m.padding == (1, 1)]
+    try:
+        method = ResShiftSR(unet, vq, schedule_for(version), fast=True)
+        lq = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
+        with torch.inference_mode():
+            method.sample_patches(lq, {"generators": [torch.Generator().manual_seed(1)]})
+    finally:
+        for h in handles:
+            h.remove()
+    return seen
+
+
+def winograd_table(shapes: dict[tuple[int, int, int, int], int], rounds: int = 5) -> list[dict]:
+    """Each 3x3 convolution shape timed both ways, interleaved (direct oneDNN kernel and Winograd
+    F(4x4, 3x3), median of ``rounds``), with each one's round-off against a float64 convolution
+    (max abs error / max |reference|) and whether the shape rule of the fast path selects Winograd."""
+    import torch.nn.functional as F
+
+    from resshift.models.fast import Conv2d
+    from resshift.models.winograd import transform_weight, winograd_conv3x3, winograd_eligible
+
+    rows = []
+    gen = torch.Generator().manual_seed(0)
+    for (c_in, c_out, height, width), calls in sorted(shapes.items(), key=lambda kv: -kv[0][2] * kv[0][3]):
+        x = torch.randn(1, c_in, height, width, generator=gen)
+        w = torch.randn(c_out, c_in, 3, 3, generator=gen) / (9 * c_in) ** 0.5
+        b = torch.randn(c_out, generator=gen)
+        with torch.inference_mode():
+            u = transform_weight(w)
+            ref = F.conv2d(x.double(), w.double(), b.double(), padding=1)
+            scale = ref.abs().max().item()
+            paths = {"direct": functools.partial(F.conv2d, x, w, b, padding=1),
+                     "winograd": functools.partial(winograd_conv3x3, x, u, b)}
+            err = {k: (f().double() - ref).abs().max().item() / scale for k, f in paths.items()}
+            times = {k: statistics.median(v) for k, v in time_interleaved(paths, rounds, 1).items()}
+        rows.append({"c_in": c_in, "c_out": c_out, "height": height, "width": width, "calls_per_chain": calls,
+                     "direct_s": times["direct"], "winograd_s": times["winograd"],
+                     "speedup": times["direct"] / times["winograd"], "error_direct": err["direct"],
+                     "error_winograd": err["winograd"],
+                     "selected": winograd_eligible(Conv2d(c_in, c_out, 3, padding=1), x)})
+    return rows
+
+
+def print_winograd_table(rows: list[dict]) -> None:
+    print("\n3x3 convolutions of the v3 chain: direct kernel vs Winograd F(4x4, 3x3), interleaved medians; "
+          "round-off = max error / scale against float64")
+    print(f"{'C_in->C_out @ HxW':22s} {'calls':>5s} {'direct':>9s} {'winograd':>9s} {'speed-up':>8s} "
+          f"{'err direct':>10s} {'err wino':>9s} {'rule':>5s}")
+    saved = 0.0
+    for r in rows:
+        shape = f"{r['c_in']}->{r['c_out']} @ {r['height']}x{r['width']}"
+        print(f"{shape:22s} {r['calls_per_chain']:5d} {r['direct_s'] * 1e3:7.1f}ms {r['winograd_s'] * 1e3:7.1f}ms "
+              f"{r['speedup']:7.2f}x {r['error_direct']:10.1e} {r['error_winograd']:9.1e} "
+              f"{'yes' if r['selected'] else 'no':>5s}")
+        if r["selected"]:
+            saved += r["calls_per_chain"] * (r["direct_s"] - r["winograd_s"])
+    print(f"time saved per chain by the shape rule (sum over the selected shapes): {saved:.2f} s")
+
+
 def print_breakdown(rows: dict, ceilings: dict) -> None:
     conv = ceilings["conv3x3_128ch_256x256"]["gflop_per_s"]
     gemm = ceilings["gemm_65536x1152x128"]["gflop_per_s"]
@@ -295,7 +372,8 @@ def run_benchmark(
 
 _MEMORY_CHILD = """
 import resource, sys, torch
-from resshift.bench import build_networks
+sys.path.insert(0, {bench_dir!r})
+from cpu_speed import build_networks
 from resshift.models.fast import fast_kernels
 torch.set_num_threads({threads})
 _, vq = build_networks(tiny={tiny}, unet=False)
@@ -310,7 +388,8 @@ print("RESULT", base, peak, tuple(out.shape))
 
 def decode_peak_rss(side: int = 256, fast: bool = True, tiny: bool = False, threads: int = 2) -> dict:
     """Peak RSS (MiB) of decoding a ``side x side`` latent in a fresh Python process (random weights)."""
-    code = _MEMORY_CHILD.format(side=side, fast=fast, tiny=tiny, threads=threads)
+    code = _MEMORY_CHILD.format(side=side, fast=fast, tiny=tiny, threads=threads,
+                                bench_dir=str(Path(__file__).resolve().parent))
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
@@ -388,7 +467,7 @@ def run_peak_rss(width: int, height: int, threads: int = 2, metrics: list[str] |
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m resshift.bench", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python benchmarks/cpu_speed.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--threads", type=int, default=2, help="torch threads (default: 2, as the official timing protocol)")
     p.add_argument("--only", nargs="+", choices=list(PROTOCOL), default=list(PROTOCOL), help="components to time")
     p.add_argument("--runs-scale", type=float, default=1.0, help="multiply the number of timed runs")
@@ -396,7 +475,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--memory", action="store_true", help="also measure the peak RSS of a 256x256-latent decode")
     p.add_argument("--memory-side", type=int, default=256, help="latent side for --memory (default: 256)")
     p.add_argument("--no-breakdown", action="store_true",
-                   help="skip the per-component breakdown of the v3 chain and the measured ceilings")
+                   help="skip the per-component breakdown of the v3 chain, the measured ceilings and the "
+                        "direct-vs-Winograd table of its 3x3 convolutions")
     p.add_argument("--run-memory", metavar="WxH", default=None,
                    help="also measure the peak RSS of a whole run (bicubic, default metrics) on one WxH LR image, "
                         "e.g. 4000x3000 (16000x12000 output)")
@@ -410,6 +490,8 @@ def main(argv: list[str] | None = None) -> int:
         report["ceilings"] = measured_ceilings(runs=max(1, round(5 * args.runs_scale)))
         report["v3_breakdown"] = chain_breakdown(unet, vq, rounds=max(1, round(3 * args.runs_scale)))
         print_breakdown(report["v3_breakdown"], report["ceilings"])
+        report["winograd"] = winograd_table(conv3x3_shapes(unet, vq), rounds=max(1, round(5 * args.runs_scale)))
+        print_winograd_table(report["winograd"])
     if args.memory:
         mem = decode_peak_rss(args.memory_side, fast=True, tiny=args.tiny, threads=args.threads)
         report["decode_peak_rss"] = mem

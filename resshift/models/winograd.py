@@ -1,0 +1,224 @@
+"""Winograd minimal-filtering convolution F(4x4, 3x3) for the fast CPU path.
+
+A 3x3, stride-1, zero-padded convolution computes each 4x4 output tile from a 6x6 input tile.
+Winograd's minimal filtering (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks",
+CVPR 2016, eq. 8) writes that as ``Y = Aᵀ [ Σ_c (G g_c Gᵀ) ⊙ (Bᵀ d_c B) ] A``: 36 multiplications per
+tile and channel pair instead of 144, the channel sum becoming 36 independent matrix products
+(``(C_out, C_in) @ (C_in, tiles)``). The algebra is exact; only float32 round-off changes.
+
+The transform matrices are the Toom-Cook construction (Lavin & Gray, sec. 4.1) on the interpolation
+points ``(0, 1, -1, 1/2, -2, ∞)``, which Barabasz et al. ("Error Analysis and Improving the Accuracy of
+Winograd Convolution for Deep Neural Networks", ACM TOMS 2020, table 3) found the most accurate for
+F(4, 3): with them the round-off measured against a float64 convolution (2.3e-6 to 3.1e-6 of the
+output's scale at the VQ decoder's shapes) is of the same size as oneDNN's direct float32 kernel
+(2.6e-6 to 4.3e-6; ``tests/test_winograd.py``). The matrices are built here in exact rational
+arithmetic, checked to satisfy the minimal-filtering identity exactly, and rounded once to float32
+(their entries are dyadic, so the rounding is exact except for ``G``'s thirds and sixths).
+
+Only layers where it is faster on CPU take this path: :func:`winograd_eligible` decides from the
+layer's shape alone (never from a timing), so a given network always computes the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from contextvars import ContextVar
+from fractions import Fraction
+from functools import cache
+
+import torch
+
+OUT_TILE = 4  # m: output tile side
+KERNEL = 3  # r: kernel side
+IN_TILE = OUT_TILE + KERNEL - 1  # n = m + r - 1: input tile side
+POINTS = (Fraction(0), Fraction(1), Fraction(-1), Fraction(1, 2), Fraction(-2))  # finite points; the last is ∞
+
+# Shape rule, from timing the 3x3 convolution shapes of the v3 chain both ways, interleaved (2 threads,
+# AMD EPYC; reports/resshift-speed.md): computed in bands of tile rows, F(4, 3) is 1.2-2.5x faster on
+# maps from 16x16 to 256x256 with >= 128 channels in and out, and slower at 8x8 (too few tiles per
+# product) or with few channels (the tile transforms, memory-bound, then cost more than they save).
+MIN_CHANNELS = 128
+MIN_PIXELS = 16 * 16
+BAND_BYTES = 16 * 2**20  # transformed tiles per band (see :func:`band_rows`)
+
+POLICIES = ("shape", "always", "never")
+_POLICY: ContextVar[str] = ContextVar("resshift_winograd_policy", default="shape")
+
+
+@contextlib.contextmanager
+def winograd_policy(policy: str) -> Iterator[None]:
+    """Which eligible convolutions take the Winograd path inside this block (context-local).
+
+    ``"shape"`` (the default): those the shape rule selects; ``"always"``: every 3x3 stride-1 padding-1
+    float32 CPU convolution, whatever its size (the golden tests run the small networks this way so
+    that the path is checked against the official recordings); ``"never"``: none (the benchmark's
+    comparison). Raises ``ValueError`` for another name.
+    """
+    if policy not in POLICIES:
+        raise ValueError(f"unknown Winograd policy {policy!r}; known: {', '.join(POLICIES)}")
+    token = _POLICY.set(policy)
+    try:
+        yield
+    finally:
+        _POLICY.reset(token)
+
+
+def _poly_mul(a: list[Fraction], b: list[Fraction]) -> list[Fraction]:
+    out = [Fraction(0)] * (len(a) + len(b) - 1)
+    for i, x in enumerate(a):
+        for j, y in enumerate(b):
+            out[i + j] += x * y
+    return out
+
+
+def toom_cook_matrices(
+    m: int = OUT_TILE, r: int = KERNEL, points: tuple[Fraction, ...] = POINTS
+) -> tuple[list[list[Fraction]], list[list[Fraction]], list[list[Fraction]]]:
+    """Exact ``Aᵀ`` (m x n), ``G`` (n x r), ``Bᵀ`` (n x n) of F(m, r) for correlation (as ``conv2d``).
+
+    With finite points p_j (j < n - 1) and the point at infinity: ``Aᵀ[i][j] = p_jⁱ`` (infinity column
+    e_{m-1}); ``G[j][k] = p_jᵏ / Π_{l≠j}(p_j - p_l)`` (infinity row e_{r-1}); row j of ``Bᵀ`` holds the
+    coefficients (increasing powers) of Π_{l≠j}(x - p_l), its last row those of Π_l (x - p_l).
+    Raises ``ValueError`` unless there are m + r - 2 distinct points, and ``ArithmeticError`` if the
+    result does not satisfy ``Σ_j Aᵀ[i][j] G[j][k] Bᵀ[j][t] = [t = i + k]`` exactly.
+    """
+    n = m + r - 1
+    pts = [Fraction(p) for p in points]
+    if len(pts) != n - 1 or len(set(pts)) != len(pts):
+        raise ValueError(f"F({m}, {r}) needs {n - 1} distinct finite points, got {points}")
+    a_t = [[p**i for p in pts] + [Fraction(int(i == m - 1))] for i in range(m)]
+    g: list[list[Fraction]] = []
+    b_t: list[list[Fraction]] = []
+    for p in pts:
+        scale, poly = Fraction(1), [Fraction(1)]
+        for q in pts:
+            if q != p:
+                scale *= p - q
+                poly = _poly_mul(poly, [-q, Fraction(1)])
+        g.append([p**k / scale for k in range(r)])
+        b_t.append(poly + [Fraction(0)] * (n - len(poly)))
+    g.append([Fraction(int(k == r - 1)) for k in range(r)])
+    full = [Fraction(1)]
+    for q in pts:
+        full = _poly_mul(full, [-q, Fraction(1)])
+    b_t.append(full)
+    for i in range(m):
+        for k in range(r):
+            for t in range(n):
+                if sum(a_t[i][j] * g[j][k] * b_t[j][t] for j in range(n)) != int(t == i + k):
+                    raise ArithmeticError(f"F({m}, {r}) on {points}: transform identity fails at {(i, k, t)}")
+    return a_t, g, b_t
+
+
+@cache
+def _float64_matrices() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    a_t, g, b_t = toom_cook_matrices()
+    as_t = lambda rows: torch.tensor([[float(v) for v in row] for row in rows], dtype=torch.float64)  # noqa: E731
+    return as_t(a_t), as_t(g), as_t(b_t)
+
+
+@cache
+def _tile_transforms(device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """``Bᵀ ⊗ Bᵀ`` (36 x 36) and ``Aᵀ ⊗ Aᵀ`` (16 x 36): the 2-D tile transforms on flattened tiles."""
+    a_t, _, b_t = _float64_matrices()
+    return torch.kron(b_t, b_t).to(device, dtype), torch.kron(a_t, a_t).to(device, dtype)
+
+
+def transform_weight(weight: torch.Tensor) -> torch.Tensor:
+    """``G g Gᵀ`` of every (out, in) kernel: (C_out, C_in, 3, 3) -> (36, C_out, C_in), computed in float64.
+
+    Raises ``ValueError`` for a kernel that is not 3x3.
+    """
+    if weight.dim() != 4 or tuple(weight.shape[2:]) != (KERNEL, KERNEL):
+        raise ValueError(f"Winograd F(4, 3) needs (C_out, C_in, 3, 3) kernels, got {tuple(weight.shape)}")
+    _, g, _ = _float64_matrices()
+    g = g.to(weight.device)
+    u = torch.einsum("ai,ocij,bj->aboc", g, weight.detach().to(torch.float64), g)
+    return u.reshape(IN_TILE * IN_TILE, weight.shape[0], weight.shape[1]).to(weight.dtype).contiguous()
+
+
+def winograd_eligible(conv: torch.nn.Conv2d, x: torch.Tensor) -> bool:
+    """Whether ``conv(x)`` takes the Winograd path: a 3x3, stride-1, padding-1 zero-padded, ungrouped,
+    undilated convolution of a float32 CPU tensor, and under the default policy both channel counts
+    >= :data:`MIN_CHANNELS` and H*W >= :data:`MIN_PIXELS` per image (the shape rule above; see
+    :func:`winograd_policy`)."""
+    policy = _POLICY.get()
+    if policy == "never":
+        return False
+    fits = (
+        x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4
+        and conv.kernel_size == (KERNEL, KERNEL) and conv.stride == (1, 1) and conv.padding == (1, 1)
+        and conv.dilation == (1, 1) and conv.groups == 1 and conv.padding_mode == "zeros"
+    )
+    if not fits or policy == "always":
+        return fits
+    return (
+        min(conv.in_channels, conv.out_channels) >= MIN_CHANNELS
+        and x.shape[-2] * x.shape[-1] >= MIN_PIXELS
+    )
+
+
+def band_rows(c_in: int, c_out: int, tiles_h: int, tiles_w: int) -> int:
+    """Tile rows per band: the bands are as even as possible and each band's transformed tiles
+    (36 x channels x tiles, float32) fit in :data:`BAND_BYTES` (at least one row). Depends on the
+    layer's shape only."""
+    per_row = IN_TILE * IN_TILE * max(c_in, c_out) * tiles_w * 4
+    most = max(1, BAND_BYTES // per_row)
+    bands = -(-tiles_h // most)
+    return -(-tiles_h // bands)
+
+
+def _zero_padded(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """x (N, C, H, W) inside a zero border: 1 pixel top/left, up to ``height``/``width`` in all."""
+    n, c, h, w = x.shape
+    out = x.new_empty(n, c, height, width)
+    out[:, :, 1 : h + 1, 1 : w + 1] = x
+    out[:, :, 0].zero_()
+    out[:, :, h + 1 :].zero_()
+    out[:, :, 1 : h + 1, 0].zero_()
+    out[:, :, 1 : h + 1, w + 1 :].zero_()
+    return out
+
+
+def winograd_conv3x3(x: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``conv2d(x, w, bias, padding=1)`` for 3x3 kernels by F(4x4, 3x3); ``u = transform_weight(w)``.
+
+    x: (N, C_in, H, W), any H, W >= 1 (the map is zero-padded to whole 4x4 output tiles and cropped);
+    u: (36, C_out, C_in); returns a new contiguous (N, C_out, H, W) tensor of x's dtype. Raises
+    ``ValueError`` when ``u`` does not fit ``x``.
+
+    Each image is computed on its own, in bands of :func:`band_rows` tile rows (the band's tiles stay
+    in cache between the steps), so an image's output does not depend on the batch it came in. Tiles
+    are gathered and scattered tile-major (6x6 and 4x4 values next to each other in memory); the
+    transposes this needs are left to the matrix products.
+    """
+    n, c_in, height, width = x.shape
+    if u.dim() != 3 or u.shape[0] != IN_TILE * IN_TILE or u.shape[2] != c_in:
+        raise ValueError(f"transformed weight {tuple(u.shape)} does not fit input {tuple(x.shape)}")
+    c_out = u.shape[1]
+    m, t = OUT_TILE, IN_TILE
+    tiles_h, tiles_w = -(-height // m), -(-width // m)
+    b2, a2 = _tile_transforms(x.device, x.dtype)
+    padded = _zero_padded(x, tiles_h * m + 2, tiles_w * m + 2)
+    full = torch.empty(n, c_out, tiles_h * m, tiles_w * m, dtype=x.dtype, device=x.device)
+    tiled = full.view(n, c_out, tiles_h, m, tiles_w, m)
+    bias4 = None if bias is None else bias.to(x.dtype).view(-1, 1, 1, 1)
+    rows = band_rows(c_in, c_out, tiles_h, tiles_w)
+    for i in range(n):
+        for r0 in range(0, tiles_h, rows):
+            r1 = min(tiles_h, r0 + rows)
+            # 6x6 tiles with stride 4, one row each: (C_in * tiles, 36)
+            tiles = padded[i, :, m * r0 : m * r1 + 2].unfold(1, t, m).unfold(2, t, m)  # (C, rows, tw, 6, 6)
+            d = tiles.reshape(-1, t * t)
+            v = (b2 @ d.t()).view(t * t, c_in, -1)  # Bᵀ d B for every tile, position-major
+            prod = torch.bmm(u, v)  # Σ_c U ⊙ V: 36 products (C_out, C_in) @ (C_in, tiles)
+            y = prod.view(t * t, -1).t() @ a2.t()  # Aᵀ M A: (C_out * tiles, 16)
+            y = y.view(c_out, r1 - r0, tiles_w, m, m).permute(0, 1, 3, 2, 4)  # (C_out, rows, 4, tw, 4)
+            if bias4 is None:
+                tiled[i, :, r0:r1].copy_(y)
+            else:
+                torch.add(y, bias4.unsqueeze(-1), out=tiled[i, :, r0:r1])
+    if tiles_h * m != height or tiles_w * m != width:
+        return full[:, :, :height, :width].contiguous()
+    return full

@@ -1,0 +1,141 @@
+"""Winograd F(4x4, 3x3) convolution of the fast path (``resshift.models.winograd``).
+
+Round-off bound: max |winograd - conv2d in float64| <= 8e-6 of the output's scale (max |reference|).
+Measured at the VQ decoder's and UNet's shapes: 2.1e-6 to 3.2e-6, the same size as oneDNN's direct
+float32 kernel (2.2e-6 to 6.0e-6) measured the same way; the bound leaves room for other CPUs' BLAS.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from resshift.models import winograd as W
+from resshift.models.fast import Conv2d, fast_kernels
+
+BOUND = 8e-6
+
+
+def _scaled_error(actual: torch.Tensor, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> float:
+    ref = F.conv2d(x.double(), w.double(), None if b is None else b.double(), padding=1)
+    return ((actual.double() - ref).abs().max() / ref.abs().max()).item()
+
+
+def test_f23_matrices_are_the_published_ones():
+    """On points (0, 1, -1) the construction gives Lavin & Gray's F(2, 3) matrices (their eq. 7)."""
+    a_t, g, b_t = W.toom_cook_matrices(2, 3, (0, 1, -1))
+    h = Fraction(1, 2)
+    assert a_t == [[1, 1, 1, 0], [0, 1, -1, 1]]
+    assert g == [[-1, 0, 0], [h, h, h], [h, -h, h], [0, 0, 1]]
+    assert b_t == [[-1, 0, 1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, -1, 0, 1]]
+    # the sign of row 0 sits in G instead of Bᵀ (Lavin & Gray have +1 in both): same product
+
+
+def test_f43_identity_is_exact_and_bad_points_are_refused():
+    a_t, g, b_t = W.toom_cook_matrices()
+    assert (len(a_t), len(a_t[0]), len(g), len(g[0]), len(b_t)) == (4, 6, 6, 3, 6)
+    for i in range(4):
+        for k in range(3):
+            for t in range(6):
+                assert sum(a_t[i][j] * g[j][k] * b_t[j][t] for j in range(6)) == (t == i + k)
+    with pytest.raises(ValueError, match="distinct"):
+        W.toom_cook_matrices(4, 3, (0, 1, 1, 2, -2))
+    with pytest.raises(ValueError, match="needs 5"):
+        W.toom_cook_matrices(4, 3, (0, 1, -1))
+
+
+@pytest.mark.parametrize(
+    "c_in, c_out, height, width, batch, bias",
+    [(128, 128, 32, 32, 1, True), (160, 96, 21, 30, 2, True), (64, 192, 5, 7, 1, False), (3, 8, 1, 1, 1, True)],
+)
+def test_winograd_equals_float64_convolution(c_in, c_out, height, width, batch, bias):
+    gen = torch.Generator().manual_seed(c_in + height)
+    x = torch.randn(batch, c_in, height, width, generator=gen)
+    w = torch.randn(c_out, c_in, 3, 3, generator=gen) / (9 * c_in) ** 0.5
+    b = torch.randn(c_out, generator=gen) if bias else None
+    y = W.winograd_conv3x3(x, W.transform_weight(w), b)
+    assert y.shape == (batch, c_out, height, width) and y.is_contiguous() and y.dtype == torch.float32
+    assert _scaled_error(y, x, w, b) <= BOUND
+
+
+def test_images_do_not_depend_on_their_batch_or_band(monkeypatch):
+    gen = torch.Generator().manual_seed(7)
+    x = torch.randn(3, 128, 24, 40, generator=gen)
+    w = torch.randn(128, 128, 3, 3, generator=gen) / 34
+    u = W.transform_weight(w)
+    whole = W.winograd_conv3x3(x, u)
+    for i in range(3):  # the same computation per image: identical bits
+        assert torch.equal(W.winograd_conv3x3(x[i : i + 1], u), whole[i : i + 1])
+    one_row = 36 * 128 * 10 * 4
+    monkeypatch.setattr(W, "BAND_BYTES", one_row * 2)  # bands of 2 tile rows instead of all 6
+    assert W.band_rows(128, 128, 6, 10) == 2
+    banded = W.winograd_conv3x3(x, u)
+    assert (banded - whole).abs().max() <= 1e-6 * whole.abs().max()
+    assert _scaled_error(banded, x, w, None) <= BOUND
+
+
+def test_band_rows_are_even_and_bounded(monkeypatch):
+    per_row = 36 * 512 * 16 * 4
+    monkeypatch.setattr(W, "BAND_BYTES", per_row * 14)
+    assert W.band_rows(512, 512, 16, 16) == 8  # two bands of 8, not 14 + 2
+    assert W.band_rows(512, 512, 14, 16) == 14
+    monkeypatch.setattr(W, "BAND_BYTES", 1)
+    assert W.band_rows(512, 512, 16, 16) == 1
+
+
+def test_shape_rule_and_policies():
+    big, small_map, few = Conv2d(512, 512, 3, padding=1), torch.zeros(1, 512, 8, 8), Conv2d(64, 64, 3, padding=1)
+    assert W.winograd_eligible(big, torch.zeros(1, 512, 64, 64))
+    assert W.winograd_eligible(big, torch.zeros(1, 512, 16, 16))
+    assert not W.winograd_eligible(big, small_map)  # 8x8: too few tiles
+    assert not W.winograd_eligible(few, torch.zeros(1, 64, 64, 64))  # < 128 channels
+    assert not W.winograd_eligible(big, torch.zeros(1, 512, 64, 64, dtype=torch.float64))
+    strided = Conv2d(512, 512, 3, stride=2, padding=1)
+    one = Conv2d(512, 512, 1)
+    with W.winograd_policy("always"):
+        assert W.winograd_eligible(big, small_map) and W.winograd_eligible(few, torch.zeros(1, 64, 4, 4))
+        assert not W.winograd_eligible(strided, torch.zeros(1, 512, 64, 64))
+        assert not W.winograd_eligible(one, torch.zeros(1, 512, 64, 64))
+    with W.winograd_policy("never"):
+        assert not W.winograd_eligible(big, torch.zeros(1, 512, 64, 64))
+    with pytest.raises(ValueError, match="unknown Winograd policy 'fastest'"):
+        with W.winograd_policy("fastest"):
+            pass
+    with pytest.raises(ValueError, match="3, 3"):
+        W.transform_weight(torch.zeros(4, 4, 2, 2))
+    with pytest.raises(ValueError, match="does not fit"):
+        W.winograd_conv3x3(torch.zeros(1, 8, 4, 4), W.transform_weight(torch.zeros(4, 6, 3, 3)))
+
+
+def test_fast_conv_uses_winograd_and_follows_weight_changes(monkeypatch):
+    import resshift.models.fast as fast_module
+
+    torch.manual_seed(0)
+    conv = Conv2d(128, 128, 3, padding=1).eval()
+    x = torch.randn(1, 128, 16, 16)
+    calls = []
+
+    def spy(*args, **kw):
+        calls.append(1)
+        return W.winograd_conv3x3(*args, **kw)
+
+    monkeypatch.setattr(fast_module, "winograd_conv3x3", spy)
+    with torch.inference_mode():
+        y = conv(x)
+        assert len(calls) == 1
+        assert _scaled_error(y, x, conv.weight, conv.bias) <= BOUND
+        with fast_kernels(False):
+            conv(x)
+        assert len(calls) == 1  # the reference path stays on the direct kernel
+    with torch.no_grad():
+        conv.weight.mul_(2)  # the cached transformed kernels are rebuilt
+    with torch.inference_mode():
+        y2 = conv(x)
+    assert len(calls) == 2
+    assert _scaled_error(y2, x, conv.weight, conv.bias) <= BOUND
+    # with autograd recording: the direct kernel, and gradients reach the weights
+    conv(x.clone().requires_grad_()).sum().backward()
+    assert len(calls) == 2 and conv.weight.grad is not None
