@@ -28,7 +28,7 @@ import pandas as pd  # noqa: E402
 from resshift.metrics.registry import KIND_SPECTRAL, METRICS  # noqa: E402
 from resshift.reports.plots import (  # noqa: E402
     FONT,
-    MARKERS,
+    family_lines,
     legend_below,
     method_colours,
     outside_legend,
@@ -316,14 +316,7 @@ def hf_ratio_vs_nfe(df: pd.DataFrame, out_dir: Path, stem: str = "hf_ratio_vs_nf
     with plt.rc_context(FONT):
         fig, axes = plt.subplots(1, len(cols), figsize=(4.4 * len(cols), 3.6), squeeze=False, layout="constrained")
         for ax, col in zip(axes[0], cols, strict=True):
-            for i, protocol in enumerate(protocols):
-                block = data[data["protocol"] == protocol]
-                for family, sub in block.groupby("method_name"):
-                    sub = sub.dropna(subset=[col]).sort_values("nfe")
-                    if sub.empty:
-                        continue
-                    ax.plot(sub["nfe"].astype(float).clip(lower=0.5), sub[col], marker=MARKERS[i % len(MARKERS)],
-                            color=colours.get(str(family), "black"), ms=5, lw=1.3)
+            family_lines(ax, data, "nfe", col, protocols, colours)
             _ratio_axes(ax)
             ax.set_xscale("log")
             ax.set_xlabel("NFE (network evaluations per image)")
