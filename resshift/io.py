@@ -9,7 +9,8 @@ RGB float32 tensor of shape ``(3, H, W)`` in ``[0, 1]``:
 * 16-bit files are scaled by 1/65535, 8-bit files by 1/255 (float32, as the official CLI does).
 
 Writers take ``(3, H, W)`` or ``(1, 3, H, W)`` tensors in ``[0, 1]`` and write 8-bit PNGs with
-``round(clamp(x, 0, 1) * 255)``, the official ``tensor2img`` rule.
+``round(clamp(x, 0, 1) * 255)``, the official ``tensor2img`` rule; :func:`write_jpeg` writes small
+previews (the run folder's thumbnails) from ``uint8`` arrays.
 """
 
 from __future__ import annotations
@@ -187,6 +188,18 @@ def write_png(path: str | Path, image: torch.Tensor | np.ndarray) -> Path:
     ok, buf = cv2.imencode(".png", cv2.cvtColor(arr, cv2.COLOR_RGB2BGR))
     if not ok:
         raise OSError(f"{path}: PNG encoding failed")
+    return write_bytes(path, buf.tobytes())
+
+
+def write_jpeg(path: str | Path, image: np.ndarray, quality: int = 85) -> Path:
+    """Write an HWC RGB ``uint8`` array as a JPEG (``quality`` 0-100), atomically as :func:`write_png`."""
+    path = Path(path)
+    arr = np.asarray(image)
+    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
+        raise ValueError(f"{path}: expected an HWC RGB uint8 array, got {arr.dtype} {arr.shape}")
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(arr, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise OSError(f"{path}: JPEG encoding failed")
     return write_bytes(path, buf.tobytes())
 
 

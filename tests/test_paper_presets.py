@@ -13,7 +13,7 @@ from test_pipeline_cli import SMALL_UNET, SMALL_VQ
 
 from resshift.paths import PROJECT_ROOT
 from resshift.runner.app import spec_from_config
-from resshift.runner.run import all_rows, run
+from resshift.runner.run import run
 
 
 @pytest.fixture
@@ -107,13 +107,13 @@ def test_imagenet_preset_on_val_sr_mirror(small_release_files: Path, tmp_path: P
     assert 0 < summary["metrics"]["psnr"]["mean"] < 60
     for name in ("clipiqa", "musiq"):  # weights absent here: reported, never invented
         assert name in summary["metrics"] or name in summary["unavailable"]
-    rows = all_rows(spec.records_dir, "sr")
+    rows = spec.folder.rows("sr")
     assert all(r["sr_hw"] == [256, 256] for r in rows)
     # the checkpoint's SHA-256 is on every result row
     v3_file = small_release_files / "resshift_realsrx4_s4_v3.pth"
     expected = hashlib.sha256(v3_file.read_bytes()).hexdigest()
     assert summary["method_info"]["checkpoint_sha256"] == expected
-    assert {r["provenance"]["checkpoint_sha256"] for r in all_rows(spec.records_dir, "metrics")} == {expected}
+    assert {r["provenance"]["checkpoint_sha256"] for r in spec.folder.rows("metrics")} == {expected}
 
 
 def test_realworld_preset_on_realset65_mirror(small_release_files: Path, tmp_path: Path,
@@ -126,6 +126,6 @@ def test_realworld_preset_on_realset65_mirror(small_release_files: Path, tmp_pat
     spec = spec_from_config(cfg, tmp_path / "run")
     summary = run(spec)
     assert summary["n_ok"] == 1 and summary["protocol_id"] == "resshift-realset65" and summary["nfe"] == 15
-    row = all_rows(spec.records_dir, "sr")[0]
+    row = spec.folder.rows("sr")[0]
     assert row["sr_hw"] == [4 * row["lr_hw"][0], 4 * row["lr_hw"][1]]
     assert set(summary["metrics"]) | set(summary["unavailable"]) == {"clipiqa", "musiq", "niqe"}

@@ -26,9 +26,10 @@ from resshift.methods.registry import _FACTORIES, register_method
 from resshift.paths import PROJECT_ROOT
 from resshift.pipeline import super_resolve_folder
 from resshift.reports.compare import compare_results, load_results
+from resshift.runfolder import RunFolder
 from resshift.runner.app import spec_from_config
 from resshift.runner.identity import RunFolderBusy, RunIdentityError, lock_run_folder
-from resshift.runner.run import RunSpec, all_rows, run
+from resshift.runner.run import RunSpec, run
 
 
 class NaNOnSecond(SRMethod):
@@ -258,7 +259,7 @@ def test_runner_exits_non_zero_when_images_failed(tmp_path):
     assert proc.returncode == 1
     assert "1 of 2 images failed" in proc.stderr
     run_dir = run_folder(tmp_path / "runs", "bicubic", "paired-folder")
-    assert {r["name"]: r["status"] for r in all_rows(run_dir / "records", "sr")} == {"a": "ok", "b": "failed"}
+    assert {r["name"]: r["status"] for r in RunFolder(run_dir).rows("sr")} == {"a": "ok", "b": "failed"}
 
 
 # 9. Locks and temporary files ---------------------------------------------------------------------------
@@ -310,7 +311,7 @@ def test_numeric_image_names_select(tmp_path):
     assert spec.select == ["100007", "0014"]  # the parser's number 100007, as a string
     summary = run(spec)
     assert summary["n_ok"] == 2
-    assert sorted(r["name"] for r in all_rows(spec.records_dir, "sr")) == ["0014", "100007"]
+    assert sorted(r["name"] for r in spec.folder.rows("sr")) == ["0014", "100007"]
     from resshift.data import open_dataset
 
     data = open_dataset("paired-folder", root=str(root))
@@ -328,7 +329,7 @@ def test_reader_notes_are_recorded_per_image(tmp_path):
     Image.fromarray(rgba, "RGBA").save(root / "lr" / "rgba.png")
     spec = _spec(tmp_path / "run", root, metrics=["psnr"])
     run(spec)
-    rows = {r["name"]: r for r in all_rows(spec.records_dir, "sr")}
+    rows = {r["name"]: r for r in spec.folder.rows("sr")}
     assert rows["plain"]["notes"] == []
     assert rows["rgba"]["notes"] == ["lr: alpha channel dropped (NOT fully opaque)"]
     table = pd.read_csv(spec.run_dir / "per_image.csv").set_index("name")

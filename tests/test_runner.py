@@ -15,9 +15,9 @@ from PIL import Image
 from run_folders import run_folder
 
 from resshift.paths import PROJECT_ROOT
+from resshift.runfolder import RowStore, RunFolder
 from resshift.runner.app import spec_from_config
-from resshift.runner.run import RunSpec, all_rows, run
-from resshift.runner.store import RowStore
+from resshift.runner.run import RunSpec, run
 
 
 def _spec(tmp_path: Path, **kw) -> RunSpec:
@@ -74,7 +74,7 @@ def test_per_image_psnr_matches_metric_on_files(embedded_run: tuple[RunSpec, dic
     sample = open_dataset("embedded").read("coffee")
     sr = read_image(spec.sr_dir / "coffee.png")
     expected = float(metrics["psnr"].compute(sr[None], sample.hr[None])[0])
-    row = next(r for r in all_rows(spec.records_dir, "metrics") if r["name"] == "coffee")
+    row = next(r for r in spec.folder.rows("metrics") if r["name"] == "coffee")
     assert row["values"]["psnr"] == pytest.approx(expected, abs=1e-9)
 
 
@@ -107,7 +107,7 @@ def test_bad_image_is_recorded_and_run_goes_on(tmp_path: Path) -> None:
     spec = _spec(tmp_path, dataset="folder", dataset_params={"root": str(lr_dir)}, metrics=["psnr"])
     summary = run(spec)
     assert summary["n_ok"] == 2 and summary["n_failed"] == 1
-    failed = [r for r in all_rows(spec.records_dir, "sr") if r["status"] == "failed"]
+    failed = [r for r in spec.folder.rows("sr") if r["status"] == "failed"]
     assert failed[0]["name"] == "img1" and "img1.png" in failed[0]["error"]
     assert summary["metrics"] == {}  # PSNR needs HR; an LR-only set has none
     assert (spec.sr_dir / "img2.png").is_file()
@@ -141,8 +141,8 @@ def test_sharded_run_equals_single_process(tmp_path: Path) -> None:
     shard0 = {r["name"] for r in RowStore(run_dir / "records" / "sr-0-of-2.jsonl").rows()}
     shard1 = {r["name"] for r in RowStore(run_dir / "records" / "sr-1-of-2.jsonl").rows()}
     assert not shard0 & shard1 and len(shard0 | shard1) == 5
-    merged = {r["name"]: r["values"]["psnr"] for r in all_rows(run_dir / "records", "metrics")}
-    ref = {r["name"]: r["values"]["psnr"] for r in all_rows(single.records_dir, "metrics")}
+    merged = {r["name"]: r["values"]["psnr"] for r in RunFolder(run_dir).rows("metrics")}
+    ref = {r["name"]: r["values"]["psnr"] for r in single.folder.rows("metrics")}
     assert merged == ref
     for name in ref:
         a = np.asarray(Image.open(single.sr_dir / f"{name}.png"))

@@ -20,8 +20,9 @@ from resshift.metrics import spectral as S
 from resshift.metrics.registry import MetricSpec
 from resshift.reports import write_report
 from resshift.reports.spectral import classify, first_crossing_below, frequency_section
-from resshift.runner.run import RunSpec, all_rows, run, run_metrics_phase, run_sr_phase
-from resshift.runner.spectra import load_run_spectra, record_spectra, write_spectra_summary
+from resshift.runfolder import RunFolder
+from resshift.runner.run import RunSpec, run, run_metrics_phase, run_sr_phase
+from resshift.runner.spectra import record_spectra, write_spectra_summary
 from resshift.timing import Timer
 
 SPECTRAL = ["hf-ratio", "hf-log-ratio-abs", "psnr-low", "psnr-mid", "psnr-high", "hf-ratio-lrup"]
@@ -218,11 +219,11 @@ def test_runner_records_spectra_on_a_set_without_gt(tmp_path: Path) -> None:
     run_sr_phase(spec, build_method("bicubic"), dataset, Timer(device="cpu", warmup=0))
     metrics, _ = build_metrics(SPECTRAL)
     run_metrics_phase(spec, dataset, metrics)
-    rows = all_rows(spec.records_dir, "metrics")
+    rows = spec.folder.rows("metrics")
     assert [r["values"] for r in rows] == [{"hf-ratio-lrup": 1.0}] * 2  # bicubic against itself
     assert set(rows[0]["skipped"]) == set(SPECTRAL[:-1])  # the GT metrics say why they are missing
     assert record_spectra(spec, dataset).name == "spectra-0-of-1.npz"
-    spectra = load_run_spectra(spec.run_dir)
+    spectra = spec.folder.spectra()
     assert spectra.names == ["img0", "img1"] and spectra.power_sr.shape == (2, S.N_BANDS)
     assert np.isnan(spectra.power_gt).all() and spectra.preferred_reference() == "lrup"
     assert spectra.n_images("gt") == 0 and spectra.n_images("lrup") == 2
@@ -330,13 +331,13 @@ def test_spectra_shards_merge_and_layout_mismatch_is_an_error(tmp_path: Path) ->
         np.savez(records / f"spectra-{rank}-of-2.npz", names=np.array(names), band_edges=S.band_edges(n_bands).numpy(),
                  power_sr=p, power_gt=p / 2, power_lrup=p, version=np.array(S.SPECTRAL_VERSION))
 
-    assert load_run_spectra(tmp_path) is None
+    assert RunFolder(tmp_path).spectra() is None
     shard(0, ["b", "d"])
     shard(1, ["a", "c"])
-    merged = load_run_spectra(tmp_path)
+    merged = RunFolder(tmp_path).spectra()
     assert merged.names == ["a", "b", "c", "d"]
     assert merged.power_sr[:, 0].tolist() == [2.0, 1.0, 2.0, 1.0]
-    assert np.allclose(merged.mean_ratio("gt"), 2.0)
+    assert np.allclose(S.mean_band_ratio(merged.power_sr, merged.reference_power("gt")), 2.0)
     shard(1, ["a", "c"], n_bands=16)
     with pytest.raises(ValueError, match="spectra-1-of-2.npz: band layout differs"):
-        load_run_spectra(tmp_path)
+        RunFolder(tmp_path).spectra()

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from resshift.runner.store import RowStore, write_json
+from resshift.runfolder.store import RowStore, write_json
 
 
 def test_append_and_last_row_wins(tmp_path: Path) -> None:

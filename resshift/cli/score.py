@@ -70,7 +70,7 @@ def _score(args: argparse.Namespace) -> int:
     except (RunIdentityError, RunFolderBusy) as err:  # e.g. the folder holds scores of other files
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print((spec.run_dir / "summary.md").read_text(encoding="utf-8"))
+    print(spec.folder.summary_md_file.read_text(encoding="utf-8"))
     if args.report:
         from resshift.reports import write_report
 

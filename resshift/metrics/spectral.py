@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from resshift.data.degradations.upscale import torch_bicubic_upscale
@@ -259,6 +260,26 @@ def spectrum_ratio(sr: torch.Tensor, ref: torch.Tensor, n_bands: int = N_BANDS) 
     p_sr = radial_power_spectrum(sr, n_bands).clamp(min=QUANTIZATION_POWER)
     p_ref = radial_power_spectrum(ref, n_bands).clamp(min=QUANTIZATION_POWER)
     return p_sr / p_ref
+
+
+def band_log2_ratios(power_sr: np.ndarray, power_ref: np.ndarray) -> np.ndarray:
+    """Per-image ``log2(P_sr / P_ref)`` per band from recorded spectra ``(N, n_bands)``, both floored at the
+    quantisation power as :func:`spectrum_ratio`; NaN where a spectrum is NaN (no GT, empty band)."""
+    with np.errstate(invalid="ignore"):
+        return np.log2(np.maximum(power_sr, QUANTIZATION_POWER) / np.maximum(power_ref, QUANTIZATION_POWER))
+
+
+def mean_band_ratio(power_sr: np.ndarray, power_ref: np.ndarray) -> np.ndarray:
+    """A run's mean spectrum ratio curve ``(n_bands,)``: the geometric mean over images of the per-image
+    band ratios SR / reference (each image counts the same whatever its contrast); NaN for a band no
+    image has."""
+    logs = band_log2_ratios(power_sr, power_ref)
+    out = np.full(logs.shape[1], np.nan)
+    valid = np.isfinite(logs)
+    counts = valid.sum(axis=0)
+    sums = np.where(valid, logs, 0.0).sum(axis=0)
+    np.divide(sums, counts, out=out, where=counts > 0)
+    return np.exp2(out)
 
 
 def hf_energy(x: torch.Tensor, cutoff: float = HF_CUTOFF, upsample_to: tuple[int, int] | None = None) -> torch.Tensor:

@@ -23,25 +23,22 @@ from resshift.reports.tables import (
     to_latex,
     to_markdown,
 )
-from resshift.reports.visual import GT_KEY, LR_KEY, choose_crop, shared_names, sources, write_view_assets
+from resshift.reports.visual import LR_KEY, image_view, shared_names, write_view_assets
 
 log = logging.getLogger(__name__)
 
 __all__ = ["write_report", "find_run_dirs", "runs_table"]
 
 
-def _visual_panels(df: pd.DataFrame, dataset: str, max_methods: int = 6) -> tuple[list[tuple[str, torch.Tensor]],
-                                                                           tuple[int, int, int] | None]:
-    """LR (nearest-upsampled), each method's SR and the GT for the first image shared by the runs on
-    ``dataset``, with the crop box of the comparison view."""
+def _visual_panels(df: pd.DataFrame, dataset: str, max_methods: int = 6) -> list[tuple[str, torch.Tensor]]:
+    """The crops of the comparison view (LR nearest-upsampled, each method's SR, GT) of the first image
+    shared by the runs on ``dataset``."""
     runs = df[df["dataset"] == dataset].head(max_methods)
     names = shared_names(runs)
-    if not names:
-        return [], None
-    srcs = sources(runs, dataset, names[0])
-    panels = [(f"LR ({names[0]})" if s.key == LR_KEY else s.label, s.image) for s in srcs]
-    ref = next((s for s in srcs if s.key == GT_KEY), srcs[0])
-    return panels, choose_crop(ref.image)
+    view = image_view(runs, names[0]) if names else None
+    if view is None:
+        return []
+    return [(f"LR ({names[0]})" if s.key == LR_KEY else s.label, s.image) for s in view.sources]
 
 
 class _Portable:
@@ -104,11 +101,15 @@ def write_report(paths: list[str | Path], out_dir: str | Path, title: str = "Eva
     for i, dataset in enumerate(sorted(df["dataset"].unique())):  # one grid per data set
         stem = "visual_comparison" if i == 0 else f"visual_comparison_{dataset}"
         try:
-            panels, crop = _visual_panels(df, dataset)
-            figures += comparison_grid(panels, out_dir, stem=stem, crop=crop)
-        except Exception as err:  # noqa: BLE001 - a missing data set must not cost the tables
+            panels = _visual_panels(df, dataset)
+            size = int(panels[0][1].shape[-1]) if panels else 0
+            figures += comparison_grid(panels, out_dir, stem=stem, crop=(0, 0, size))
+        except Exception as err:  # noqa: BLE001 - an unreadable image must not cost the tables
             log.warning("visual comparison grid of %s skipped: %s", dataset, err)
     views = write_view_assets(df, out_dir, limit=view_limit)
+    view_notes = [f"Comparison view of {ds}: LR and GT are not shown for {v['missing_inputs']} of "
+                  f"{len(v['images'])} images (their run folders hold no visual records: written before the SR "
+                  "phase saved LR and GT crops)." for ds, v in views["datasets"].items() if v["missing_inputs"]]
 
     freq_lines, freq_figures = frequency_section(df, per_image, out_dir, colours)
     skipped = [f"{s.get('label') or s.get('method')} on {s.get('dataset')}: {s.get('reason')}"
@@ -139,6 +140,8 @@ def write_report(paths: list[str | Path], out_dir: str | Path, title: str = "Eva
         "",
     ]
     lines += [f"![{p.stem}]({p.name})" for p in figures if p.suffix == ".png"]
+    if view_notes:
+        lines += ["", *view_notes]
     lines += ["", "## Provenance", "", provenance_markdown(df)]
     if skipped:
         lines += ["", "## Skipped runs", "", "Data sets that could be neither found nor built here:", ""]

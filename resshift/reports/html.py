@@ -268,7 +268,8 @@ def render_html(title: str, df: pd.DataFrame, pairwise: pd.DataFrame, per_image:
               "</div>",
               "<section id='view' hidden><h3 id='view-title'></h3>"
               "<p class='view-nav'><a id='view-prev'>← previous</a><a id='view-next'>next →</a>"
-              "<a href='#images'>back to the table</a></p><div class='view-top'><div><div class='thumb'>"
+              "<a href='#images'>back to the table</a></p><p id='view-note' class='note' hidden></p>"
+              "<div class='view-top'><div><div class='thumb'>"
               "<img id='view-thumb' alt='whole image'>"
               "<div id='view-box'></div></div><p class='note'>whole image; red: the crop compared</p></div>"
               "<div><div class='controls'><label>left <select id='cmp-left'></select></label>"

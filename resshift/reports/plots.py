@@ -80,6 +80,20 @@ def _metric_grid(metrics: list[str], height: float = 2.9) -> tuple[plt.Figure, l
     return fig, flat[:n]
 
 
+def family_lines(ax: plt.Axes, data: pd.DataFrame, x: str, y: str, protocols: list[str],
+                 colours: dict[str, object]) -> None:
+    """On ``ax``: for each protocol (marker) and method family (colour), ``y`` over ``x`` of its runs in
+    ``x`` order; x = 0 (NFE of a method without network) is drawn at 0.5 for log axes."""
+    for i, protocol in enumerate(protocols):
+        block = data[data["protocol"] == protocol]
+        for family, sub in block.groupby("method_name"):
+            sub = sub.dropna(subset=[y]).sort_values(x)
+            if sub.empty:
+                continue
+            ax.plot(sub[x].astype(float).clip(lower=0.5), sub[y], marker=MARKERS[i % len(MARKERS)],
+                    color=colours.get(str(family), "black"), ms=5, lw=1.3)
+
+
 def quality_vs(df: pd.DataFrame, x: str, out_dir: Path, stem: str, xlabel: str,
                colours: dict[str, object] | None = None, logx: bool = True) -> list[Path]:
     """One panel per metric: each method family a line over its runs (e.g. several NFE), per protocol
@@ -93,14 +107,7 @@ def quality_vs(df: pd.DataFrame, x: str, out_dir: Path, stem: str, xlabel: str,
     with plt.rc_context(FONT):
         fig, axes = _metric_grid(metrics)
         for ax, metric in zip(axes, metrics, strict=True):
-            for i, protocol in enumerate(protocols):
-                block = data[data["protocol"] == protocol]
-                for family, sub in block.groupby("method_name"):
-                    sub = sub.dropna(subset=[metric]).sort_values(x)
-                    if sub.empty:
-                        continue
-                    ax.plot(sub[x].astype(float).clip(lower=0.5), sub[metric], marker=MARKERS[i % len(MARKERS)],
-                            color=colours.get(str(family), "black"), ms=5, lw=1.3)
+            family_lines(ax, data, x, metric, protocols, colours)
             ax.set_title(f"{metric} {arrow(metric)}")
             ax.set_xlabel(xlabel)
             if logx:

@@ -1,45 +1,16 @@
-"""Loading finished runs into one table: one row per (method, setting, dataset) run."""
+"""Loading finished runs into one table: one row per (method, setting, dataset) run, read through
+:class:`resshift.runfolder.RunFolder`."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from resshift.runfolder import RunFolder, find_run_dirs, find_skipped
 
-def find_run_dirs(paths: list[str | Path]) -> list[Path]:
-    """Run folders (holding ``summary.json``) at or below each path, sorted, without duplicates."""
-    found: set[Path] = set()
-    for p in map(Path, paths):
-        if (p / "summary.json").is_file():
-            found.add(p.resolve())
-        elif p.is_dir():
-            found.update(s.parent.resolve() for s in p.glob("**/summary.json"))
-        else:
-            raise FileNotFoundError(f"{p}: not a run folder (no summary.json) and not a folder")
-    return sorted(found)
-
-
-def find_skipped(paths: list[str | Path]) -> list[dict[str, Any]]:
-    """The ``skipped.json`` records (runs whose data set was unavailable) at or below each path,
-    except in folders that hold a finished run."""
-    out = []
-    for p in map(Path, paths):
-        files = [p / "skipped.json"] if (p / "skipped.json").is_file() else sorted(p.glob("**/skipped.json"))
-        for f in files:
-            if not (f.parent / "summary.json").is_file():
-                out.append(json.loads(f.read_text(encoding="utf-8")))
-    return out
-
-
-def load_summary(run_dir: Path) -> dict[str, Any]:
-    path = Path(run_dir) / "summary.json"
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path}: cannot read run summary ({err})") from err
+__all__ = ["find_run_dirs", "find_skipped", "per_image_table", "runs_table", "timing_conditions"]
 
 
 def timing_conditions(timing: dict[str, Any]) -> str:
@@ -64,17 +35,13 @@ def timing_conditions(timing: dict[str, Any]) -> str:
 def _checkpoint_hashes(run_dir: Path) -> str:
     """The checkpoint SHA-256 values a run recorded (per-image provenance, else its manifest), ';'-joined."""
     hashes: set[str] = set()
-    per_image = Path(run_dir) / "per_image.csv"
-    if per_image.is_file():
-        col = pd.read_csv(per_image, usecols=lambda c: c == "checkpoint_sha256").get("checkpoint_sha256")
-        if col is not None:
-            hashes |= {str(v) for v in col.dropna() if str(v)}
+    folder = RunFolder(run_dir)
+    per_image = folder.per_image(columns=["checkpoint_sha256"])
+    if per_image is not None and "checkpoint_sha256" in per_image:
+        hashes |= {str(v) for v in per_image["checkpoint_sha256"].dropna() if str(v)}
     if not hashes:
-        for manifest in sorted(Path(run_dir).glob("run-*.json")):
-            try:
-                method = json.loads(manifest.read_text(encoding="utf-8")).get("method") or {}
-            except (OSError, json.JSONDecodeError):
-                continue
+        for manifest in folder.manifests():
+            method = manifest.get("method") or {}
             if method.get("checkpoint_sha256"):
                 hashes.add(str(method["checkpoint_sha256"]))
     return ";".join(sorted(hashes))
@@ -94,7 +61,7 @@ def runs_table(run_dirs: list[Path]) -> pd.DataFrame:
     (``<metric>_unavailable``)."""
     rows = []
     for run_dir in run_dirs:
-        s = load_summary(run_dir)
+        s = RunFolder(run_dir).summary()
         setting = s.get("setting") or {}
         timing = s.get("timing") or {}
         prov = s.get("provenance") or {}
@@ -141,11 +108,11 @@ def per_image_table(run_dirs: list[Path]) -> pd.DataFrame:
     """All per-image rows of the given runs, with method (label), method_name, dataset and run columns added."""
     frames = []
     for run_dir in run_dirs:
-        s = load_summary(run_dir)
-        path = Path(run_dir) / "per_image.csv"
-        if not path.is_file():
+        folder = RunFolder(run_dir)
+        s = folder.summary()
+        df = folder.per_image()
+        if df is None:
             continue
-        df = pd.read_csv(path)
         df.insert(0, "method", (s.get("setting") or {}).get("label", s["method"]))
         df.insert(1, "method_name", s["method"])
         df.insert(2, "dataset", s["dataset"])

@@ -26,15 +26,17 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from resshift.metrics.registry import KIND_SPECTRAL, METRICS  # noqa: E402
+from resshift.metrics.spectral import mean_band_ratio  # noqa: E402
 from resshift.reports.plots import (  # noqa: E402
     FONT,
-    MARKERS,
+    family_lines,
     legend_below,
     method_colours,
     outside_legend,
     save_figure,
 )
-from resshift.runner.spectra import REFERENCE_LABELS, RunSpectra, load_run_spectra  # noqa: E402
+from resshift.runfolder import RunFolder, RunSpectra  # noqa: E402
+from resshift.runfolder.spectra import REFERENCE_LABELS  # noqa: E402
 
 SPECTRAL_COLUMNS = tuple(n for n, s in METRICS.items() if s.kind == KIND_SPECTRAL)
 # An HF energy ratio within [1 / MATCH_FACTOR, MATCH_FACTOR] counts as "about the reference's".
@@ -81,7 +83,7 @@ def _curves(df: pd.DataFrame) -> dict[str, tuple[str, np.ndarray, np.ndarray]]:
     """
     loaded: dict[str, RunSpectra] = {}
     for run in df["run"]:
-        spectra = load_run_spectra(run)
+        spectra = RunFolder(run).spectra()
         if spectra is not None and spectra.names:
             loaded[str(run)] = spectra
     out: dict[str, tuple[str, np.ndarray, np.ndarray]] = {}
@@ -89,7 +91,7 @@ def _curves(df: pd.DataFrame) -> dict[str, tuple[str, np.ndarray, np.ndarray]]:
         runs = [str(r) for r in block["run"] if str(r) in loaded]
         ref = "gt" if runs and all(loaded[r].n_images("gt") for r in runs) else "lrup"
         for r in runs:
-            out[r] = (ref, loaded[r].band_centres, loaded[r].mean_ratio(ref))
+            out[r] = (ref, loaded[r].band_centres, mean_band_ratio(loaded[r].power_sr, loaded[r].reference_power(ref)))
     return out
 
 
@@ -316,14 +318,7 @@ def hf_ratio_vs_nfe(df: pd.DataFrame, out_dir: Path, stem: str = "hf_ratio_vs_nf
     with plt.rc_context(FONT):
         fig, axes = plt.subplots(1, len(cols), figsize=(4.4 * len(cols), 3.6), squeeze=False, layout="constrained")
         for ax, col in zip(axes[0], cols, strict=True):
-            for i, protocol in enumerate(protocols):
-                block = data[data["protocol"] == protocol]
-                for family, sub in block.groupby("method_name"):
-                    sub = sub.dropna(subset=[col]).sort_values("nfe")
-                    if sub.empty:
-                        continue
-                    ax.plot(sub["nfe"].astype(float).clip(lower=0.5), sub[col], marker=MARKERS[i % len(MARKERS)],
-                            color=colours.get(str(family), "black"), ms=5, lw=1.3)
+            family_lines(ax, data, "nfe", col, protocols, colours)
             _ratio_axes(ax)
             ax.set_xscale("log")
             ax.set_xlabel("NFE (network evaluations per image)")

@@ -14,7 +14,6 @@ of failing the run.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -27,6 +26,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from resshift.paths import PROJECT_ROOT
+from resshift.runfolder import RunFolder
 from resshift.runner.identity import RunFolderBusy, RunIdentityError, config_fingerprint, image_names
 from resshift.runner.run import RunSpec, run
 
@@ -82,15 +82,10 @@ def spec_from_config(cfg: DictConfig, run_dir: Path) -> RunSpec:
     )
 
 
-SKIPPED_FILE = "skipped.json"
-
-
 def record_skipped(run_dir: Path, spec: RunSpec, reason: str) -> Path:
     """Write ``<run_dir>/skipped.json`` (method, label, dataset, reason) for a run that could not start."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / SKIPPED_FILE
     record = {"method": spec.method, "label": spec.setting.get("label"), "dataset": spec.dataset, "reason": reason}
-    path.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    path = RunFolder(run_dir).write_skipped(record)
     log.warning("skipped %s on %s: %s", record["label"], spec.dataset, reason)
     return path
 
@@ -111,11 +106,11 @@ def main(cfg: DictConfig) -> None:
     except (RunIdentityError, RunFolderBusy) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
-    (run_dir / SKIPPED_FILE).unlink(missing_ok=True)  # a set that was skipped before is there now
+    RunFolder(run_dir).clear_skipped()  # a set that was skipped before is there now
     if spec.rank != 0:  # rank 0 merges the shards and reports
         return
     log.info("run folder: %s", run_dir)
-    print((run_dir / "summary.md").read_text(encoding="utf-8"))
+    print(RunFolder(run_dir).summary_md_file.read_text(encoding="utf-8"))
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     if cfg.get("report") and not multirun:  # sweeps: one report at the end
         from resshift.reports import write_report

@@ -5,7 +5,6 @@ A sweep whose runs lost images exits with 1 after its report is written, naming 
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from pathlib import Path
@@ -40,9 +39,11 @@ class SweepReport(Callback):
 
 def _runs_with_failures(root: Path) -> list[tuple[Path, int]]:
     """``(run folder, failed images)`` for every run below ``root`` that lost images."""
+    from resshift.runfolder import RunFolder, find_run_dirs
+
     out = []
-    for path in sorted(root.glob("**/summary.json")):
-        n_failed = int(json.loads(path.read_text(encoding="utf-8")).get("n_failed") or 0)
+    for run_dir in find_run_dirs([root]):
+        n_failed = int(RunFolder(run_dir).summary().get("n_failed") or 0)
         if n_failed:
-            out.append((path.parent, n_failed))
+            out.append((run_dir, n_failed))
     return out

@@ -30,8 +30,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-IDENTITY_FILE = "identity.json"
-LOCK_FILE = ".run.lock"
+from resshift.runfolder import RunFolder, write_json
+
 #: Data set parameters that name folders or files: made absolute before fingerprinting.
 PATH_PARAMS = ("root", "mirror", "lr_root", "hr_root", "path")
 
@@ -129,11 +129,10 @@ def claim(run_dir: Path, identity: Mapping[str, Any]) -> str:
     the folder already belongs to another identity, or when it holds rows but no identity record
     (a folder written before run identities existed).
     """
-    from resshift.runner.store import write_json
-
     ident = canonical(identity)
     fp = fingerprint(ident)
-    path = Path(run_dir) / IDENTITY_FILE
+    folder = RunFolder(run_dir)
+    path = folder.identity_file
     if path.is_file():
         stored = json.loads(path.read_text(encoding="utf-8"))
         if stored.get("fingerprint") != fp:
@@ -144,9 +143,9 @@ def claim(run_dir: Path, identity: Mapping[str, Any]) -> str:
                 + "\nChoose another run.name or run.root for the new configuration, or delete the folder."
             )
         return fp
-    if any((Path(run_dir) / "records").glob("*.jsonl")):
+    if folder.has_rows():
         raise RunIdentityError(
-            f"{run_dir}: holds result rows but no {IDENTITY_FILE}, so nothing shows which configuration made "
+            f"{run_dir}: holds result rows but no {path.name}, so nothing shows which configuration made "
             "them; move it away (or delete it) and run again."
         )
     write_json(path, {"fingerprint": fp, "identity": ident})
@@ -164,9 +163,10 @@ def lock_run_folder(run_dir: Path, rank: int = 0, world_size: int = 1) -> Iterat
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     handles = []
-    targets = [(run_dir / LOCK_FILE, fcntl.LOCK_EX if world_size == 1 else fcntl.LOCK_SH)]
+    folder = RunFolder(run_dir)
+    targets = [(folder.lock_file(), fcntl.LOCK_EX if world_size == 1 else fcntl.LOCK_SH)]
     if world_size > 1:
-        targets.append((run_dir / f"{LOCK_FILE}-{rank}-of-{world_size}", fcntl.LOCK_EX))
+        targets.append((folder.lock_file(rank, world_size), fcntl.LOCK_EX))
     try:
         for path, mode in targets:
             fh = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the duration

@@ -3,14 +3,16 @@
 Phases (each reads only what the previous one wrote, so each can be rerun alone):
 
 1. **SR**: stream the data set, batch images of equal size, run ``method.upscale`` under the timing
-   harness, write ``sr/<name>.png`` and one row per image to ``records/sr-<rank>.jsonl``.
+   harness, write ``sr/<name>.png``, the image's visual record (``visual/<name>/``: LR and GT crops
+   and a thumbnail for the report, :mod:`resshift.runfolder.visual`) and one row per image to
+   ``records/sr-<rank>-of-<world>.jsonl``.
 2. **Metrics**: read the SR PNGs (and the HR images), compute every available metric in batches,
-   write one row per image to ``records/metrics-<rank>.jsonl``. Metrics whose weights are missing are
-   recorded as unavailable with the reason.
+   write one row per image to ``records/metrics-<rank>-of-<world>.jsonl``. Metrics whose weights are
+   missing are recorded as unavailable with the reason.
 3. **Summary**: merge the rows into ``per_image.csv``, ``summary.json`` and ``summary.md``.
 
-A rerun of the same run folder skips images whose rows are finished; a killed run loses at most the
-batch in flight.
+Every file is named, written and read through :class:`resshift.runfolder.RunFolder`. A rerun of the
+same run folder skips images whose rows are finished; a killed run loses at most the batch in flight.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,8 +28,9 @@ from typing import Any
 import torch
 
 from resshift.io import read_image, write_png
-from resshift.runner.sr_loop import LoadFailure, LRImage, super_resolve
-from resshift.runner.store import RowStore, write_json
+from resshift.runfolder import RunFolder
+from resshift.runfolder.visual import VisualCrops, visual_crops
+from resshift.runner.sr_loop import LoadFailure, LRImage, batches, super_resolve
 
 log = logging.getLogger(__name__)
 
@@ -58,47 +61,16 @@ class RunSpec:
     config: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def folder(self) -> RunFolder:
+        return RunFolder(self.run_dir)
+
+    @property
     def records_dir(self) -> Path:
-        return self.run_dir / "records"
+        return self.folder.records_dir
 
     @property
     def sr_dir(self) -> Path:
-        return self.run_dir / "sr"
-
-
-def _shard_suffix(spec: RunSpec) -> str:
-    return f"{spec.rank}-of-{spec.world_size}"
-
-
-def sr_store(spec: RunSpec) -> RowStore:
-    return RowStore(spec.records_dir / f"sr-{_shard_suffix(spec)}.jsonl")
-
-
-def metrics_store(spec: RunSpec) -> RowStore:
-    return RowStore(spec.records_dir / f"metrics-{_shard_suffix(spec)}.jsonl")
-
-
-def all_rows(records_dir: Path, kind: str) -> list[dict[str, Any]]:
-    """Rows of one kind (``sr`` or ``metrics``) from every shard file, last row per image wins."""
-    merged: dict[str, dict[str, Any]] = {}
-    for path in sorted(records_dir.glob(f"{kind}-*.jsonl")):
-        for row in RowStore(path).rows():
-            merged[row["name"]] = row
-    return [merged[k] for k in sorted(merged)]
-
-
-def _batches(items: Iterator[Any], batch_size: int,
-             key: Callable[[Any], Any] = lambda s: s.lr.shape) -> Iterator[list[Any]]:
-    """Group consecutive items with equal ``key`` (default: the sample's LR shape) into lists of at
-    most ``batch_size``."""
-    batch: list[Any] = []
-    for item in items:
-        if batch and (len(batch) >= batch_size or key(batch[0]) != key(item)):
-            yield batch
-            batch = []
-        batch.append(item)
-    if batch:
-        yield batch
+        return self.folder.sr_dir
 
 
 def reader_notes(meta: dict[str, Any]) -> list[str]:
@@ -107,14 +79,24 @@ def reader_notes(meta: dict[str, Any]) -> list[str]:
     return [f"{side}: {note}" for side in ("lr", "hr") for note in meta.get(f"{side}_notes") or []]
 
 
-def _inputs(dataset: Any, names: Sequence[str]) -> Iterator[LRImage | LoadFailure]:
-    """The LR images of ``names`` read one by one; a sample that cannot be read becomes a failure."""
+def _inputs(dataset: Any, names: Sequence[str], scale: int,
+            visuals: dict[str, VisualCrops]) -> Iterator[LRImage | LoadFailure]:
+    """The LR images of ``names`` read one by one; a sample that cannot be read becomes a failure.
+
+    Each sample's visual record (for an SR output ``scale`` times the LR size) goes into ``visuals`` by
+    name, so that no HR image is held while the method runs; one that cannot be made is logged.
+    """
     for name in names:
         try:
             sample = dataset.read(name)
         except Exception as err:  # noqa: BLE001 - recorded per image, the run goes on
             yield LoadFailure(name, f"{type(err).__name__}: {err}")
             continue
+        h, w = sample.lr.shape[-2:]
+        try:
+            visuals[sample.name] = visual_crops(sample.lr, sample.hr, (scale * h, scale * w))
+        except Exception as err:  # noqa: BLE001 - the report shows fewer sources, the run goes on
+            log.warning("no visual record of %s: %s: %s", name, type(err).__name__, err)
         yield LRImage(sample.name, sample.lr, reader_notes(sample.meta))
 
 
@@ -122,10 +104,13 @@ def run_sr_phase(spec: RunSpec, method: Any, dataset: Any, timer: Any) -> dict[s
     """Super-resolve every pending image of this shard; returns counts (done, skipped, failed).
 
     Goes through the one SR loop (:func:`resshift.runner.sr_loop.super_resolve`); only finite outputs
-    are written and scored, a non-finite one is a failed image with the count of bad values.
+    are written and scored, a non-finite one is a failed image with the count of bad values. Each
+    written output gets its visual record (unless it has one), when the output has the size
+    ``method.scale`` promises.
     """
-    store = sr_store(spec)
-    finished = set().union(*(RowStore(p).done() for p in spec.records_dir.glob("sr-*.jsonl")))
+    folder = spec.folder
+    store = folder.row_store("sr", spec.rank, spec.world_size)
+    finished = folder.done("sr")
     names = [n for n in dataset.names() if n not in finished]
     counts = {"done": 0, "skipped": len(finished), "failed": 0}
     if not names:
@@ -135,12 +120,20 @@ def run_sr_phase(spec: RunSpec, method: Any, dataset: Any, timer: Any) -> dict[s
     measured = getattr(method, "measures_time", True)  # False: outputs made elsewhere, latency n/a
     batch_size = min(spec.batch_size, getattr(method, "max_batch", None) or spec.batch_size)
     progress = tqdm(total=len(names), desc=f"SR {spec.method} on {spec.dataset}", unit="img", leave=False)
-    outcomes = super_resolve(_inputs(dataset, names), method, seed=spec.seed, batch_size=batch_size,
-                             device=spec.device, timer=timer if measured else None, on_batch=progress.update)
+    visuals: dict[str, VisualCrops] = {}
+    outcomes = super_resolve(_inputs(dataset, names, int(getattr(method, "scale", 4)), visuals), method,
+                             seed=spec.seed, batch_size=batch_size, device=spec.device,
+                             timer=timer if measured else None, on_batch=progress.update)
     for out in outcomes:
         row: dict[str, Any] = {"name": out.name, "notes": out.notes}
+        crops = visuals.pop(out.name, None)
         if out.ok:
-            write_png(spec.sr_dir / f"{out.name}.png", out.sr)
+            write_png(folder.sr_image(out.name), out.sr)
+            if crops is not None and crops.size == tuple(out.sr.shape[-2:]):
+                folder.write_visual(out.name, crops)
+            elif crops is not None:
+                log.warning("%s: no visual record of %s: output %s, expected %s", spec.run_dir.name, out.name,
+                            tuple(out.sr.shape[-2:]), crops.size)
             row.update(status="ok", lr_hw=list(out.lr_hw or ()), sr_hw=list(out.sr.shape[-2:]), batch=out.batch,
                        latency_s=out.seconds, batch_seconds=out.batch_seconds, timed=out.timed)
             facts = method.image_facts(out.name)
@@ -193,9 +186,10 @@ def run_metrics_phase(spec: RunSpec, dataset: Any, metrics: dict[str, Any],
     recorded in that image's ``metric_errors`` and the other metrics are still computed. Values a
     previous session computed for metrics not asked for now are kept in the new row.
     """
-    store = metrics_store(spec)
-    sr_rows = {r["name"]: r for r in all_rows(spec.records_dir, "sr") if r.get("status") == "ok"}
-    have = {r["name"]: r for r in all_rows(spec.records_dir, "metrics")}
+    folder = spec.folder
+    store = folder.row_store("metrics", spec.rank, spec.world_size)
+    sr_rows = {r["name"]: r for r in folder.rows("sr") if r.get("status") == "ok"}
+    have = {r["name"]: r for r in folder.rows("metrics")}
     wanted = set(metrics)
     shard_names = set(dataset.names())
     pending = [
@@ -217,7 +211,7 @@ def run_metrics_phase(spec: RunSpec, dataset: Any, metrics: dict[str, Any],
         for name in names:
             try:
                 sample = dataset.read(name)
-                yield name, read_image(spec.sr_dir / f"{name}.png"), sample.hr, sample.lr
+                yield name, read_image(folder.sr_image(name)), sample.hr, sample.lr
             except Exception as err:  # noqa: BLE001 - recorded per image
                 fail(name, err)
 
@@ -255,7 +249,7 @@ def run_metrics_phase(spec: RunSpec, dataset: Any, metrics: dict[str, Any],
             counts["done"] += 1
         progress.update(len(names))
 
-    for group in _batches(loaded(pending), batch_size, key=_shape_key):
+    for group in batches(loaded(pending), batch_size, key=_shape_key):
         score(group)
     progress.close()
     return counts
@@ -281,16 +275,14 @@ def summarize(spec: RunSpec, metric_specs: dict[str, Any], unavailable: dict[str
               extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Merge the row stores into ``per_image.csv``, ``summary.json`` and ``summary.md``.
 
-    Summary schema (every number finite; strict JSON): ``n_images``, ``n_ok`` (images super-resolved),
-    ``n_failed`` and ``failed`` (``{name: reason}``), ``images_digest`` (:func:`images_digest` of the ok
-    images), and per metric ``mean``, ``std``, ``n`` (images with a value), ``n_missing`` and
-    ``missing`` (``{reason: count}``: why ``n`` is short of ``n_ok``), ``lower_better``, ``better``;
-    ``metric_gaps`` lists the same reasons for every metric short of ``n_ok``, also one with no value.
+    The summary's keys are :data:`resshift.runfolder.SUMMARY_FIELDS` (strict JSON, every number finite);
+    ``extra`` supplies those this function does not compute (fingerprint, timing, provenance, ...).
     """
     import pandas as pd
 
-    sr_rows = all_rows(spec.records_dir, "sr")
-    m_rows = {r["name"]: r for r in all_rows(spec.records_dir, "metrics")}
+    folder = spec.folder
+    sr_rows = folder.rows("sr")
+    m_rows = {r["name"]: r for r in folder.rows("metrics")}
     table = []
     missing: dict[str, dict[str, int]] = {name: {} for name in metric_specs}
     for r in sr_rows:
@@ -313,7 +305,6 @@ def summarize(spec: RunSpec, metric_specs: dict[str, Any], unavailable: dict[str
                 missing[name][reason] = missing[name].get(reason, 0) + 1
         table.append(row)
     frame = pd.DataFrame(table)
-    frame.to_csv(spec.run_dir / "per_image.csv", index=False)
     ok = frame[frame["status"] == "ok"] if len(frame) else frame
     metric_summary: dict[str, Any] = {}
     for name, mspec in metric_specs.items():
@@ -345,9 +336,7 @@ def summarize(spec: RunSpec, metric_specs: dict[str, Any], unavailable: dict[str
         "unavailable": dict(unavailable),
         **(extra or {}),
     }
-    write_json(spec.run_dir / "summary.json", summary)
-    (spec.run_dir / "summary.md").write_text(render_summary_md(summary), encoding="utf-8")
-    return summary
+    return folder.write_summary(summary, render_summary_md(summary), frame)
 
 
 def _flat_provenance(prov: dict[str, Any] | None) -> dict[str, Any]:
@@ -459,9 +448,7 @@ def _run_locked(spec: RunSpec) -> dict[str, Any]:
     # The manifest records the settings that produced the rows: written by the first session, never
     # rewritten (the identity check guarantees later sessions have the same settings); each session's
     # environment is appended to records/sessions-<shard>.jsonl.
-    manifest_path = spec.run_dir / f"run-{_shard_suffix(spec)}.json"
-    if not manifest_path.is_file():
-        write_json(manifest_path, manifest)
+    spec.folder.write_manifest(spec.rank, spec.world_size, manifest)
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
     # Phase 1: SR, timed. Metrics are not built yet, so nothing they do can touch SR outputs or timing.
@@ -482,7 +469,7 @@ def _run_locked(spec: RunSpec) -> dict[str, Any]:
                               checkpoint_sha256=manifest["method"].get("checkpoint_sha256"), environment=provenance)
     row_prov["fingerprint"] = fingerprint
     m_counts = run_metrics_phase(spec, dataset, metrics, row_prov, batch_size=max(1, spec.batch_size))
-    RowStore(spec.records_dir / f"sessions-{_shard_suffix(spec)}.jsonl", key_field="started").append(
+    spec.folder.row_store("sessions", spec.rank, spec.world_size).append(
         {"started": started, "provenance": provenance, "counts": {"sr": sr_counts, "metrics": m_counts}})
     # Frequency analysis: per-image radial spectra beside the rows (vectors, not metric values).
     spectra = wants_spectra(spec.metrics)
@@ -518,7 +505,7 @@ def _timing_from_rows(spec: RunSpec, context: dict[str, Any]) -> dict[str, Any]:
     """
     import numpy as np
 
-    lat = np.array([r["latency_s"] for r in all_rows(spec.records_dir, "sr")
+    lat = np.array([r["latency_s"] for r in spec.folder.rows("sr")
                     if r.get("status") == "ok" and r.get("timed", True)], dtype=float)
     out = dict(context)
     if lat.size:
@@ -529,12 +516,7 @@ def _timing_from_rows(spec: RunSpec, context: dict[str, Any]) -> dict[str, Any]:
 
 def _previous_timing(spec: RunSpec) -> dict[str, Any]:
     """Timing of an earlier, complete SR phase (a resumed run that had nothing left to time)."""
-    import json
-
-    path = spec.run_dir / "summary.json"
-    if path.is_file():
-        return json.loads(path.read_text(encoding="utf-8")).get("timing", {})
-    return {}
+    return spec.folder.summary().get("timing", {}) if spec.folder.has_summary() else {}
 
 
 def _barrier() -> None:

@@ -19,11 +19,13 @@ import functools
 import traceback
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
 from resshift.seeding import image_generator
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -72,13 +74,19 @@ def non_finite_reason(image: torch.Tensor) -> str | None:
     return f"non-finite output: {nan} NaN and {inf} Inf values of {image.numel()}"
 
 
-def _runs(items: Iterable[LRImage | LoadFailure], batch_size: int) -> Iterator[list[LRImage] | LoadFailure]:
-    batch: list[LRImage] = []
+def batches(items: Iterable[T], batch_size: int, key: Callable[[T], Any],
+            alone: Callable[[T], bool] = lambda item: False) -> Iterator[list[T] | T]:
+    """Group consecutive items with equal ``key`` into lists of at most ``batch_size``, in order.
+
+    An item for which ``alone`` is true is yielded by itself (not in a list) as soon as it arrives,
+    without closing the batch being gathered (load failures pass through this way).
+    """
+    batch: list[T] = []
     for item in items:
-        if isinstance(item, LoadFailure):
+        if alone(item):
             yield item
             continue
-        if batch and (len(batch) >= batch_size or batch[0].lr.shape != item.lr.shape):
+        if batch and (len(batch) >= batch_size or key(batch[0]) != key(item)):
             yield batch
             batch = []
         batch.append(item)
@@ -113,7 +121,7 @@ def super_resolve(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     device = torch.device(device)
-    for run in _runs(items, batch_size):
+    for run in batches(items, batch_size, key=lambda s: s.lr.shape, alone=lambda s: isinstance(s, LoadFailure)):
         if isinstance(run, LoadFailure):
             yield SROutcome(name=run.name, ok=False, error=run.reason, phase="load")
             if on_batch:

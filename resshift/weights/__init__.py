@@ -7,7 +7,7 @@
 * :mod:`~resshift.weights.formats`: safe reading, state-dict normalisation and strict loading, and
   the suite's own safetensors checkpoint formats;
 * :mod:`~resshift.weights.releases`: the download cache (lookup, offline rules, fetch) and the
-  released networks (:func:`load_unet`, :func:`load_autoencoder`);
+  released networks (:func:`load_network`, :func:`load_unet`, :func:`load_autoencoder`);
 * :mod:`~resshift.weights.metric_files`: the metric weight folder (``TORCH_HOME`` layout);
 * :mod:`~resshift.weights.shipped`: the small models inside the package.
 
@@ -38,6 +38,7 @@ from resshift.weights.releases import (
     download_checkpoint,
     find_local,
     load_autoencoder,
+    load_network,
     load_unet,
     resolve_checkpoint,
     search_dirs,
@@ -63,7 +64,7 @@ __all__ = [
     "SHIPPED", "WEIGHTS_DIR_ENV", "CheckpointDownloadError", "CheckpointFormatError",
     "CheckpointMismatchError", "CheckpointNotFoundError", "ChecksumMismatchError", "DownloadError",
     "WeightFile", "WeightsError", "architecture_for", "check_state_dict", "download_checkpoint",
-    "download_verified", "find_local", "get_entry", "load_autoencoder", "load_into", "load_state_dict",
+    "download_verified", "find_local", "get_entry", "load_autoencoder", "load_into", "load_network", "load_state_dict",
     "load_unet", "normalize_state_dict", "resolve_checkpoint", "search_dirs", "source_url",
     "verify_checksum", "weights_cache_dir", "with_hash",
 ]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -138,72 +139,70 @@ def _materialize(cls: type[nn.Module], params: dict, device: str | torch.device)
     return model
 
 
-def _load_network(cls, params, key, path, device, dtype, cache_dir, offline_dir, download, sha256):
+def _released_network(entry: WeightFile) -> tuple[type[nn.Module], dict]:
+    """The class of a download-cache network and its released constructor arguments."""
+    if entry.kind == "spandrel":
+        raise ValueError(f"{entry.key!r} is a spandrel network: its architecture is detected from the file "
+                         "(resshift.methods.spandrel_sr.load_descriptor)")
+    if entry.kind == "unet":
+        return UNetModelSwin, released_config(entry.config).unet_params
+    if entry.kind == "autoencoder":
+        return VQModelTorch, AUTOENCODER_PARAMS
+    from resshift.models.adm_unet import ADM_256_UNCOND, ADMUNet
+
+    return ADMUNet, ADM_256_UNCOND
+
+
+def load_network(
+    key: str | WeightFile,
+    path: str | os.PathLike | None = None,
+    *,
+    params: dict | None = None,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    cache_dir: str | os.PathLike | None = None,
+    offline_dir: str | os.PathLike | None = None,
+    download: bool = True,
+    sha256: str | None = None,
+) -> nn.Module:
+    """A released denoiser (kind ``unet``) or autoencoder (kind ``autoencoder``) of the download cache, in
+    eval mode with ``requires_grad`` off (call ``.requires_grad_(True)`` to fine-tune).
+
+    ``path`` loads a local file instead of the table's (checked against ``sha256`` when given);
+    ``params`` replaces the released constructor arguments, e.g. for small test models; the file is
+    otherwise found or fetched as :func:`resolve_checkpoint` does.
+    """
+    entry = get_entry(key)
+    if entry.kind not in ("unet", "autoencoder"):
+        raise ValueError(f"{entry.key!r} is a {entry.kind} file, not a ResShift UNet or autoencoder checkpoint")
+    cls, released = _released_network(entry)
     if path is None:
-        path = resolve_checkpoint(key, cache_dir=cache_dir, offline_dir=offline_dir,
-                                  download=download, sha256=sha256)
+        path = resolve_checkpoint(entry, cache_dir=cache_dir, offline_dir=offline_dir, download=download,
+                                  sha256=sha256)
     elif sha256:
         verify_checksum(path, sha256)
     state = load_state_dict(path)
-    model = _materialize(cls, params, device)
+    model = _materialize(cls, params if params is not None else released, device)
     load_into(model, state, str(path))
     return model.to(dtype=dtype).eval().requires_grad_(False)
 
 
-def load_unet(
-    version: str = "v3",
-    path: str | os.PathLike | None = None,
-    *,
-    params: dict | None = None,
-    device: str | torch.device = "cpu",
-    dtype: torch.dtype = torch.float32,
-    cache_dir: str | os.PathLike | None = None,
-    offline_dir: str | os.PathLike | None = None,
-    download: bool = True,
-    sha256: str | None = None,
-) -> UNetModelSwin:
-    """The released denoiser of ``version`` (``v1``, ``v2``, ``v3``, ``bicsr``), in eval mode with
-    ``requires_grad`` off (call ``.requires_grad_(True)`` to fine-tune).
-
-    ``path`` loads a local file instead of the table's; ``params`` overrides the architecture
-    (constructor arguments), e.g. for small test models.
-    """
-    entry = get_entry(version)
-    if entry.kind != "unet":
+def load_unet(version: str = "v3", path: str | os.PathLike | None = None, **options: Any) -> UNetModelSwin:
+    """The released denoiser of ``version`` (``v1``, ``v2``, ``v3``, ``bicsr``, SinSR); ``options`` are the
+    keywords of :func:`load_network` (``params``, ``device``, ``dtype``, ``cache_dir``, ``offline_dir``,
+    ``download``, ``sha256``)."""
+    if get_entry(version).kind != "unet":
         raise ValueError(f"{version!r} is not a UNet checkpoint")
-    params = params if params is not None else released_config(entry.config).unet_params
-    return _load_network(UNetModelSwin, params, entry, path, device, dtype, cache_dir, offline_dir,
-                         download, sha256)
+    return load_network(version, path, **options)
 
 
-def load_autoencoder(
-    path: str | os.PathLike | None = None,
-    *,
-    params: dict | None = None,
-    device: str | torch.device = "cpu",
-    dtype: torch.dtype = torch.float32,
-    cache_dir: str | os.PathLike | None = None,
-    offline_dir: str | os.PathLike | None = None,
-    download: bool = True,
-    sha256: str | None = None,
-) -> VQModelTorch:
-    """The released VQ-f4 autoencoder (``vqgan``), in eval mode with ``requires_grad`` off."""
-    params = params if params is not None else AUTOENCODER_PARAMS
-    return _load_network(VQModelTorch, params, CHECKPOINTS["vqgan"], path, device, dtype, cache_dir,
-                         offline_dir, download, sha256)
+def load_autoencoder(path: str | os.PathLike | None = None, **options: Any) -> VQModelTorch:
+    """The released VQ-f4 autoencoder (``vqgan``); ``options`` as :func:`load_unet`."""
+    return load_network(CHECKPOINTS["vqgan"], path, **options)
 
 
 def architecture_for(key: str | WeightFile) -> nn.Module:
     """The full-size network of a download-cache entry, on the meta device (no memory)."""
-    entry = get_entry(key)
-    if entry.kind == "spandrel":
-        raise ValueError(f"{entry.key!r} is a spandrel network: its architecture is detected from the file "
-                         "(resshift.methods.spandrel_sr.load_descriptor)")
+    cls, params = _released_network(get_entry(key))
     with torch.device("meta"):
-        if entry.kind == "unet":
-            return UNetModelSwin(**released_config(entry.config).unet_params)
-        if entry.kind == "autoencoder":
-            return VQModelTorch(**AUTOENCODER_PARAMS)
-        from resshift.models.adm_unet import ADM_256_UNCOND, ADMUNet
-
-        return ADMUNet(**ADM_256_UNCOND)
+        return cls(**params)

@@ -128,12 +128,16 @@ function showView(ds, name) {
   if (!entry) {
     section.hidden = false;
     document.getElementById("view-title").textContent = `${ds} / ${name}: no images for this view`;
+    document.getElementById("view-note").hidden = true;
     return;
   }
   view.ds = ds;
   view.name = name;
   section.hidden = false;
   document.getElementById("view-title").textContent = `${ds} / ${name}`;
+  const note = document.getElementById("view-note");
+  note.textContent = entry.note || "";
+  note.hidden = !entry.note;
   const keys = Object.keys(entry.files);
   const left = document.getElementById("cmp-left");
   const right = document.getElementById("cmp-right");
