@@ -139,3 +139,28 @@ def test_fast_conv_uses_winograd_and_follows_weight_changes(monkeypatch):
     # with autograd recording: the direct kernel, and gradients reach the weights
     conv(x.clone().requires_grad_()).sum().backward()
     assert len(calls) == 2 and conv.weight.grad is not None
+
+
+def test_upsampling_convolution_by_winograd_phases():
+    """``conv(nearest_upsample_2x(x))`` on the fast path: the four sub-pixel phase kernels in 3x3
+    windows, one Winograd convolution writing the phases interleaved; against float64 on the
+    upsampled map, and equal (within the bound) to the direct sub-pixel form."""
+    from resshift.models.fast import nearest_upsample_conv
+
+    torch.manual_seed(3)
+    conv = Conv2d(128, 128, 3, padding=1).eval()
+    owner = torch.nn.Module()
+    for shape in [(1, 128, 16, 20), (2, 128, 17, 19)]:
+        x = torch.randn(*shape)
+        up = F.interpolate(x.double(), scale_factor=2, mode="nearest")
+        with torch.inference_mode():
+            wino = nearest_upsample_conv(owner, conv, x)
+            with W.winograd_policy("never"):
+                direct = nearest_upsample_conv(owner, conv, x)
+        ref = F.conv2d(up, conv.weight.double(), conv.bias.double(), padding=1)
+        assert wino.shape == direct.shape == ref.shape
+        scale = ref.abs().max()
+        assert ((wino.double() - ref).abs().max() / scale).item() <= BOUND
+        assert ((direct.double() - ref).abs().max() / scale).item() <= BOUND
+    with pytest.raises(ValueError, match="4 phase blocks"):
+        W.winograd_conv3x3(torch.zeros(1, 8, 4, 4), W.transform_weight(torch.zeros(6, 8, 3, 3)), phases=True)

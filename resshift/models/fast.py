@@ -49,7 +49,8 @@ _FAST: ContextVar[bool] = ContextVar("resshift_fast_kernels", default=True)
 
 # Values derived from parameters (fused weights), keyed by the owning module so that copies,
 # pickles and state_dicts of the networks never see them; rebuilt when a parameter changes.
-_DERIVED: weakref.WeakKeyDictionary[nn.Module, tuple[tuple, object]] = weakref.WeakKeyDictionary()
+# One entry per (owner, kind of derived value).
+_DERIVED: weakref.WeakKeyDictionary[nn.Module, dict[str, tuple[tuple, object]]] = weakref.WeakKeyDictionary()
 
 
 def fast_enabled() -> bool:
@@ -84,8 +85,9 @@ def weight_version_key(*tensors: torch.Tensor) -> tuple:
     return tuple(key)
 
 
-def cached_derived(owner: nn.Module, tensors: list[torch.Tensor], build: Callable[[], T]) -> T:
-    """``build()`` computed once per version of ``tensors`` (e.g. fused weights) and kept for ``owner``.
+def cached_derived(owner: nn.Module, tensors: list[torch.Tensor], build: Callable[[], T], kind: str = "") -> T:
+    """``build()`` computed once per version of ``tensors`` (e.g. fused weights) and kept for ``owner``,
+    one value per ``kind`` (an owner may keep, e.g., its direct and its Winograd kernels side by side).
 
     With autograd recording and a tensor that requires grad, the value is rebuilt on every call so
     that gradients reach the parameters.
@@ -93,12 +95,13 @@ def cached_derived(owner: nn.Module, tensors: list[torch.Tensor], build: Callabl
     if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
         return build()
     key = weight_version_key(*tensors)
-    entry = _DERIVED.get(owner)
+    kinds = _DERIVED.setdefault(owner, {})
+    entry = kinds.get(kind)
     if entry is not None and entry[0] == key:
         return entry[1]  # type: ignore[return-value]
     with torch.no_grad():
         value = build()
-    _DERIVED[owner] = (key, value)
+    kinds[kind] = (key, value)
     return value
 
 
@@ -124,7 +127,7 @@ class Conv2d(nn.Conv2d):
         self, x: torch.Tensor, residual: torch.Tensor | None = None, activation: str | None = None
     ) -> torch.Tensor:
         if inplace_ok() and winograd_eligible(self, x):
-            u = cached_derived(self, [self.weight], lambda: transform_weight(self.weight))
+            u = cached_derived(self, [self.weight], lambda: transform_weight(self.weight), "winograd")
             y = winograd_conv3x3(x, u, self.bias)
         else:
             y = super().forward(x)
@@ -163,6 +166,19 @@ def _phase_weights(weight: torch.Tensor, bias: torch.Tensor | None) -> tuple[tor
     return torch.cat(kernels), (bias.repeat(4) if bias is not None else None)
 
 
+def _phase_winograd(weight: torch.Tensor, bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The phase kernels of :func:`_phase_weights`, each placed in a 3x3 window at its phase offset,
+    Winograd-transformed: (36, 4 * C_out, C_in), and the bias repeated per phase."""
+    kernels, bias4 = _phase_weights(weight, bias)
+    out_ch = weight.shape[0]
+    window = kernels.new_zeros(kernels.shape[0], kernels.shape[1], 3, 3)
+    for a in range(2):
+        for b in range(2):
+            p = 2 * a + b
+            window[p * out_ch : (p + 1) * out_ch, :, a : a + 2, b : b + 2] = kernels[p * out_ch : (p + 1) * out_ch]
+    return transform_weight(window), bias4
+
+
 def upsample_conv_fusable(conv: nn.Conv2d) -> bool:
     """Whether :func:`nearest_upsample_conv` applies (3x3, stride 1, padding 1, no dilation/groups)."""
     return (
@@ -180,12 +196,17 @@ def nearest_upsample_conv(owner: nn.Module, conv: nn.Conv2d, x: torch.Tensor) ->
     smaller than the direct form.) ``owner`` keeps the combined kernels, rebuilt when the weights change.
     """
     params = [conv.weight] + ([conv.bias] if conv.bias is not None else [])
-    weight, bias = cached_derived(owner, params, lambda: _phase_weights(conv.weight, conv.bias))
+    if inplace_ok() and winograd_eligible(conv, x):
+        # the four 2x2 kernels placed in 3x3 windows (phase (a, b) at rows a..a+1, columns b..b+1)
+        # give each phase's output aligned with x: one Winograd convolution writes all four, interleaved
+        u, bias = cached_derived(owner, params, lambda: _phase_winograd(conv.weight, conv.bias), "winograd")
+        return winograd_conv3x3(x, u, bias, phases=True)
     batch, _, height, width = x.shape
     out_ch = conv.out_channels
-    y = F.conv2d(x, weight.to(x.dtype), None if bias is None else bias.to(x.dtype), padding=1)
-    out = torch.empty(batch, out_ch, 2 * height, 2 * width, dtype=y.dtype, device=y.device)
+    out = torch.empty(batch, out_ch, 2 * height, 2 * width, dtype=x.dtype, device=x.device)
     phases = out.view(batch, out_ch, height, 2, width, 2)
+    weight, bias = cached_derived(owner, params, lambda: _phase_weights(conv.weight, conv.bias))
+    y = F.conv2d(x, weight.to(x.dtype), None if bias is None else bias.to(x.dtype), padding=1)
     for a in range(2):
         for b in range(2):
             p = 2 * a + b

@@ -181,12 +181,16 @@ def _zero_padded(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return out
 
 
-def winograd_conv3x3(x: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+def winograd_conv3x3(
+    x: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None = None, phases: bool = False
+) -> torch.Tensor:
     """``conv2d(x, w, bias, padding=1)`` for 3x3 kernels by F(4x4, 3x3); ``u = transform_weight(w)``.
 
     x: (N, C_in, H, W), any H, W >= 1 (the map is zero-padded to whole 4x4 output tiles and cropped);
-    u: (36, C_out, C_in); returns a new contiguous (N, C_out, H, W) tensor of x's dtype. Raises
-    ``ValueError`` when ``u`` does not fit ``x``.
+    u: (36, C_out, C_in); returns a new contiguous (N, C_out, H, W) tensor of x's dtype. With
+    ``phases=True`` the output channels are four phase blocks p = 2a + b of C_out / 4 each, written
+    interleaved as pixel (2y + a, 2x + b) of one (N, C_out / 4, 2H, 2W) map (the sub-pixel form of
+    an upsampling convolution). Raises ``ValueError`` when ``u`` does not fit ``x``.
 
     Each image is computed on its own, in bands of :func:`band_rows` tile rows (the band's tiles stay
     in cache between the steps), so an image's output does not depend on the batch it came in. Tiles
@@ -197,13 +201,24 @@ def winograd_conv3x3(x: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None
     if u.dim() != 3 or u.shape[0] != IN_TILE * IN_TILE or u.shape[2] != c_in:
         raise ValueError(f"transformed weight {tuple(u.shape)} does not fit input {tuple(x.shape)}")
     c_out = u.shape[1]
+    if phases and c_out % 4:
+        raise ValueError(f"phases=True needs 4 phase blocks of output channels, got {c_out}")
     m, t = OUT_TILE, IN_TILE
     tiles_h, tiles_w = -(-height // m), -(-width // m)
     b2, a2 = _tile_transforms(x.device, x.dtype)
     padded = _zero_padded(x, tiles_h * m + 2, tiles_w * m + 2)
-    full = torch.empty(n, c_out, tiles_h * m, tiles_w * m, dtype=x.dtype, device=x.device)
-    tiled = full.view(n, c_out, tiles_h, m, tiles_w, m)
-    bias4 = None if bias is None else bias.to(x.dtype).view(-1, 1, 1, 1)
+    bias_b = None if bias is None else bias.to(x.dtype)
+    if phases:
+        c_map = c_out // 4
+        full = torch.empty(n, c_map, 2 * tiles_h * m, 2 * tiles_w * m, dtype=x.dtype, device=x.device)
+        tiled = full.view(n, c_map, tiles_h, m, 2, tiles_w, m, 2)
+        if bias_b is not None:
+            bias_b = bias_b.view(2, 2, c_map)[0, 0].view(-1, 1, 1, 1, 1, 1, 1)
+    else:
+        full = torch.empty(n, c_out, tiles_h * m, tiles_w * m, dtype=x.dtype, device=x.device)
+        tiled = full.view(n, c_out, tiles_h, m, tiles_w, m)
+        if bias_b is not None:
+            bias_b = bias_b.view(-1, 1, 1, 1, 1)
     rows = band_rows(c_in, c_out, tiles_h, tiles_w)
     for i in range(n):
         for r0 in range(0, tiles_h, rows):
@@ -214,11 +229,15 @@ def winograd_conv3x3(x: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None
             v = (b2 @ d.t()).view(t * t, c_in, -1)  # Bᵀ d B for every tile, position-major
             prod = torch.bmm(u, v)  # Σ_c U ⊙ V: 36 products (C_out, C_in) @ (C_in, tiles)
             y = prod.view(t * t, -1).t() @ a2.t()  # Aᵀ M A: (C_out * tiles, 16)
-            y = y.view(c_out, r1 - r0, tiles_w, m, m).permute(0, 1, 3, 2, 4)  # (C_out, rows, 4, tw, 4)
-            if bias4 is None:
+            if phases:  # (2, 2, C, rows, tw, 4, 4) -> (C, rows, 4, 2, tw, 4, 2)
+                y = y.view(2, 2, c_out // 4, r1 - r0, tiles_w, m, m).permute(2, 3, 5, 0, 4, 6, 1)
+            else:  # (C_out, rows, tw, 4, 4) -> (C_out, rows, 4, tw, 4)
+                y = y.view(c_out, r1 - r0, tiles_w, m, m).permute(0, 1, 3, 2, 4)
+            if bias_b is None:
                 tiled[i, :, r0:r1].copy_(y)
             else:
-                torch.add(y, bias4.unsqueeze(-1), out=tiled[i, :, r0:r1])
+                torch.add(y, bias_b, out=tiled[i, :, r0:r1])
+    scale = 2 if phases else 1
     if tiles_h * m != height or tiles_w * m != width:
-        return full[:, :, :height, :width].contiguous()
+        return full[:, :, : scale * height, : scale * width].contiguous()
     return full
