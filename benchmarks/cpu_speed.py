@@ -230,21 +230,33 @@ def chain_breakdown(unet, vq, rounds: int = 3, version: str = "v3") -> dict:
     return rows
 
 
-def conv3x3_shapes(unet, vq, version: str = "v3") -> dict[tuple[int, int, int, int], int]:
-    """(C_in, C_out, H, W) -> calls of every 3x3, stride-1, padding-1 convolution in one chain for a
-    64x64 LR (recorded with forward pre-hooks on the networks)."""
+def conv3x3_shapes(unet, vq, version: str = "v3") -> dict[tuple[str, int, int, int, int], int]:
+    """(kind, C_in, C_out, H, W) -> calls of every 3x3, stride-1, padding-1 convolution in one fast
+    chain for a 64x64 LR, recorded with forward pre-hooks: kind ``conv`` for plain ones, ``upsample``
+    for those the fast path runs on the small map as sub-pixel phases (H, W: the map before the 2x
+    nearest upsampling)."""
     from resshift.methods.resshift_method import ResShiftSR, schedule_for
+    from resshift.models.fast import upsample_conv_fusable
 
-    seen: dict[tuple[int, int, int, int], int] = {}
+    seen: dict[tuple[str, int, int, int, int], int] = {}
 
-    def hook(module, args):
-        x = args[0]
-        key = (module.in_channels, module.out_channels, x.shape[-2], x.shape[-1])
-        seen[key] = seen.get(key, 0) + 1
+    def hook(kind: str):
+        def record(module, args):
+            conv = module.conv if kind == "upsample" else module
+            x = args[0]
+            key = (kind, conv.in_channels, conv.out_channels, x.shape[-2], x.shape[-1])
+            seen[key] = seen.get(key, 0) + 1
+        return record
 
-    handles = [m.register_forward_pre_hook(hook) for net in (unet, vq) for m in net.modules()
-               if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3) and m.stride == (1, 1)
-               and m.padding == (1, 1)]
+    handles = []
+    for net in (unet, vq):
+        for m in net.modules():
+            conv = getattr(m, "conv", None)
+            if type(m).__name__ == "Upsample" and isinstance(conv, torch.nn.Conv2d) and upsample_conv_fusable(conv):
+                handles.append(m.register_forward_pre_hook(hook("upsample")))
+            elif isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3) and m.stride == (1, 1) \
+                    and m.padding == (1, 1):
+                handles.append(m.register_forward_pre_hook(hook("conv")))
     try:
         method = ResShiftSR(unet, vq, schedule_for(version), fast=True)
         lq = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
@@ -256,46 +268,57 @@ def conv3x3_shapes(unet, vq, version: str = "v3") -> dict[tuple[int, int, int, i
     return seen
 
 
-def winograd_table(shapes: dict[tuple[int, int, int, int], int], rounds: int = 5) -> list[dict]:
-    """Each 3x3 convolution shape timed both ways, interleaved (direct oneDNN kernel and Winograd
-    F(4x4, 3x3), median of ``rounds``), with each one's round-off against a float64 convolution
-    (max abs error / max |reference|) and whether the shape rule of the fast path selects Winograd."""
+def winograd_table(shapes: dict[tuple[str, int, int, int, int], int], rounds: int = 5) -> list[dict]:
+    """Each 3x3 convolution shape timed both ways, interleaved (the direct kernel, or for upsampling
+    layers the direct sub-pixel form, against Winograd F(4x4, 3x3); median of ``rounds``), with each
+    one's round-off against a float64 convolution (max abs error / max |reference|) and whether the
+    shape rule of the fast path selects Winograd."""
     import torch.nn.functional as F
 
-    from resshift.models.fast import Conv2d
-    from resshift.models.winograd import transform_weight, winograd_conv3x3, winograd_eligible
+    from resshift.models.fast import Conv2d, nearest_upsample_conv
+    from resshift.models.winograd import winograd_eligible, winograd_policy
+
+    def with_policy(policy: str, fn: Callable) -> Callable:
+        def run():
+            with winograd_policy(policy):
+                return fn()
+        return run
 
     rows = []
     gen = torch.Generator().manual_seed(0)
-    for (c_in, c_out, height, width), calls in sorted(shapes.items(), key=lambda kv: -kv[0][2] * kv[0][3]):
+    for (kind, c_in, c_out, height, width), calls in sorted(shapes.items(), key=lambda kv: -kv[0][3] * kv[0][4]):
+        conv = Conv2d(c_in, c_out, 3, padding=1).eval()
+        with torch.no_grad():
+            conv.weight.copy_(torch.randn(c_out, c_in, 3, 3, generator=gen) / (9 * c_in) ** 0.5)
+            conv.bias.copy_(torch.randn(c_out, generator=gen))
         x = torch.randn(1, c_in, height, width, generator=gen)
-        w = torch.randn(c_out, c_in, 3, 3, generator=gen) / (9 * c_in) ** 0.5
-        b = torch.randn(c_out, generator=gen)
+        owner = torch.nn.Module()
+        call = functools.partial(nearest_upsample_conv, owner, conv, x) if kind == "upsample" \
+            else functools.partial(conv, x)
         with torch.inference_mode():
-            u = transform_weight(w)
-            ref = F.conv2d(x.double(), w.double(), b.double(), padding=1)
+            full = F.interpolate(x.double(), scale_factor=2, mode="nearest") if kind == "upsample" else x.double()
+            ref = F.conv2d(full, conv.weight.double(), conv.bias.double(), padding=1)
             scale = ref.abs().max().item()
-            paths = {"direct": functools.partial(F.conv2d, x, w, b, padding=1),
-                     "winograd": functools.partial(winograd_conv3x3, x, u, b)}
+            paths = {"direct": with_policy("never", call), "winograd": with_policy("always", call)}
             err = {k: (f().double() - ref).abs().max().item() / scale for k, f in paths.items()}
             times = {k: statistics.median(v) for k, v in time_interleaved(paths, rounds, 1).items()}
-        rows.append({"c_in": c_in, "c_out": c_out, "height": height, "width": width, "calls_per_chain": calls,
-                     "direct_s": times["direct"], "winograd_s": times["winograd"],
+        rows.append({"kind": kind, "c_in": c_in, "c_out": c_out, "height": height, "width": width,
+                     "calls_per_chain": calls, "direct_s": times["direct"], "winograd_s": times["winograd"],
                      "speedup": times["direct"] / times["winograd"], "error_direct": err["direct"],
                      "error_winograd": err["winograd"],
-                     "selected": winograd_eligible(Conv2d(c_in, c_out, 3, padding=1), x)})
+                     "selected": winograd_eligible(conv, x, upsample=kind == "upsample")})
     return rows
 
 
 def print_winograd_table(rows: list[dict]) -> None:
-    print("\n3x3 convolutions of the v3 chain: direct kernel vs Winograd F(4x4, 3x3), interleaved medians; "
-          "round-off = max error / scale against float64")
-    print(f"{'C_in->C_out @ HxW':22s} {'calls':>5s} {'direct':>9s} {'winograd':>9s} {'speed-up':>8s} "
+    print("\n3x3 convolutions of the v3 chain (up: nearest x2 + conv, on the small map): direct kernel vs "
+          "Winograd F(4x4, 3x3), interleaved medians; round-off = max error / scale against float64")
+    print(f"{'C_in->C_out @ HxW':26s} {'calls':>5s} {'direct':>9s} {'winograd':>9s} {'speed-up':>8s} "
           f"{'err direct':>10s} {'err wino':>9s} {'rule':>5s}")
     saved = 0.0
     for r in rows:
-        shape = f"{r['c_in']}->{r['c_out']} @ {r['height']}x{r['width']}"
-        print(f"{shape:22s} {r['calls_per_chain']:5d} {r['direct_s'] * 1e3:7.1f}ms {r['winograd_s'] * 1e3:7.1f}ms "
+        shape = f"{'up ' if r['kind'] == 'upsample' else ''}{r['c_in']}->{r['c_out']} @ {r['height']}x{r['width']}"
+        print(f"{shape:26s} {r['calls_per_chain']:5d} {r['direct_s'] * 1e3:7.1f}ms {r['winograd_s'] * 1e3:7.1f}ms "
               f"{r['speedup']:7.2f}x {r['error_direct']:10.1e} {r['error_winograd']:9.1e} "
               f"{'yes' if r['selected'] else 'no':>5s}")
         if r["selected"]:

@@ -1,6 +1,7 @@
 """VQModelTorch against the golden outputs of the official code (small config).
 
-Every test runs on the fast kernels and on the plain reference path (``kernel_path``).
+Every test runs on the fast kernels, on the plain reference path, and on the fast kernels with every
+3x3 convolution as Winograd F(4x4, 3x3) (``kernel_path``).
 """
 
 from __future__ import annotations

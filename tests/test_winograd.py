@@ -1,8 +1,9 @@
 """Winograd F(4x4, 3x3) convolution of the fast path (``resshift.models.winograd``).
 
 Round-off bound: max |winograd - conv2d in float64| <= 8e-6 of the output's scale (max |reference|).
-Measured at the VQ decoder's and UNet's shapes: 2.1e-6 to 3.2e-6, the same size as oneDNN's direct
-float32 kernel (2.2e-6 to 6.0e-6) measured the same way; the bound leaves room for other CPUs' BLAS.
+Measured at the v3 chain's shapes that use it: 2.1e-6 to 3.4e-6, the same size as oneDNN's direct
+float32 kernel at those shapes (2.0e-6 to 5.5e-6) measured the same way (``benchmarks/cpu_speed.py``);
+the bound leaves room for other CPUs' BLAS.
 """
 
 from __future__ import annotations
@@ -90,6 +91,8 @@ def test_shape_rule_and_policies():
     big, small_map, few = Conv2d(512, 512, 3, padding=1), torch.zeros(1, 512, 8, 8), Conv2d(64, 64, 3, padding=1)
     assert W.winograd_eligible(big, torch.zeros(1, 512, 64, 64))
     assert W.winograd_eligible(big, torch.zeros(1, 512, 16, 16))
+    assert not W.winograd_eligible(big, torch.zeros(1, 512, 16, 16), upsample=True)  # phases: >= 32x32
+    assert W.winograd_eligible(big, torch.zeros(1, 512, 32, 32), upsample=True)
     assert not W.winograd_eligible(big, small_map)  # 8x8: too few tiles
     assert not W.winograd_eligible(few, torch.zeros(1, 64, 64, 64))  # < 128 channels
     assert not W.winograd_eligible(big, torch.zeros(1, 512, 64, 64, dtype=torch.float64))
@@ -141,16 +144,24 @@ def test_fast_conv_uses_winograd_and_follows_weight_changes(monkeypatch):
     assert len(calls) == 2 and conv.weight.grad is not None
 
 
-def test_upsampling_convolution_by_winograd_phases():
+def test_upsampling_convolution_by_winograd_phases(monkeypatch):
     """``conv(nearest_upsample_2x(x))`` on the fast path: the four sub-pixel phase kernels in 3x3
     windows, one Winograd convolution writing the phases interleaved; against float64 on the
     upsampled map, and equal (within the bound) to the direct sub-pixel form."""
+    import resshift.models.fast as fast_module
     from resshift.models.fast import nearest_upsample_conv
 
+    calls = []
+
+    def spy(*args, **kw):
+        calls.append(kw.get("phases"))
+        return W.winograd_conv3x3(*args, **kw)
+
+    monkeypatch.setattr(fast_module, "winograd_conv3x3", spy)
     torch.manual_seed(3)
     conv = Conv2d(128, 128, 3, padding=1).eval()
     owner = torch.nn.Module()
-    for shape in [(1, 128, 16, 20), (2, 128, 17, 19)]:
+    for shape in [(1, 128, 32, 36), (2, 128, 33, 35)]:
         x = torch.randn(*shape)
         up = F.interpolate(x.double(), scale_factor=2, mode="nearest")
         with torch.inference_mode():
@@ -158,9 +169,55 @@ def test_upsampling_convolution_by_winograd_phases():
             with W.winograd_policy("never"):
                 direct = nearest_upsample_conv(owner, conv, x)
         ref = F.conv2d(up, conv.weight.double(), conv.bias.double(), padding=1)
+        assert calls == [True]  # the Winograd path ran once (the direct form not at all)
+        calls.clear()
         assert wino.shape == direct.shape == ref.shape
         scale = ref.abs().max()
         assert ((wino.double() - ref).abs().max() / scale).item() <= BOUND
         assert ((direct.double() - ref).abs().max() / scale).item() <= BOUND
     with pytest.raises(ValueError, match="4 phase blocks"):
         W.winograd_conv3x3(torch.zeros(1, 8, 4, 4), W.transform_weight(torch.zeros(6, 8, 3, 3)), phases=True)
+
+
+def test_phase_output_takes_each_phase_bias():
+    """``phases=True`` with a different bias per phase block: each output pixel gets its phase's."""
+    c_map = 3
+    bias = torch.arange(4 * c_map, dtype=torch.float32)
+    y = W.winograd_conv3x3(torch.zeros(1, 8, 5, 7), W.transform_weight(torch.zeros(4 * c_map, 8, 3, 3)), bias,
+                           phases=True)
+    assert y.shape == (1, c_map, 10, 14)
+    for a in range(2):
+        for b in range(2):
+            expected = bias[(2 * a + b) * c_map : (2 * a + b + 1) * c_map].view(c_map, 1, 1).expand(c_map, 5, 7)
+            assert torch.equal(y[0, :, a::2, b::2], expected)
+
+
+def test_describe_autocast_and_autograd_after_inference():
+    assert W.describe("cuda") == "direct"
+    assert W.describe("cpu").startswith("winograd F(4x4, 3x3) on points (0, 1, -1, 1/2, -2, inf) where >= 128")
+    with W.winograd_policy("never"):
+        assert W.describe("cpu") == "direct"
+    conv, x = Conv2d(128, 128, 3, padding=1), torch.zeros(1, 128, 16, 16)
+    with torch.autocast("cpu", torch.bfloat16):
+        assert not W.winograd_eligible(conv, x)  # the products would run in bf16
+    with torch.inference_mode():  # the cached transform matrices are built here first ...
+        W.winograd_conv3x3(torch.zeros(1, 4, 4, 4), W.transform_weight(torch.zeros(4, 4, 3, 3)))
+    x = torch.randn(1, 4, 6, 6, requires_grad=True)  # ... and still serve a call recording autograd
+    W.winograd_conv3x3(x, W.transform_weight(torch.randn(4, 4, 3, 3))).sum().backward()
+    assert x.grad is not None and x.grad.shape == x.shape
+
+
+def test_cached_kernels_follow_replaced_weights_and_clear():
+    from resshift.models.fast import clear_derived
+
+    torch.manual_seed(5)
+    conv = Conv2d(128, 128, 3, padding=1).eval()
+    x = torch.randn(1, 128, 16, 16)
+    for _ in range(5):  # a new Parameter each time, possibly at a reused address
+        conv.weight = torch.nn.Parameter(torch.randn(128, 128, 3, 3) / 34)
+        with torch.inference_mode():
+            assert _scaled_error(conv(x), x, conv.weight, conv.bias) <= BOUND
+    conv.weight.data.mul_(2)  # invisible to the version counter: documented, cleared by hand
+    clear_derived(conv)
+    with torch.inference_mode():
+        assert _scaled_error(conv(x), x, conv.weight, conv.bias) <= BOUND

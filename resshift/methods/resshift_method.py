@@ -30,6 +30,7 @@ from resshift.methods.precision import autocast, check_precision
 from resshift.methods.registry import register_method
 from resshift.methods.tiling import Tile, TileNoise, reflect_pad_to_multiple, run_tiles, tile_plan
 from resshift.models.configs import RELEASED_VERSIONS, released_config
+from resshift.models.winograd import describe as winograd_describe
 from resshift.seeding import per_tile_generators
 
 # Samplers over the same networks: the full ResShift chain, or SinSR's single step from the prior.
@@ -215,7 +216,7 @@ class ResShiftSR(SRMethod):
                 "vq_dtype": self.vq_dtype,
                 "fast_kernels": self.fast,
                 # the fast path's 3x3 convolutions (resshift.models.winograd): part of what a run computed
-                "conv3x3": "winograd F(4x4,3x3) by shape rule" if self.fast else "direct",
+                "conv3x3": winograd_describe(self.device) if self.fast else "direct",
                 "device": str(self.device),
                 "padding_offset": self.padding_offset,
             }

@@ -49,8 +49,8 @@ _FAST: ContextVar[bool] = ContextVar("resshift_fast_kernels", default=True)
 
 # Values derived from parameters (fused weights), keyed by the owning module so that copies,
 # pickles and state_dicts of the networks never see them; rebuilt when a parameter changes.
-# One entry per (owner, kind of derived value).
-_DERIVED: weakref.WeakKeyDictionary[nn.Module, dict[str, tuple[tuple, object]]] = weakref.WeakKeyDictionary()
+# One entry per (owner, kind of derived value): (version key, weak references to the tensors, value).
+_DERIVED: weakref.WeakKeyDictionary[nn.Module, dict[str, tuple[tuple, tuple, object]]] = weakref.WeakKeyDictionary()
 
 
 def fast_enabled() -> bool:
@@ -89,20 +89,30 @@ def cached_derived(owner: nn.Module, tensors: list[torch.Tensor], build: Callabl
     """``build()`` computed once per version of ``tensors`` (e.g. fused weights) and kept for ``owner``,
     one value per ``kind`` (an owner may keep, e.g., its direct and its Winograd kernels side by side).
 
-    With autograd recording and a tensor that requires grad, the value is rebuilt on every call so
-    that gradients reach the parameters.
+    A value is rebuilt when a tensor is replaced (another object, even at a reused address), resized,
+    moved, or changed in place through autograd-visible operations (``load_state_dict``, ``copy_``
+    under ``no_grad``). Not seen: in-place changes through ``.data`` and in-place changes of inference
+    tensors (weights created inside ``torch.inference_mode``), which carry no version counter; after
+    those, call :func:`clear_derived`. With autograd recording and a tensor that requires grad, the
+    value is rebuilt on every call so that gradients reach the parameters.
     """
     if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
         return build()
     key = weight_version_key(*tensors)
     kinds = _DERIVED.setdefault(owner, {})
     entry = kinds.get(kind)
-    if entry is not None and entry[0] == key:
-        return entry[1]  # type: ignore[return-value]
+    if entry is not None and entry[0] == key and all(ref() is t for ref, t in zip(entry[1], tensors, strict=True)):
+        return entry[2]  # type: ignore[return-value]
     with torch.no_grad():
         value = build()
-    kinds[kind] = (key, value)
+    kinds[kind] = (key, tuple(weakref.ref(t) for t in tensors), value)
     return value
+
+
+def clear_derived(module: nn.Module) -> None:
+    """Drop the derived values (fused and transformed weights) cached for ``module`` and its children."""
+    for m in module.modules():
+        _DERIVED.pop(m, None)
 
 
 def _activate(y: torch.Tensor, name: str) -> torch.Tensor:
@@ -196,7 +206,7 @@ def nearest_upsample_conv(owner: nn.Module, conv: nn.Conv2d, x: torch.Tensor) ->
     smaller than the direct form.) ``owner`` keeps the combined kernels, rebuilt when the weights change.
     """
     params = [conv.weight] + ([conv.bias] if conv.bias is not None else [])
-    if inplace_ok() and winograd_eligible(conv, x):
+    if inplace_ok() and winograd_eligible(conv, x, upsample=True):
         # the four 2x2 kernels placed in 3x3 windows (phase (a, b) at rows a..a+1, columns b..b+1)
         # give each phase's output aligned with x: one Winograd convolution writes all four, interleaved
         u, bias = cached_derived(owner, params, lambda: _phase_winograd(conv.weight, conv.bias), "winograd")

@@ -9,11 +9,12 @@ tile and channel pair instead of 144, the channel sum becoming 36 independent ma
 The transform matrices are the Toom-Cook construction (Lavin & Gray, sec. 4.1) on the interpolation
 points ``(0, 1, -1, 1/2, -2, ∞)``, which Barabasz et al. ("Error Analysis and Improving the Accuracy of
 Winograd Convolution for Deep Neural Networks", ACM TOMS 2020, table 3) found the most accurate for
-F(4, 3): with them the round-off measured against a float64 convolution (2.3e-6 to 3.1e-6 of the
-output's scale at the VQ decoder's shapes) is of the same size as oneDNN's direct float32 kernel
-(2.6e-6 to 4.3e-6; ``tests/test_winograd.py``). The matrices are built here in exact rational
-arithmetic, checked to satisfy the minimal-filtering identity exactly, and rounded once to float32
-(their entries are dyadic, so the rounding is exact except for ``G``'s thirds and sixths).
+F(4, 3): with them the round-off measured against a float64 convolution (2.1e-6 to 3.4e-6 of the
+output's scale at the v3 chain's selected shapes) is of the same size as oneDNN's direct float32 kernel
+(2.0e-6 to 5.5e-6 on the same shapes; ``benchmarks/cpu_speed.py`` prints both per shape). The
+matrices are built here in exact rational arithmetic and checked to satisfy the minimal-filtering
+identity exactly; ``Aᵀ`` and ``Bᵀ`` (integers and powers of two) are exact in float32, and ``G``
+(thirds, fifteenths, ...) is applied to the kernels in float64, the result rounded once to float32.
 
 Only layers where it is faster on CPU take this path: :func:`winograd_eligible` decides from the
 layer's shape alone (never from a timing), so a given network always computes the same way.
@@ -40,6 +41,9 @@ POINTS = (Fraction(0), Fraction(1), Fraction(-1), Fraction(1, 2), Fraction(-2)) 
 # product) or with few channels (the tile transforms, memory-bound, then cost more than they save).
 MIN_CHANNELS = 128
 MIN_PIXELS = 16 * 16
+# The upsampling layers (four phase kernels on the small map, ``phases=True``) gain less (1.04-1.17x
+# at 32x32 to 128x128) and lose at 16x16 (0.8x), so they need a larger map.
+MIN_PIXELS_UPSAMPLE = 32 * 32
 BAND_BYTES = 16 * 2**20  # transformed tiles per band (see :func:`band_rows`)
 
 POLICIES = ("shape", "always", "never")
@@ -114,15 +118,30 @@ def toom_cook_matrices(
 @cache
 def _float64_matrices() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     a_t, g, b_t = toom_cook_matrices()
-    as_t = lambda rows: torch.tensor([[float(v) for v in row] for row in rows], dtype=torch.float64)  # noqa: E731
-    return as_t(a_t), as_t(g), as_t(b_t)
+    with torch.inference_mode(False):  # cached: must also serve calls that record autograd
+        as_t = lambda rows: torch.tensor([[float(v) for v in row] for row in rows], dtype=torch.float64)  # noqa: E731
+        return as_t(a_t), as_t(g), as_t(b_t)
 
 
 @cache
 def _tile_transforms(device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
     """``Bᵀ ⊗ Bᵀ`` (36 x 36) and ``Aᵀ ⊗ Aᵀ`` (16 x 36): the 2-D tile transforms on flattened tiles."""
     a_t, _, b_t = _float64_matrices()
-    return torch.kron(b_t, b_t).to(device, dtype), torch.kron(a_t, a_t).to(device, dtype)
+    with torch.inference_mode(False):
+        return torch.kron(b_t, b_t).to(device, dtype), torch.kron(a_t, a_t).to(device, dtype)
+
+
+def describe(device: torch.device | str) -> str:
+    """How the fast path computes 3x3 convolutions on ``device`` under the current policy (recorded
+    in a method's ``describe()``, hence in a run's identity)."""
+    policy = _POLICY.get()
+    if torch.device(device).type != "cpu" or policy == "never":
+        return "direct"
+    rule = "every 3x3 stride-1 convolution" if policy == "always" else (
+        f">= {MIN_CHANNELS} channels in and out, >= {MIN_PIXELS} pixels per map "
+        f"(>= {MIN_PIXELS_UPSAMPLE} before a 2x upsampling)")
+    points = ", ".join(str(p) for p in POINTS)
+    return f"winograd F({OUT_TILE}x{OUT_TILE}, {KERNEL}x{KERNEL}) on points ({points}, inf) where {rule}"
 
 
 def transform_weight(weight: torch.Tensor) -> torch.Tensor:
@@ -138,16 +157,18 @@ def transform_weight(weight: torch.Tensor) -> torch.Tensor:
     return u.reshape(IN_TILE * IN_TILE, weight.shape[0], weight.shape[1]).to(weight.dtype).contiguous()
 
 
-def winograd_eligible(conv: torch.nn.Conv2d, x: torch.Tensor) -> bool:
+def winograd_eligible(conv: torch.nn.Conv2d, x: torch.Tensor, upsample: bool = False) -> bool:
     """Whether ``conv(x)`` takes the Winograd path: a 3x3, stride-1, padding-1 zero-padded, ungrouped,
-    undilated convolution of a float32 CPU tensor, and under the default policy both channel counts
-    >= :data:`MIN_CHANNELS` and H*W >= :data:`MIN_PIXELS` per image (the shape rule above; see
-    :func:`winograd_policy`)."""
+    undilated convolution of a float32 CPU tensor outside autocast, and under the default policy both
+    channel counts >= :data:`MIN_CHANNELS` and H*W >= :data:`MIN_PIXELS` per image, or
+    >= :data:`MIN_PIXELS_UPSAMPLE` for ``upsample=True`` (``conv`` after a 2x nearest upsampling of
+    ``x``, computed on ``x`` as sub-pixel phases); the shape rule above, see :func:`winograd_policy`."""
     policy = _POLICY.get()
     if policy == "never":
         return False
     fits = (
         x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4
+        and not torch.is_autocast_enabled("cpu")  # under CPU autocast the products would run in bf16
         and conv.kernel_size == (KERNEL, KERNEL) and conv.stride == (1, 1) and conv.padding == (1, 1)
         and conv.dilation == (1, 1) and conv.groups == 1 and conv.padding_mode == "zeros"
     )
@@ -155,7 +176,7 @@ def winograd_eligible(conv: torch.nn.Conv2d, x: torch.Tensor) -> bool:
         return fits
     return (
         min(conv.in_channels, conv.out_channels) >= MIN_CHANNELS
-        and x.shape[-2] * x.shape[-1] >= MIN_PIXELS
+        and x.shape[-2] * x.shape[-1] >= (MIN_PIXELS_UPSAMPLE if upsample else MIN_PIXELS)
     )
 
 
@@ -212,8 +233,8 @@ def winograd_conv3x3(
         c_map = c_out // 4
         full = torch.empty(n, c_map, 2 * tiles_h * m, 2 * tiles_w * m, dtype=x.dtype, device=x.device)
         tiled = full.view(n, c_map, tiles_h, m, 2, tiles_w, m, 2)
-        if bias_b is not None:
-            bias_b = bias_b.view(2, 2, c_map)[0, 0].view(-1, 1, 1, 1, 1, 1, 1)
+        if bias_b is not None:  # block p = 2a + b of the bias -> (C, 1, 1, a, 1, 1, b) like y below
+            bias_b = bias_b.view(2, 2, c_map).permute(2, 0, 1).reshape(c_map, 1, 1, 2, 1, 1, 2)
     else:
         full = torch.empty(n, c_out, tiles_h * m, tiles_w * m, dtype=x.dtype, device=x.device)
         tiled = full.view(n, c_out, tiles_h, m, tiles_w, m)

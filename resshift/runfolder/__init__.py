@@ -223,7 +223,7 @@ class RunFolder:
         if unknown or missing:
             raise ValueError(f"{self.summary_file}: summary does not follow its schema (undocumented keys: "
                              f"{', '.join(unknown) or 'none'}; missing keys: {', '.join(missing) or 'none'})")
-        per_image.to_csv(self.per_image_file, index=False)
+        write_text(self.per_image_file, per_image.to_csv(index=False))  # atomic, as the summaries
         write_json(self.summary_file, out)
         write_text(self.summary_md_file, markdown)
         return out

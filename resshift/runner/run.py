@@ -130,7 +130,11 @@ def run_sr_phase(spec: RunSpec, method: Any, dataset: Any, timer: Any) -> dict[s
         if out.ok:
             write_png(folder.sr_image(out.name), out.sr)
             if crops is not None and crops.size == tuple(out.sr.shape[-2:]):
-                folder.write_visual(out.name, crops)
+                try:
+                    folder.write_visual(out.name, crops)
+                except Exception as err:  # noqa: BLE001 - the view shows fewer sources; the row is kept
+                    log.warning("%s: no visual record of %s: %s: %s", spec.run_dir.name, out.name,
+                                type(err).__name__, err)
             elif crops is not None:
                 log.warning("%s: no visual record of %s: output %s, expected %s", spec.run_dir.name, out.name,
                             tuple(out.sr.shape[-2:]), crops.size)
