@@ -1,8 +1,8 @@
 """Winograd F(4x4, 3x3) convolution of the fast path (``resshift.models.winograd``).
 
 Round-off bound: max |winograd - conv2d in float64| <= 8e-6 of the output's scale (max |reference|).
-Measured at the v3 chain's shapes that use it: 2.1e-6 to 3.4e-6, the same size as oneDNN's direct
-float32 kernel at those shapes (2.0e-6 to 5.5e-6) measured the same way (``benchmarks/cpu_speed.py``);
+Measured at the v3 chain's shapes that use it: 2.1e-6 to 4.0e-6, the same size as oneDNN's direct
+float32 kernel at those shapes (1.7e-6 to 5.5e-6) measured the same way (``benchmarks/cpu_speed.py``);
 the bound leaves room for other CPUs' BLAS.
 """
 

@@ -9,9 +9,9 @@ tile and channel pair instead of 144, the channel sum becoming 36 independent ma
 The transform matrices are the Toom-Cook construction (Lavin & Gray, sec. 4.1) on the interpolation
 points ``(0, 1, -1, 1/2, -2, ∞)``, which Barabasz et al. ("Error Analysis and Improving the Accuracy of
 Winograd Convolution for Deep Neural Networks", ACM TOMS 2020, table 3) found the most accurate for
-F(4, 3): with them the round-off measured against a float64 convolution (2.1e-6 to 3.4e-6 of the
+F(4, 3): with them the round-off measured against a float64 convolution (2.1e-6 to 4.0e-6 of the
 output's scale at the v3 chain's selected shapes) is of the same size as oneDNN's direct float32 kernel
-(2.0e-6 to 5.5e-6 on the same shapes; ``benchmarks/cpu_speed.py`` prints both per shape). The
+(1.7e-6 to 5.5e-6 on the same shapes; ``benchmarks/cpu_speed.py`` prints both per shape). The
 matrices are built here in exact rational arithmetic and checked to satisfy the minimal-filtering
 identity exactly; ``Aᵀ`` and ``Bᵀ`` (integers and powers of two) are exact in float32, and ``G``
 (thirds, fifteenths, ...) is applied to the kernels in float64, the result rounded once to float32.
@@ -36,12 +36,12 @@ IN_TILE = OUT_TILE + KERNEL - 1  # n = m + r - 1: input tile side
 POINTS = (Fraction(0), Fraction(1), Fraction(-1), Fraction(1, 2), Fraction(-2))  # finite points; the last is ∞
 
 # Shape rule, from timing the 3x3 convolution shapes of the v3 chain both ways, interleaved (2 threads,
-# AMD EPYC; reports/resshift-speed.md): computed in bands of tile rows, F(4, 3) is 1.2-2.5x faster on
+# AMD EPYC; reports/resshift-speed.md): computed in bands of tile rows, F(4, 3) is 1.1-2.2x faster on
 # maps from 16x16 to 256x256 with >= 128 channels in and out, and slower at 8x8 (too few tiles per
 # product) or with few channels (the tile transforms, memory-bound, then cost more than they save).
 MIN_CHANNELS = 128
 MIN_PIXELS = 16 * 16
-# The upsampling layers (four phase kernels on the small map, ``phases=True``) gain less (1.04-1.17x
+# The upsampling layers (four phase kernels on the small map, ``phases=True``) gain less (1.02-1.17x
 # at 32x32 to 128x128) and lose at 16x16 (0.8x), so they need a larger map.
 MIN_PIXELS_UPSAMPLE = 32 * 32
 BAND_BYTES = 16 * 2**20  # transformed tiles per band (see :func:`band_rows`)
