@@ -157,13 +157,25 @@ def _capture(method):
 
 def _free_running_bound(ref, steps):
     """2e-3 of scale for 4-step chains; 5e-2 for 15 steps (the official code moves up to 3.3e-2 between
-    1 and 2 threads on the 15-step tiles)."""
-    return 2e-3 * max(1.0, ref.abs().max().item()) if steps <= 4 else 5e-2
+    1 and 2 threads on the 15-step tiles). The opt-in mode with Winograd forced onto every 3x3
+    convolution has its own 15-step bound, 1e-1: on the golden networks' 32-64-channel layers (which
+    the default shape rule never gives to Winograd) its round-off is 3-6x the direct kernel's, and one
+    chaotic tile of case B drifts to 6.3e-2 (fast path 2.8e-2, reference path 2.1e-2)."""
+    from resshift.models.winograd import current_policy
+
+    if steps <= 4:
+        return 2e-3 * max(1.0, ref.abs().max().item())
+    return 1e-1 if current_policy() == "always" else 5e-2
 
 
 def _free_running_gap(steps):
-    """Index flips are allowed where the recorded distance gap is below this."""
-    return 1e-4 if steps <= 4 else 2e-3
+    """Index flips are allowed where the recorded distance gap is below this (15 steps with Winograd
+    forced everywhere: 5e-3, measured 2.6e-3 in the tile that drifts most, see above)."""
+    from resshift.models.winograd import current_policy
+
+    if steps <= 4:
+        return 1e-4
+    return 5e-3 if current_policy() == "always" else 2e-3
 
 
 TILED = [
@@ -225,7 +237,7 @@ def test_tiled_path_free_running_batched_tiles(golden, small_nets, kernels, fnam
             latents[k : k + 1],
             g[f"tile{k:02d}/final_latent_indices"],
             g[f"tile{k:02d}/final_latent_index_gap"],
-            1e-4 if steps <= 4 else 2e-3,
+            _free_running_gap(steps),
             f"tile {k}",
         )
     if flips == 0:

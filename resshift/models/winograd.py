@@ -157,6 +157,11 @@ def transform_weight(weight: torch.Tensor) -> torch.Tensor:
     return u.reshape(IN_TILE * IN_TILE, weight.shape[0], weight.shape[1]).to(weight.dtype).contiguous()
 
 
+def current_policy() -> str:
+    """The Winograd policy in force here (see :func:`winograd_policy`)."""
+    return _POLICY.get()
+
+
 def winograd_eligible(conv: torch.nn.Conv2d, x: torch.Tensor, upsample: bool = False) -> bool:
     """Whether ``conv(x)`` takes the Winograd path: a 3x3, stride-1, padding-1 zero-padded, ungrouped,
     undilated convolution of a float32 CPU tensor outside autocast, and under the default policy both
