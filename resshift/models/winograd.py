@@ -196,7 +196,10 @@ def band_rows(c_in: int, c_out: int, tiles_h: int, tiles_w: int) -> int:
 
 
 def _zero_padded(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """x (N, C, H, W) inside a zero border: 1 pixel top/left, up to ``height``/``width`` in all."""
+    """x (N, C, H, W) inside a zero border: 1 pixel top/left, up to ``height``/``width`` in all.
+
+    ``F.pad`` gives the same tensor but zero-fills the whole buffer before copying x into it (measured:
+    ~10 ms a call at 128 x 256 x 256); here only the border is zeroed."""
     n, c, h, w = x.shape
     out = x.new_empty(n, c, height, width)
     out[:, :, 1 : h + 1, 1 : w + 1] = x
