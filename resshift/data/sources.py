@@ -31,10 +31,10 @@ import shutil
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from resshift.data.cards import DatasetCard
-from resshift.download import ChecksumMismatchError, download_verified
+from resshift.download import ChecksumMismatchError, download_verified, safe_member_path
 from resshift.paths import cache_dir
 from resshift.provenance import file_sha256
 
@@ -115,20 +115,6 @@ def download(
     return download_verified(url, dest, sha256, progress=progress or False)
 
 
-def _safe_member(name: str, strip: str | None) -> PurePosixPath | None:
-    """The member's path relative to ``strip`` or ``None`` when outside it; rejects unsafe paths."""
-    p = PurePosixPath(name)
-    if p.is_absolute() or ".." in p.parts:
-        raise ValueError(f"archive member {name!r} has an unsafe path")
-    if strip:
-        prefix = PurePosixPath(strip)
-        try:
-            p = p.relative_to(prefix)
-        except ValueError:
-            return None
-    return p if p.parts else None
-
-
 def extract_zip(archive: Path, dest: Path, strip: str | None = None) -> int:
     """Unpack ``archive`` into ``dest`` (members under ``strip`` only, with it removed); return the count."""
     count = 0
@@ -138,7 +124,7 @@ def extract_zip(archive: Path, dest: Path, strip: str | None = None) -> int:
         raise ValueError(f"{archive}: not a valid zip archive ({exc})") from exc
     with zf:
         for info in zf.infolist():
-            rel = _safe_member(info.filename, strip)
+            rel = safe_member_path(info.filename, strip)
             if rel is None or info.is_dir():
                 continue
             target = dest / Path(*rel.parts)

@@ -45,7 +45,7 @@ def default_adm_checkpoint() -> Path:
     folders (:func:`resshift.weights.find_local`), else its place in the download cache."""
     from resshift import weights
 
-    return weights.find_local(ADM_KEY) or weights.weights_cache_dir() / weights.get_entry(ADM_KEY).filename
+    return weights.find_local(ADM_KEY) or weights.weights_cache_dir() / weights.get_entry(ADM_KEY).relpath
 
 
 class Prior:

