@@ -67,14 +67,13 @@ def _write_musiq_file(root: Path) -> None:
 
 
 def _write_niqe_file(root: Path) -> None:
-    import scipy.io
-
+    """Random NIQE parameters in basicsr's ``.npz`` layout (the weights table's file)."""
     rng = np.random.default_rng(13)
     a = rng.normal(size=(36, 36))
     dst = root / METRIC_FILES["niqe-params"].relpath
     dst.parent.mkdir(parents=True, exist_ok=True)
-    params = {"mu_prisparam": rng.normal(size=(1, 36)), "cov_prisparam": a @ a.T + 36 * np.eye(36)}
-    scipy.io.savemat(dst, params)
+    with open(dst, "wb") as fh:
+        np.savez(fh, mu_pris_param=rng.normal(size=(1, 36)), cov_pris_param=a @ a.T + 36 * np.eye(36))
 
 
 class _ParameterHolder(torch.nn.Module):
@@ -116,10 +115,11 @@ def weights_dir(tmp_path_factory) -> Path:
 
 
 def _accept_generated_clip(mp: pytest.MonkeyPatch, weights_dir: Path) -> str:
-    """Accept the generated CLIP file (its SHA-256 replaces the official RN50 hash)."""
-    wf = METRIC_FILES["clip-rn50"]
-    fake = WeightFile(**{**wf.__dict__, "sha256": file_sha256(weights_dir / wf.relpath)})
-    mp.setitem(METRIC_FILES, "clip-rn50", fake)
+    """Accept the generated CLIP and NIQE files (their SHA-256 replace the pinned hashes); returns CLIP's."""
+    for key in ("niqe-params", "clip-rn50"):
+        wf = METRIC_FILES[key]
+        fake = WeightFile(**{**wf.__dict__, "sha256": file_sha256(weights_dir / wf.relpath)})
+        mp.setitem(METRIC_FILES, key, fake)
     return fake.sha256
 
 
@@ -184,7 +184,9 @@ def test_musiq_loads_our_file(built, weights_dir):
 def test_niqe_uses_our_parameters(built, weights_dir):
     from pyiqa.archs.niqe_arch import NIQE
 
-    ref = NIQE(pretrained_model_path=str(weights_dir / METRIC_FILES["niqe-params"].relpath))
+    from resshift.metrics.pyiqa_backend import niqe_parameters_mat
+
+    ref = NIQE(pretrained_model_path=niqe_parameters_mat(weights_dir / METRIC_FILES["niqe-params"].relpath))
     sr, _ = _images(2, 2, 192, 200)
     got = built["niqe"].compute(sr)
     torch.testing.assert_close(got, ref(sr).reshape(-1).float())
@@ -280,7 +282,7 @@ def test_missing_weights_make_metrics_unavailable_with_reason(tmp_path):
     assert set(available) == {"psnr", "ssim"}
     assert set(unavailable) == {*LEARNED, "lpips-vgg"}
     assert unavailable["niqe"] == (
-        f"weights file niqe_modelparameters.mat not found in {tmp_path / 'hub' / 'pyiqa'} ({wmod.FETCH_HINT})"
+        f"weights file niqe_pris_params.npz not found in {tmp_path / 'hub' / 'resshift'} ({wmod.FETCH_HINT})"
     )
     assert "RN50.pt not found" in unavailable["clipiqa"]
     assert "resshift weights fetch" in unavailable["lpips"]
@@ -301,7 +303,7 @@ def test_clip_file_with_wrong_hash_is_unavailable_not_redownloaded(weights_dir):
     assert METRIC_FILES["clip-rn50"].sha256 in unavailable["clipiqa"]
 
 
-def test_weight_dir_setting(monkeypatch, tmp_path, weights_dir):
+def test_weight_dir_setting(monkeypatch, tmp_path, weights_dir, clip_sha):
     monkeypatch.setenv(wmod.WEIGHTS_ENV, str(weights_dir))
     assert wmod.metric_weights_dir() == weights_dir.resolve()
     available, unavailable = build_metrics(["niqe"])

@@ -1,7 +1,9 @@
 """Learned metrics through pyiqa: our glue only (paths, input convention, isolation), never the models.
 
 pyiqa is built with explicit file paths for every weight it would otherwise download
-(``pretrained_model_path`` for LPIPS/MUSIQ/NIQE, the CLIP file path as ``backbone`` for CLIP-IQA), and
+(``pretrained_model_path`` for LPIPS/MUSIQ, the NIQE parameters of the weights table (basicsr's
+``niqe_pris_params.npz``) handed over as an in-memory MATLAB file, the CLIP file path as ``backbone``
+for CLIP-IQA), and
 ``TORCH_HOME`` points at the metric weight directory while the torchvision backbones load, so
 construction never reaches the network. Availability is decided before construction by
 :func:`resshift.metrics.availability.unavailable_reason`.
@@ -12,11 +14,13 @@ Tested with pyiqa 0.1.16 (the range pinned in ``pyproject.toml``).
 from __future__ import annotations
 
 import importlib
+import io
 import sys
 import types
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from resshift.metrics.base import Metric
@@ -62,12 +66,35 @@ def pyiqa_overrides(spec: MetricSpec, directory: str | Path) -> dict[str, Any]:
     if name == "musiq":
         return {"pretrained_model_path": str(weight_path("musiq-koniq", directory))}
     if name == "niqe":
-        return {"pretrained_model_path": str(weight_path("niqe-params", directory))}
+        return {"pretrained_model_path": niqe_parameters_mat(weight_path("niqe-params", directory))}
     if name == "clipiqa":
         # pyiqa's CLIP loader accepts a file path instead of a model name; the SHA-256 of the file is
         # checked beforehand (availability), so this is the official RN50.
         return {"backbone": str(weight_path("clip-rn50", directory))}
     raise KeyError(f"{spec.name}: no pyiqa glue for pyiqa metric {name!r}")
+
+
+def niqe_parameters_mat(npz_path: str | Path) -> io.BytesIO:
+    """The NIQE model of basicsr's ``niqe_pris_params.npz`` (``mu_pris_param`` ``1x36``,
+    ``cov_pris_param`` ``36x36``, float64: the MATLAB release's ``modelparameters.mat`` values) as the
+    in-memory MATLAB file pyiqa's ``NIQE`` reads (``scipy.io.loadmat``: keys ``mu_prisparam``,
+    ``cov_prisparam``). The values pass unchanged (float64 both ways).
+
+    Raises ``ValueError`` naming the file when an array is missing or mis-shaped.
+    """
+    import scipy.io
+
+    with np.load(npz_path) as data:
+        missing = [k for k in ("mu_pris_param", "cov_pris_param") if k not in data.files]
+        if missing:
+            raise ValueError(f"{npz_path}: no {missing[0]!r} array (not basicsr's NIQE parameter file)")
+        mu, cov = np.asarray(data["mu_pris_param"], np.float64), np.asarray(data["cov_pris_param"], np.float64)
+    if mu.size != 36 or cov.shape != (36, 36):
+        raise ValueError(f"{npz_path}: NIQE parameters of shapes {mu.shape}, {cov.shape}; expected 36 and 36x36")
+    buffer = io.BytesIO()
+    scipy.io.savemat(buffer, {"mu_prisparam": mu.reshape(1, 36), "cov_prisparam": cov})
+    buffer.seek(0)
+    return buffer
 
 
 class PyiqaMetric(Metric):

