@@ -21,10 +21,17 @@ def _install(session: nox.Session, extras: str = "test,gan") -> None:
     session.install("-e", f".[{extras}]")
 
 
+def _fetch_niqe_parameters(session: nox.Session) -> None:
+    """NIQE's MATLAB parameters (basicsr's sdist on PyPI, pinned SHA-256) into the metric weight folder, for
+    the real-network and NIQE tests; where PyPI cannot be reached those tests skip with the reason."""
+    session.run("resshift", "metrics", "fetch-weights", "--metrics", "niqe", success_codes=[0, 1])
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
     """The default test run (fast tests; `slow` ones are skipped)."""
     _install(session)
+    _fetch_niqe_parameters(session)
     session.run("pytest", *session.posargs)
 
 
