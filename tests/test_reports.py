@@ -10,13 +10,13 @@ from resshift.cli import main as cli_main
 from resshift.reports import write_report
 from resshift.reports.compare import compare_results, load_results
 from resshift.reports.reference import compare_with_reference, reference_numbers
-from resshift.reports.results import find_run_dirs, runs_table
+from resshift.reports.results import find_run_dirs, per_image_table, runs_table
 from resshift.reports.tables import to_latex, to_markdown
 
 
 def _fake_run(root: Path, label: str, method: str, protocol: str, metrics: dict[str, float], nfe: int,
               ms: float, reference: str | None = None, unavailable: dict | None = None,
-              dataset: str = "val-sr") -> Path:
+              dataset: str = "val-sr", subset_of: dict | None = None, per_image: dict | None = None) -> Path:
     run_dir = root / f"{label}__{dataset}"
     run_dir.mkdir(parents=True)
     specs = {"psnr": False, "ssim": False, "lpips": True, "clipiqa": False, "musiq": False}
@@ -27,10 +27,13 @@ def _fake_run(root: Path, label: str, method: str, protocol: str, metrics: dict[
         "metrics": {k: {"mean": v, "std": 0.1, "n": 2, "lower_better": specs[k]} for k, v in metrics.items()},
         "unavailable": unavailable or {},
         "timing": {"median_s": ms / 1e3, "device": "cpu-x"},
+        "protocol_subset_of": subset_of,
     }
     (run_dir / "summary.json").write_text(json.dumps(summary))
-    pd.DataFrame({"name": ["a", "b"], "status": ["ok", "ok"], "latency_s": [ms / 1e3] * 2,
-                  **{k: [v - 0.1, v + 0.1] for k, v in metrics.items()}}).to_csv(run_dir / "per_image.csv", index=False)
+    values = per_image or {k: [v - 0.1, v + 0.1] for k, v in metrics.items()}
+    n = len(next(iter(values.values())))
+    pd.DataFrame({"name": [f"i{j}" for j in range(n)], "status": ["ok"] * n, "latency_s": [ms / 1e3] * n,
+                  **values}).to_csv(run_dir / "per_image.csv", index=False)
     return run_dir
 
 
@@ -71,6 +74,36 @@ def test_reference_comparison_verdicts(runs: Path) -> None:
     assert cmp.loc["psnr", "verdict"] == "within"  # |-0.06| <= 0.15
     assert cmp.loc["lpips", "verdict"] == "outside"  # 0.26 vs 0.231, band 0.01
     assert set(cmp["method"]) == {"resshift-v1"}
+
+
+def test_subset_runs_meet_the_larger_protocols_numbers_by_their_interval(tmp_path: Path) -> None:
+    """A run on a subset (val-sr of ImageNet-Test) is set against the full set's published row through its
+    95 % interval of the mean, never against the reproduction tolerance; a set without subset_of is not."""
+    from resshift.reports.statistics import with_intervals
+    from resshift.reports.tables import reference_markdown
+
+    root = tmp_path / "runs"
+    psnr = [21.0, 22.0, 23.0, 24.0, 25.0, 26.0, 22.5, 23.5]  # mean 23.375: 24.04 published lies inside
+    ssim = [0.60, 0.61, 0.62, 0.60, 0.61, 0.62, 0.61, 0.60]  # mean 0.60875, tight: 0.665 outside
+    subset = {"protocol_id": "resshift-imagenet-test", "note": "first 32 (unverified)"}
+    _fake_run(root, "realesrgan-x4plus-ncnn", "spandrel", "resshift-val-sr",
+              {"psnr": sum(psnr) / 8, "ssim": sum(ssim) / 8}, 1, 600.0, reference="RealESRGAN",
+              subset_of=subset, per_image={"psnr": psnr, "ssim": ssim})
+    _fake_run(root, "realesrgan-other", "spandrel", "resshift-other-set", {"psnr": 23.4}, 1, 600.0,
+              reference="RealESRGAN", dataset="other")
+    df = runs_table(find_run_dirs([root]))
+    assert df.set_index("method").loc["realesrgan-x4plus-ncnn", "subset_of"] == "resshift-imagenet-test"
+    cmp = compare_with_reference(with_intervals(df, per_image_table(find_run_dirs([root])), ["psnr", "ssim"]))
+    assert set(cmp["method"]) == {"realesrgan-x4plus-ncnn"}  # no published row on resshift-other-set
+    by_metric = cmp.set_index("metric")
+    assert by_metric.loc["psnr", "reference"] == 24.04 and by_metric.loc["psnr", "reference_protocol"] == (
+        "resshift-imagenet-test")
+    assert by_metric.loc["psnr", "verdict"] == "inside the 95 % interval"
+    assert by_metric.loc["ssim", "verdict"] == "outside the 95 % interval"
+    assert pd.isna(by_metric.loc["psnr", "tolerance"])
+    md = reference_markdown(cmp)
+    assert "| realesrgan-x4plus-ncnn | resshift-val-sr (subset of resshift-imagenet-test) | psnr |" in md
+    assert "whether the published mean lies in our 95 % bootstrap interval" in md
 
 
 def test_reference_numbers_are_well_formed() -> None:

@@ -28,6 +28,9 @@ Card fields (``name``, ``protocol_id``, ``kind`` and ``scale`` are required)::
     huggingface: {repo, split, lr_column, hr_column, name_column}
     embedded: {...}                   # see resshift.data.embedded
     builder: {...}                    # see resshift.data.builders
+    subset_of:                        # the set is part of a larger protocol's set (reports then show
+      protocol_id: resshift-imagenet-test   # that protocol's published numbers against this set's
+      note: how certain that is         # sampling interval, never as the same protocol)
 """
 
 from __future__ import annotations
@@ -87,6 +90,7 @@ class DatasetCard:
     licence: str = ""
     citation: str = ""
     notes: str = ""
+    subset_of: dict[str, str] = field(default_factory=dict)
     has_hr: bool = False
     path: Path | None = None
     card_sha256: str = ""
@@ -197,6 +201,10 @@ def parse_card(text: str, path: Path | None = None) -> DatasetCard:
     sources = data.get("sources") or []
     if not isinstance(sources, list) or not all(isinstance(s, dict) and "type" in s for s in sources):
         raise CardError(f"{where}: sources must be a list of mappings with a 'type'")
+    subset = data.get("subset_of") or {}
+    if not isinstance(subset, dict) or (subset and not subset.get("protocol_id")) or (
+            set(subset) - {"protocol_id", "note"}):
+        raise CardError(f"{where}: subset_of must be a mapping with protocol_id (and an optional note)")
     card = DatasetCard(
         name=str(data["name"]),
         protocol_id=str(data["protocol_id"]),
@@ -218,6 +226,7 @@ def parse_card(text: str, path: Path | None = None) -> DatasetCard:
         licence=str(data.get("licence") or "").strip(),
         citation=str(data.get("citation") or "").strip(),
         notes=str(data.get("notes") or "").strip(),
+        subset_of={str(k): str(v).strip() for k, v in subset.items()},
         path=path,
         card_sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
         raw=data,

@@ -73,6 +73,8 @@ def runs_table(run_dirs: list[Path]) -> pd.DataFrame:
             "reference": (s.get("method_info") or {}).get("reference") or setting.get("reference"),
             "dataset": s["dataset"],
             "protocol": s.get("protocol_id") or s["dataset"],
+            "subset_of": (s.get("protocol_subset_of") or {}).get("protocol_id"),
+            "subset_note": (s.get("protocol_subset_of") or {}).get("note"),
             "nfe": s.get("nfe"),
             "n_images": s.get("n_images"),
             "n_ok": s.get("n_ok"),

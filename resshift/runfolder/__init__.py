@@ -60,6 +60,8 @@ SUMMARY_FIELDS: dict[str, str] = {
     "unavailable": "`{metric: reason}` for metrics that could not run here (weights, packages)",
     "fingerprint": "SHA-256 of the run identity (`identity.json`)",
     "protocol_id": "the data card's protocol id",
+    "protocol_subset_of": "the card's `subset_of` (`protocol_id` of the larger set this one is part of, `note`), "
+                          "or null",
     "card_sha256": "SHA-256 of the data card",
     "nfe": "network evaluations per image",
     "method_info": "`method.describe()`: every resolved parameter, checkpoint SHA-256, notes",

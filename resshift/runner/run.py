@@ -489,6 +489,7 @@ def _run_locked(spec: RunSpec) -> dict[str, Any]:
     extra = {
         "fingerprint": fingerprint,
         "protocol_id": dataset.card.protocol_id,
+        "protocol_subset_of": dict(dataset.card.subset_of) or None,
         "card_sha256": dataset.card.card_sha256,
         "nfe": manifest["method"].get("nfe"),
         "method_info": manifest["method"],
