@@ -318,11 +318,10 @@ def _match(model: NcnnModel, program: list[_Op], arch: str) -> dict[str, torch.T
         return blob
 
     layers: Iterator[NcnnLayer] = iter(model.layers)
-    pending: list[NcnnLayer] = []
 
     def next_layer(what: str) -> NcnnLayer:
         while True:
-            layer = pending.pop(0) if pending else next(layers, None)
+            layer = next(layers, None)
             if layer is None:
                 raise NcnnFormatError(f"{source}: the graph ends where {arch} expects {what}")
             if layer.type == "Split":
@@ -356,6 +355,8 @@ def _match(model: NcnnModel, program: list[_Op], arch: str) -> dict[str, torch.T
         elif not ok_inputs:
             raise fail(layer, op, f"reads {list(layer.bottoms)}, expected the outputs of the layers producing "
                                   f"{expected_in}")
+        if len(layer.tops) != 1:
+            raise fail(layer, op, f"{len(layer.tops)} outputs, expected one")
         if op.kind == "conv":
             if layer.type != "Convolution":
                 raise fail(layer, op, "expected a Convolution")
@@ -405,10 +406,8 @@ def _match(model: NcnnModel, program: list[_Op], arch: str) -> dict[str, torch.T
             scales = (float(layer.get(1, 1.0)), float(layer.get(2, 1.0)))
             if layer.type != "Interp" or int(layer.get(0, 0)) != 1 or scales != (2.0, 2.0):
                 raise fail(layer, op, "expected a nearest-neighbour x2 Interp")
-        if len(layer.tops) != 1:
-            raise fail(layer, op, f"{len(layer.tops)} outputs, expected one")
         produced[index] = resolve(layer.tops[0])
-    for layer in [*pending, *layers]:
+    for layer in layers:
         if layer.type != "Split":
             raise NcnnFormatError(f"{source}:{layer.line}: layer {layer.name!r} ({layer.type}) follows the last layer "
                                   f"of the {arch} graph")
