@@ -156,3 +156,16 @@ def test_compare_cli_exit_codes(runs: Path, tmp_path: Path, capsys: pytest.Captu
 def test_report_on_missing_runs_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no finished runs"):
         write_report([tmp_path], tmp_path / "out")
+
+
+def test_provenance_keeps_the_device_name_whole_and_shortens_only_digests() -> None:
+    from resshift.reports.tables import provenance_markdown
+
+    df = pd.DataFrame([{"method": "m", "dataset": "val-sr", "fingerprint": "0123456789abcdef",
+                        "checkpoint_sha256": "a" * 64, "card_sha256": None, "git_commit": "b" * 40,
+                        "device": "Intel(R) Xeon(R) Platinum 8480C"},
+                       {"method": "n", "dataset": "val-sr", "device": float("nan")}])
+    text = provenance_markdown(df)
+    assert "| Intel(R) Xeon(R) Platinum 8480C |" in text
+    assert "| 0123456789ab | aaaaaaaaaaaa | — | bbbbbbbbbbbb |" in text
+    assert text.rstrip().endswith("| n | val-sr | — | — | — | — | — |")

@@ -211,10 +211,14 @@ def _decimals(metric: str) -> int:
 
 
 def provenance_markdown(df: pd.DataFrame) -> str:
-    """One line per run: config fingerprint, checkpoint and data-card SHA-256 (first 12 hex digits), git
-    commit, device; the full values are in ``results.csv``."""
+    """One line per run: config fingerprint, checkpoint and data-card SHA-256 and git commit (first 12 hex
+    digits; the full values are in ``results.csv``) and the device as recorded (a CPU or GPU name is not
+    shortened)."""
+    def text_of(v: object) -> str:
+        return "" if v is None or (isinstance(v, float) and pd.isna(v)) else str(v)
+
     def short(v: object) -> str:
-        text = "" if v is None or (isinstance(v, float) and pd.isna(v)) else str(v)
+        text = text_of(v)
         return "—" if not text else ";".join(t[:12] for t in text.split(";"))
 
     lines = ["| method | data set | fingerprint | checkpoint | data card | git commit | device |",
@@ -222,5 +226,5 @@ def provenance_markdown(df: pd.DataFrame) -> str:
     for _, r in df.iterrows():
         lines.append(f"| {r['method']} | {r['dataset']} | {short(r.get('fingerprint'))} | "
                      f"{short(r.get('checkpoint_sha256'))} | {short(r.get('card_sha256'))} | "
-                     f"{short(r.get('git_commit'))} | {short(r.get('device'))} |")
+                     f"{short(r.get('git_commit'))} | {text_of(r.get('device')) or '—'} |")
     return "\n".join(lines) + "\n"
