@@ -180,6 +180,6 @@ def test_report_without_seed_groups_says_how_to_get_them(tmp_path: Path) -> None
     out = tmp_path / "rep"
     md = write_report([root], out).read_text()
     section = md.split("## Seed stability")[1].split("## Against published numbers")[0]
-    assert "-m seed=1,2,3" in section and "L-STD" in section and "|" not in section
+    assert "seeds=[1,2,3]" in section and "L-STD" in section and "|" not in section
     assert pd.read_csv(out / "seed_stability.csv").empty
     assert "psnr_l_std" not in pd.read_csv(out / "results.csv").columns

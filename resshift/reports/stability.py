@@ -157,7 +157,7 @@ def stability_markdown(table: pd.DataFrame) -> list[str]:
     lines = ["## Seed stability", ""]
     if table.empty:
         return lines + ["No runs that differ only in their seed. Run a configuration with several seeds "
-                        "(the sweep `-m seed=1,2,3`) for L-STD and G-STD (CCSR).", ""]
+                        "(`seeds=[1,2,3]`, or the sweep `-m seed=1,2,3`) for L-STD and G-STD (CCSR).", ""]
     lines += [STABILITY_TEXT, ""]
     for protocol, block in table.groupby("protocol", sort=True):
         lines += [f"### {protocol}", "", "| method | seeds | metric | mean | L-STD | G-STD | images | excluded |",
