@@ -11,12 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 from PIL import Image
 from run_folders import run_folder
 
 from resshift.paths import PROJECT_ROOT
 from resshift.runfolder import RowStore, RunFolder
-from resshift.runner.app import spec_from_config
+from resshift.runner.app import per_seed_configs, seed_list, spec_from_config
 from resshift.runner.run import RunSpec, run
 
 
@@ -174,3 +175,60 @@ def test_multirun_writes_one_report_over_the_sweep(tmp_path: Path) -> None:
     assert (tmp_path / "bicubic-seed1" / "summary.json").is_file()
     assert (tmp_path / "bicubic-seed2" / "summary.json").is_file()
     assert not (tmp_path / "bicubic-seed1" / "report").exists()  # no per-run report inside a sweep
+    # the two runs differ only in their seed: bicubic is deterministic, so its seed stability is exactly 0
+    stability = pd.read_csv(tmp_path / "report" / "seed_stability.csv")
+    assert list(stability["metric"]) == ["psnr"] and list(stability["seeds"]) == ["1;2"]
+    assert stability["l_std"].iloc[0] == 0.0 and stability["g_std"].iloc[0] == 0.0
+    assert stability["n_images"].iloc[0] == 2
+
+
+def _compose(overrides: list[str]):
+    with initialize_config_dir(str(PROJECT_ROOT / "eval"), version_base="1.3"):
+        return compose("config", overrides=overrides)
+
+
+def test_seeds_give_each_seed_the_folder_of_that_seed_alone() -> None:
+    base = ["method=bicubic", "dataset=embedded", "limit=2"]
+    plain, seven = _compose(base), _compose([*base, "seed=7"])
+    # `seeds` in the config moved no run without it: the folder names are those from before it existed
+    assert (plain.run.name, seven.run.name) == ("bicubic__embedded__b8bf3d4e", "bicubic__embedded__3bb4fd01")
+    both = _compose([*base, "seeds=[7,12345]"])
+    jobs = per_seed_configs(both, seed_list(both.seeds))
+    assert [run_dir.name for _, run_dir in jobs] == [seven.run.name, plain.run.name]
+    assert both.run.name == seven.run.name  # the folder Hydra opens is the first seed's run folder
+    assert OmegaConf.to_container(jobs[0][0], resolve=True) == OmegaConf.to_container(seven, resolve=True)
+    assert [spec_from_config(cfg, run_dir).seed for cfg, run_dir in jobs] == [7, 12345]
+    templated = _compose([*base, "seeds=[1,2]", "run.name=b-${seed}"])
+    assert [run_dir.name for _, run_dir in per_seed_configs(templated, [1, 2])] == ["b-1", "b-2"]
+    with pytest.raises(ValueError, match="one folder for several seeds"):
+        per_seed_configs(_compose([*base, "seeds=[1,2]", "run.name=fixed"]), [1, 2])
+    assert seed_list(None) is None and seed_list(3) == [3]
+    for bad, message in (([], "no seed"), ([1, 1], "twice"), (["x"], "integers"), ([True], "integers")):
+        with pytest.raises(ValueError, match=message):
+            seed_list(bad)
+
+
+def test_seeds_end_to_end_with_a_stochastic_method(tmp_path: Path) -> None:
+    """`seeds=[1,2]` with the shipped small SR3 (2 DDIM steps, 2 images): one run folder per seed, one report
+    whose seed stability matches the folders' per-image rows; each folder is that seed's and resumes alone."""
+    args = ["method=small-sr3", "method.params.steps=2", "limit=2", "metrics=[psnr]", "hardware.warmup=0",
+            f"run.root={tmp_path}"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(PROJECT_ROOT)}
+    cmd = [sys.executable, "-m", "resshift.runner.app", *args, "seeds=[1,2]"]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    names = [_compose([*args, f"seed={seed}"]).run.name for seed in (1, 2)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names)  # no folder besides the two runs
+    per_seed = [pd.read_csv(tmp_path / name / "per_image.csv").set_index("name")["psnr"] for name in names]
+    assert list(per_seed[0].index) == list(per_seed[1].index) and len(per_seed[0]) == 2
+    values = np.stack([s.to_numpy() for s in per_seed], axis=1)
+    assert not np.array_equal(values[:, 0], values[:, 1])  # the seed changes the outputs
+    row = pd.read_csv(tmp_path / names[0] / "report" / "seed_stability.csv").iloc[0]
+    assert (row["metric"], row["seeds"], row["n_images"], row["n_excluded"]) == ("psnr", "1;2", 2, 0)
+    assert row["l_std"] == pytest.approx(np.std(values, axis=1, ddof=1).mean(), rel=1e-9) and row["l_std"] > 0
+    assert row["g_std"] == pytest.approx(np.std(values.mean(axis=0), ddof=1), rel=1e-9)
+    assert "## Seed stability" in (tmp_path / names[0] / "report" / "report.md").read_text()
+    # seed 2 alone is the same configuration: it resumes in its folder with nothing left to do
+    summary = run(spec_from_config(_compose([*args, "seed=2"]), tmp_path / names[1]))
+    assert summary["counts"]["sr"] == {"done": 0, "skipped": 2, "failed": 0}
+    assert len(RunFolder(tmp_path / names[1]).rows("sr")) == 2

@@ -14,6 +14,7 @@ from resshift.reports.plots import comparison_grid, method_colours, per_image_di
 from resshift.reports.reference import compare_with_reference
 from resshift.reports.results import find_run_dirs, find_skipped, per_image_table, runs_table
 from resshift.reports.spectral import frequency_section
+from resshift.reports.stability import stability_markdown, stability_table, with_stability
 from resshift.reports.statistics import METHOD_TEXT, against_best, pairwise_table, with_intervals
 from resshift.reports.tables import (
     against_best_markdown,
@@ -81,6 +82,8 @@ def write_report(paths: list[str | Path], out_dir: str | Path, title: str = "Eva
     df = with_intervals(df, per_image, metrics)
     pairwise = pairwise_table(df, per_image, metrics)
     df = against_best(df, pairwise, metrics)
+    stability = stability_table(df, per_image, metrics)
+    df = with_stability(df, stability)
 
     def write(name: str, text: str) -> Path:
         path = out_dir / name
@@ -89,6 +92,7 @@ def write_report(paths: list[str | Path], out_dir: str | Path, title: str = "Eva
 
     write("results.csv", df.drop(columns=["run"]).to_csv(index=False))
     write("pairwise.csv", pairwise.drop(columns=["run_a", "run_b"], errors="ignore").to_csv(index=False))
+    write("seed_stability.csv", stability.to_csv(index=False))
     write("tables.md", to_markdown(df, with_intervals=True))
     write("tables.tex", to_latex(df))
     cmp = compare_with_reference(df)
@@ -115,6 +119,7 @@ def write_report(paths: list[str | Path], out_dir: str | Path, title: str = "Eva
     skipped = [f"{s.get('label') or s.get('method')} on {s.get('dataset')}: {s.get('reason')}"
                for s in find_skipped(list(paths))]
     reference_md = reference_markdown(cmp)
+    stability_lines = stability_markdown(stability)
     devices = ", ".join(sorted({str(d) for d in df["device"].dropna()})) or "unknown"
     lines = [
         f"# {title}",
@@ -132,6 +137,7 @@ def write_report(paths: list[str | Path], out_dir: str | Path, title: str = "Eva
         "## Paired comparisons against the best",
         "",
         against_best_markdown(df),
+        *stability_lines,
         "## Against published numbers",
         "",
         reference_md,
@@ -148,7 +154,8 @@ def write_report(paths: list[str | Path], out_dir: str | Path, title: str = "Eva
         lines += [f"- {s}" for s in skipped]
     report = write("report.md", "\n".join(lines) + "\n")
     html = render_html(title, df, pairwise, per_image, views,
-                       {"reference": reference_md, "frequency": "\n".join(freq_lines)},
+                       {"reference": reference_md, "frequency": "\n".join(freq_lines),
+                        "stability": "\n".join(stability_lines)},
                        [p for p in figures if p.suffix == ".png"], skipped, METHOD_TEXT)
     write("report.html", html)
     return report

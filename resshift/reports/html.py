@@ -4,10 +4,11 @@ Styles, script and data are inlined; images (figures, per-image crops and thumbn
 report folder referenced by relative paths, so the page opens from disk with no network, and a
 3000-image run adds small crops, not full-size images. Sections: results per protocol (sortable,
 best value marked, values not distinguishable from the best shaded, intervals, image counts, timing
-conditions, unavailable metrics with their reason), paired comparisons, the per-image table linking to
-the comparison view (before/after slider between any two of LR, each method and GT, synchronised
-zoom), the published-number comparison, the frequency analysis, the figures and the provenance of
-each row. The page's behaviour is ``assets/report.js``; its look ``assets/report.css``.
+conditions, unavailable metrics with their reason), paired comparisons, the seed stability of runs that
+differ only in their seed, the per-image table linking to the comparison view (before/after slider
+between any two of LR, each method and GT, synchronised zoom), the published-number comparison, the
+frequency analysis, the figures and the provenance of each row. The page's behaviour is
+``assets/report.js``; its look ``assets/report.css``.
 """
 
 from __future__ import annotations
@@ -223,8 +224,9 @@ def render_html(title: str, df: pd.DataFrame, pairwise: pd.DataFrame, per_image:
                 views: dict[str, Any], sections: dict[str, str], figures: list[Path], skipped: list[str],
                 stats_text: str) -> str:
     """The page. ``df``: runs table with interval and vs-best columns; ``sections``: Markdown of the
-    published-number comparison (``reference``) and the frequency analysis (``frequency``); ``figures``:
-    PNG files in the report folder; ``skipped``: lines about runs whose data set was unavailable."""
+    published-number comparison (``reference``), the frequency analysis (``frequency``) and the seed
+    stability (``stability``); ``figures``: PNG files in the report folder; ``skipped``: lines about runs
+    whose data set was unavailable."""
     from resshift.metrics import METRICS
 
     metrics = {n: {"arrow": s.arrow, "decimals": s.decimals, "better": s.better, "description": s.description}
@@ -236,7 +238,8 @@ def render_html(title: str, df: pd.DataFrame, pairwise: pd.DataFrame, per_image:
              f"{n_scored} images scored over all runs. Means with 95 % bootstrap intervals; paired Wilcoxon "
              "signed-rank tests between runs (details under Paired comparisons).</p></header>",
              "<nav><a href='#results'>Results</a><a href='#pairs'>Paired comparisons</a>"
-             "<a href='#images'>Per image</a><a href='#published'>Published numbers</a>"
+             "<a href='#stability'>Seed stability</a><a href='#images'>Per image</a>"
+             "<a href='#published'>Published numbers</a>"
              "<a href='#frequency'>Frequency</a><a href='#figures'>Figures</a>"
              "<a href='#provenance'>Provenance</a></nav><main>",
              "<h2 id='results'>Results</h2>"
@@ -260,7 +263,8 @@ def render_html(title: str, df: pd.DataFrame, pairwise: pd.DataFrame, per_image:
         parts += [f"<h3>{escape(str(protocol))}</h3>", _pairwise_table(block)]
     if pairwise.empty:
         parts.append(_pairwise_table(pairwise))
-    parts += ["<h2 id='images'>Per image</h2>",
+    parts += ["<div id='stability'>", _md(sections.get("stability", "")), "</div>",
+              "<h2 id='images'>Per image</h2>",
               "<p class='note'>Click an image name for its comparison view; click a header to sort. † the image "
               "failed in a run or carries a note (hover).</p>",
               "<div class='controls'><label>data set <select id='pi-dataset'></select></label>"

@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from resshift.reports.stability import seed_group_key
 from resshift.runfolder import RunFolder, find_run_dirs, find_skipped
 
 __all__ = ["find_run_dirs", "find_skipped", "per_image_table", "runs_table", "timing_conditions"]
@@ -55,13 +56,16 @@ def _missing_text(missing: object) -> str:
 
 
 def runs_table(run_dirs: list[Path]) -> pd.DataFrame:
-    """One row per run: identity columns, image counts, NFE, timing and its conditions, provenance, and each
-    metric's mean (``<metric>``), std, count (``<metric>_n_scored``) and, where given, why fewer images than
-    the run's scored images have a value (``<metric>_note``) or why the metric is missing
-    (``<metric>_unavailable``)."""
+    """One row per run: identity columns (with the run ``seed`` and its ``seed_group``, the key shared by the
+    runs that differ from it at most in the seed: :func:`resshift.reports.stability.seed_group_key`), image
+    counts, NFE, timing and its conditions, provenance, and each metric's mean (``<metric>``), std, count
+    (``<metric>_n_scored``) and, where given, why fewer images than the run's scored images have a value
+    (``<metric>_note``) or why the metric is missing (``<metric>_unavailable``)."""
     rows = []
     for run_dir in run_dirs:
-        s = RunFolder(run_dir).summary()
+        folder = RunFolder(run_dir)
+        s = folder.summary()
+        identity = folder.identity()
         setting = s.get("setting") or {}
         timing = s.get("timing") or {}
         prov = s.get("provenance") or {}
@@ -81,6 +85,8 @@ def runs_table(run_dirs: list[Path]) -> pd.DataFrame:
             "n_failed": s.get("n_failed"),
             "images_digest": s.get("images_digest"),
             "fingerprint": s.get("fingerprint"),
+            "seed": (identity or {}).get("seed"),
+            "seed_group": seed_group_key(identity),
             "ms_per_image": 1e3 * timing["median_s"] if timing.get("median_s") is not None else None,
             "device": timing.get("device"),
             "timing_conditions": timing_conditions(timing) if timing else None,

@@ -166,7 +166,18 @@ class RunFolder:
         """Names whose latest row of ``kind`` in any shard has status ok."""
         return set().union(*(RowStore(p).done() for p in self.records_dir.glob(f"{kind}-*.jsonl")))
 
-    # ------------------------------------------------------------------------------------ manifests
+    # ------------------------------------------------------------------------------------ identity, manifests
+    def identity(self) -> dict[str, Any] | None:
+        """The run's identity as ``identity.json`` stores it (without its fingerprint), or None for a folder
+        that has none (written before run identities existed). One that cannot be read raises
+        ``ValueError`` naming the file."""
+        if not self.identity_file.is_file():
+            return None
+        identity = _read_json(self.identity_file, "run identity").get("identity")
+        if not isinstance(identity, dict):
+            raise ValueError(f"{self.identity_file}: cannot read run identity (no 'identity' object)")
+        return identity
+
     def write_manifest(self, rank: int, world_size: int, manifest: Mapping[str, Any]) -> bool:
         """Write shard ``rank``'s manifest unless it exists (it records the settings of the first session
         and is never rewritten). Returns True when written."""

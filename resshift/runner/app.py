@@ -10,10 +10,16 @@ Under ``torchrun`` each process evaluates a deterministic shard of the images (`
 ``WORLD_SIZE``); rank 0 merges and reports. With ``skip_unavailable=true`` a data set that can be
 neither found nor built is recorded in ``<run dir>/skipped.json`` (and listed by the report) instead
 of failing the run.
+
+``seeds=[1,2,3]`` runs the configuration once per seed, each in the run folder of that seed (the one
+``seed=<s>`` alone gives, so each resumes on its own, exactly as the sweep ``-m seed=1,2,3``), then
+writes one report over them (in the first seed's folder), whose "Seed stability" section gives CCSR's
+L-STD and G-STD (:mod:`resshift.reports.stability`).
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import sys
@@ -23,7 +29,7 @@ from typing import Any
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from resshift.paths import PROJECT_ROOT
 from resshift.runfolder import RunFolder
@@ -44,13 +50,53 @@ def _run_fingerprint(*, _root_: DictConfig) -> str:
     select = OmegaConf.select(_root_, "select")
     select = OmegaConf.to_container(select, resolve=True) if select is not None and not isinstance(
         select, (str, int)) else select
-    return config_fingerprint(method=node("method") or {}, dataset=node("dataset") or {}, seed=node("seed"),
+    seeds = seed_list(node("seeds"))  # seeds=: Hydra's own folder is the first seed's run folder
+    seed = seeds[0] if seeds else node("seed")
+    return config_fingerprint(method=node("method") or {}, dataset=node("dataset") or {}, seed=seed,
                               limit=node("limit"), select=select, device=node("hardware.device"),
                               dtype=node("hardware.dtype"))
 
 
 if not OmegaConf.has_resolver("run_fingerprint"):
     OmegaConf.register_new_resolver("run_fingerprint", _run_fingerprint)
+
+
+def seed_list(value: Any) -> list[int] | None:
+    """``seeds=`` as a list of distinct ints (one int is a list of one); None when not set.
+
+    Raises ``ValueError`` for an empty list, a value that is not an integer, or a seed given twice.
+    """
+    if value is None:
+        return None
+    if isinstance(value, ListConfig):
+        value = OmegaConf.to_container(value, resolve=True)
+    items = value if isinstance(value, (list, tuple)) else [value]
+    if not items:
+        raise ValueError("seeds=[] lists no seed; leave seeds unset (null) for one run with seed=")
+    bad = [v for v in items if isinstance(v, bool) or not isinstance(v, int)]
+    if bad:
+        raise ValueError(f"seeds={items}: seeds are integers, not {', '.join(map(repr, bad))}")
+    if len(set(items)) != len(items):
+        raise ValueError(f"seeds={items}: a seed is listed twice (each seed is one run folder)")
+    return [int(v) for v in items]
+
+
+def per_seed_configs(cfg: DictConfig, seeds: list[int]) -> list[tuple[DictConfig, Path]]:
+    """``seeds=``: one copy of ``cfg`` per seed (``seed`` set to it, ``seeds`` unset) and its run folder
+    ``<run.root>/<run.name>``, the folder the configuration with ``seed=<s>`` alone has: the same identity,
+    so each seed resumes on its own. Raises ``ValueError`` when ``run.name`` names one folder for
+    several seeds (an explicit name without ``${seed}`` or ``${run_fingerprint:}``)."""
+    jobs = []
+    for seed in seeds:
+        one = copy.deepcopy(cfg)
+        one.seed = seed
+        one.seeds = None
+        jobs.append((one, Path(os.path.abspath(Path(str(one.run.root), str(one.run.name))))))
+    folders = [run_dir for _, run_dir in jobs]
+    if len(set(folders)) != len(folders):
+        raise ValueError(f"seeds={seeds}: run.name={cfg.run.name!r} is one folder for several seeds; leave "
+                         "run.name at its default or put ${seed} in it")
+    return jobs
 
 
 def spec_from_config(cfg: DictConfig, run_dir: Path) -> RunSpec:
@@ -90,9 +136,10 @@ def record_skipped(run_dir: Path, spec: RunSpec, reason: str) -> Path:
     return path
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
-def main(cfg: DictConfig) -> None:
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
+def _run_one(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
+    """Run (or resume) the configuration ``cfg`` in ``run_dir`` and print its summary; None when the run
+    was skipped (data set unavailable, ``skip_unavailable``) or this is not rank 0. Exits with 2 when the
+    run cannot start (the folder holds another configuration or is in use)."""
     spec = spec_from_config(cfg, run_dir)
     from resshift.data.sources import DatasetNotAvailable
 
@@ -102,24 +149,44 @@ def main(cfg: DictConfig) -> None:
         if not cfg.get("skip_unavailable", False):
             raise
         record_skipped(run_dir, spec, str(err))
-        return
+        return None
     except (RunIdentityError, RunFolderBusy) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     RunFolder(run_dir).clear_skipped()  # a set that was skipped before is there now
     if spec.rank != 0:  # rank 0 merges the shards and reports
-        return
+        return None
     log.info("run folder: %s", run_dir)
     print(RunFolder(run_dir).summary_md_file.read_text(encoding="utf-8"))
-    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
-    if cfg.get("report") and not multirun:  # sweeps: one report at the end
+    return summary
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
+def main(cfg: DictConfig) -> None:
+    seeds = seed_list(cfg.get("seeds"))
+    try:
+        jobs = [(cfg, Path(HydraConfig.get().runtime.output_dir))] if seeds is None else per_seed_configs(cfg, seeds)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    finished = []
+    for job_cfg, run_dir in jobs:
+        summary = _run_one(job_cfg, run_dir)
+        if summary is not None:
+            finished.append((run_dir, summary))
+    if not finished or HydraConfig.get().mode == RunMode.MULTIRUN:
+        return  # a sweep writes one report at its end and then reports all its failures
+    if cfg.get("report"):
         from resshift.reports import write_report
 
-        out = write_report([run_dir], run_dir / "report")
+        title = "Evaluation report" if seeds is None else f"Evaluation report: seeds {', '.join(map(str, seeds))}"
+        out = write_report([run_dir for run_dir, _ in finished], jobs[0][1] / "report", title=title)
         print(f"report: {out}")
-    if summary.get("n_failed") and not multirun:  # a sweep reports all its failures at its end
+    failed = [(run_dir, summary) for run_dir, summary in finished if summary.get("n_failed")]
+    for run_dir, summary in failed:
         print(f"error: {summary['n_failed']} of {summary['n_images']} images failed in {run_dir} "
               "(listed in summary.md)", file=sys.stderr)
+    if failed:
         sys.exit(1)
 
 
