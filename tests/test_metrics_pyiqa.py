@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import urllib.request
 import warnings
 from pathlib import Path
 
@@ -381,6 +382,7 @@ def offline(monkeypatch):
     monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", refuse)
     monkeypatch.setattr(timm_hub, "hf_hub_download", refuse)
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)  # pyiqa's CLIP loader downloads with urllib
     return calls
 
 

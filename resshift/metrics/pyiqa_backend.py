@@ -15,7 +15,9 @@ backbone from the Hugging Face hub through timm (a ViT-B/8, a ResNet50) into a c
 folder; their checkpoints hold every backbone weight and are loaded strictly, so those backbones are
 built without pretrained weights (TOPIQ: pyiqa's own ``backbone_pretrain=False``; MANIQA, which has no
 such option: ``timm.create_model`` sees ``pretrained=False`` while MANIQA is built). LIQE caches its
-prompt features in pyiqa's cache folder, which is then ``DIR/hub/pyiqa`` too.
+prompt features in pyiqa's cache folder, which is then ``DIR/hub/pyiqa`` too. pyiqa's CLIP loader
+(LIQE's ViT-B/32) re-downloads a file whose SHA-256 differs from the one in its URL; availability
+checks that same hash first, so a built LIQE has found the official file.
 
 Tested with pyiqa 0.1.16 (the range pinned in ``pyproject.toml``).
 """
