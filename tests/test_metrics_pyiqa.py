@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import urllib.request
 import warnings
 from pathlib import Path
 
@@ -330,3 +331,196 @@ def test_clip_import_leaves_no_pkg_resources_stand_in(built):
     # Either the real setuptools module (where it exists) or nothing: never our stand-in.
     assert mod is None or getattr(mod, "__file__", None)  # the stand-in has no file
     assert "clip" in sys.modules
+
+
+# --- The metrics reported since OSEDiff: DISTS, MANIQA (two trainings), TOPIQ-NR, LIQE -------------------
+
+MODERN = ("dists", "maniqa-pipal", "maniqa-koniq", "topiq-nr", "liqe")
+
+
+def test_modern_metrics_without_files_are_unavailable_naming_the_file_and_its_place(tmp_path):
+    from resshift.metrics import get_spec
+
+    available, unavailable = build_metrics(["psnr", *MODERN], weights_dir=tmp_path)
+    assert set(available) == {"psnr"} and set(unavailable) == set(MODERN)
+    for name in MODERN:
+        wf = METRIC_FILES[get_spec(name).weights[0]]
+        where = (tmp_path / wf.relpath).parent
+        assert unavailable[name] == f"weights file {wf.filename} not found in {where} ({wmod.FETCH_HINT})", name
+    assert "MANIQA_PIPAL-ae6d356b.pth" in unavailable["maniqa-pipal"]
+    assert "ckpt_koniq10k.pt" in unavailable["maniqa-koniq"]
+
+
+def test_modern_metrics_name_a_missing_backbone(tmp_path):
+    for key in ("dists", "liqe-koniq"):
+        path = tmp_path / METRIC_FILES[key].relpath
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"present")
+    _, unavailable = build_metrics(["dists", "liqe"], weights_dir=tmp_path)
+    assert unavailable["dists"].startswith(
+        f"weights file vgg16-397923af.pth not found in {tmp_path / 'hub' / 'checkpoints'}")
+    assert unavailable["liqe"].startswith(f"weights file ViT-B-32.pt not found in {tmp_path / 'hub' / 'clip'}")
+    clip = tmp_path / METRIC_FILES["clip-vit-b32"].relpath
+    clip.parent.mkdir(parents=True)
+    clip.write_bytes(b"not the official ViT-B/32")
+    _, unavailable = build_metrics(["liqe"], weights_dir=tmp_path)
+    assert f"expected {METRIC_FILES['clip-vit-b32'].sha256}" in unavailable["liqe"]
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """Every download route pyiqa, torchvision and timm take raises (a hidden download fails the test)."""
+    import huggingface_hub
+    import timm.models._hub as timm_hub
+
+    calls: list[str] = []
+
+    def refuse(*args, **kwargs):
+        calls.append(str(args[:2]))
+        raise AssertionError(f"download attempted: {args[:2]}")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", refuse)
+    monkeypatch.setattr(timm_hub, "hf_hub_download", refuse)
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)  # pyiqa's CLIP loader downloads with urllib
+    return calls
+
+
+def _save(root: Path, key: str, obj) -> Path:
+    dst = root / METRIC_FILES[key].relpath
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(obj, dst)
+    return dst
+
+
+def test_dists_loads_our_files_without_downloading(tmp_path, offline):
+    import torchvision
+
+    torch.manual_seed(21)
+    vgg = torchvision.models.vgg16().state_dict()
+    _save(tmp_path, "torchvision-vgg16", vgg)
+    alpha, beta = torch.rand(1, 1475, 1, 1) * 0.1, torch.rand(1, 1475, 1, 1) * 0.1
+    _save(tmp_path, "dists", {"alpha": alpha, "beta": beta})
+    available, unavailable = build_metrics(["dists"], weights_dir=tmp_path)
+    assert unavailable == {} and offline == []
+    net = available["dists"].model.net
+    torch.testing.assert_close(net.alpha, alpha)
+    torch.testing.assert_close(net.stage1[0].weight, vgg["features.0.weight"])  # torchvision VGG16 from our folder
+    sr, hr = _images(22, 2, 64, 72)
+    got = available["dists"].compute(sr, hr)
+    assert got.shape == (2,) and torch.isfinite(got).all()
+    assert float(available["dists"].compute(hr, hr).abs().max()) < 1e-4  # identical images: distance 0
+
+
+def test_topiq_nr_loads_the_whole_model_from_our_file_without_a_timm_download(tmp_path, offline):
+    from pyiqa.archs.topiq_arch import CFANet
+
+    torch.manual_seed(23)
+    ref = CFANet(semantic_model_name="resnet50", model_name="cfanet_nr_koniq_res50", use_ref=False,
+                 backbone_pretrain=False, pretrained=False).eval()
+    _save(tmp_path, "topiq-nr-koniq", {"params": ref.state_dict()})
+    available, unavailable = build_metrics(["topiq-nr"], weights_dir=tmp_path)
+    assert unavailable == {} and offline == []
+    net = available["topiq-nr"].model.net
+    for name, tensor in ref.state_dict().items():  # backbone included: nothing left at timm's init
+        torch.testing.assert_close(net.state_dict()[name], tensor, msg=name)
+    sr, _ = _images(24, 1, 64, 80)
+    with torch.no_grad():
+        expected = ref(sr).reshape(-1)
+    torch.testing.assert_close(available["topiq-nr"].compute(sr), expected)
+
+
+def test_pyiqa_cache_and_timm_patches_are_undone(tmp_path):
+    import timm
+    from pyiqa.utils import download_util
+
+    from resshift.metrics.pyiqa_backend import pyiqa_cache_in, timm_without_pretrained_weights
+
+    before, create = download_util.DEFAULT_CACHE_DIR, timm.create_model
+    with pyiqa_cache_in(tmp_path) as cache:
+        assert download_util.DEFAULT_CACHE_DIR == str(tmp_path.resolve() / "hub" / "pyiqa") == str(cache)
+    assert download_util.DEFAULT_CACHE_DIR == before
+    seen = []
+    monkey = pytest.MonkeyPatch()
+    monkey.setattr(timm, "create_model", lambda *a, **k: seen.append(k) or "net")
+    try:
+        with timm_without_pretrained_weights():
+            assert timm.create_model("vit_base_patch8_224", pretrained=True) == "net"
+        assert seen == [{"pretrained": False}]
+    finally:
+        monkey.undo()
+    assert timm.create_model is create
+
+
+class _FakeIqa(torch.nn.Module):
+    """Stands in for a pyiqa ``InferenceModel`` (NR, higher better): the mean pixel value, calls counted."""
+
+    metric_mode = "NR"
+    lower_better = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shapes: list[tuple[int, ...]] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.shapes.append(tuple(x.shape))
+        return x.mean(dim=(1, 2, 3))
+
+
+@pytest.fixture
+def fake_liqe(tmp_path, monkeypatch):
+    """LIQE built around :class:`_FakeIqa` (its files are placeholders; the CLIP hash is patched to theirs)."""
+    for key in ("liqe-koniq", "clip-vit-b32"):
+        path = tmp_path / METRIC_FILES[key].relpath
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(key.encode())
+    wf = METRIC_FILES["clip-vit-b32"]
+    monkeypatch.setitem(METRIC_FILES, "clip-vit-b32",
+                        WeightFile(**{**wf.__dict__, "sha256": file_sha256(tmp_path / wf.relpath)}))
+    made: list[tuple[str, dict]] = []
+
+    def create(name, as_loss=False, device=None, **kwargs):
+        made.append((name, kwargs))
+        return _FakeIqa()
+
+    monkeypatch.setattr(pyiqa, "create_metric", create)
+    available, unavailable = build_metrics(["liqe"], weights_dir=tmp_path)
+    assert unavailable == {}
+    assert made == [("liqe", {"pretrained_model_path": str(tmp_path / METRIC_FILES["liqe-koniq"].relpath)})]
+    return available["liqe"]
+
+
+def test_liqe_refuses_a_short_side_below_224_naming_the_size(fake_liqe):
+    ok = torch.full((2, 3, 224, 300), 0.25)
+    torch.testing.assert_close(fake_liqe.compute(ok), torch.full((2,), 0.25))
+    for h, w in ((223, 300), (400, 200)):
+        with pytest.raises(MetricInputError, match=rf"liqe: image of {h}x{w} \(HxW\).*at least 224 px"):
+            fake_liqe.compute(torch.rand(1, 3, h, w))
+    assert fake_liqe.model.shapes == [(2, 3, 224, 300)]  # the small images never reached pyiqa
+
+
+def test_liqe_size_error_is_recorded_for_that_image_by_the_metrics_phase(fake_liqe):
+    from resshift.runner.run import _score_one_metric
+
+    values, errors = _score_one_metric(fake_liqe, torch.rand(1, 3, 128, 512), None, ["0007.png"])
+    assert values == {}
+    assert errors["0007.png"].startswith("MetricInputError: liqe: image of 128x512 (HxW) has a short side of 128 px")
+
+
+def test_maniqa_koniq_loads_the_whole_model_from_our_file_without_a_timm_download(tmp_path, offline):
+    """Construction only (20 ViT-B/8 crops take over a minute on a CPU)."""
+    from pyiqa.archs.maniqa_arch import MANIQA
+
+    from resshift.metrics.pyiqa_backend import timm_without_pretrained_weights
+
+    torch.manual_seed(25)
+    with timm_without_pretrained_weights():
+        state = MANIQA(pretrained=False, train_dataset="koniq", scale=0.8).state_dict()
+    _save(tmp_path, "maniqa-koniq", state)
+    available, unavailable = build_metrics(["maniqa-koniq"], weights_dir=tmp_path)
+    assert unavailable == {} and offline == []
+    net = available["maniqa-koniq"].model.net
+    assert net.test_sample == 20 and net.training is False
+    loaded = net.state_dict()
+    for name in ("vit.patch_embed.proj.weight", "vit.blocks.6.attn.qkv.weight", "fc_score.3.weight"):
+        torch.testing.assert_close(loaded[name], state[name], msg=name)

@@ -21,6 +21,11 @@ EXPECTED = {
     "clipiqa": ("NR", False, "pyiqa", "clipiqa_rn50_5pairs@1"),
     "musiq": ("NR", False, "pyiqa", "musiq_koniq@1"),
     "niqe": ("NR", True, "pyiqa", "niqe_yiq_original@1"),
+    "dists": ("FR", True, "pyiqa", "dists_vgg16@1"),
+    "maniqa-pipal": ("NR", False, "pyiqa", "maniqa_pipal_uniform20@1"),
+    "maniqa-koniq": ("NR", False, "pyiqa", "maniqa_koniq_uniform20@1"),
+    "topiq-nr": ("NR", False, "pyiqa", "topiq_nr_koniq_res50@1"),
+    "liqe": ("NR", False, "pyiqa", "liqe_koniq@1"),
     "hf-ratio": ("FR", False, "resshift", "hf_ratio_gt@1"),
     "hf-log-ratio-abs": ("FR", True, "resshift", "hf_log2_ratio_abs_gt@1"),
     "psnr-low": ("FR", False, "resshift", "psnr_low_band@1"),
@@ -79,6 +84,47 @@ def test_pyiqa_metadata_agrees_with_registry():
         assert cfg["metric_mode"] == spec.mode, spec.name
         assert bool(cfg.get("lower_better", False)) == spec.lower_better, spec.name
         assert cfg["metric_opts"]["type"] == spec.kind, spec.name
+
+
+# The pyiqa metric each of the post-OSEDiff names wraps, and the checkpoint its default config selects.
+MODERN = {
+    "dists": ("dists", None),
+    "maniqa-pipal": ("maniqa-pipal", ("train_dataset", "pipal")),
+    "maniqa-koniq": ("maniqa", ("train_dataset", "koniq")),
+    "topiq-nr": ("topiq_nr", ("model_name", "cfanet_nr_koniq_res50")),
+    "liqe": ("liqe", ("pretrained", "koniq")),
+}
+
+
+def test_modern_metrics_wrap_the_pyiqa_configs_the_papers_use():
+    pytest.importorskip("pyiqa")
+    from pyiqa.default_model_configs import DEFAULT_CONFIGS
+
+    from resshift.weights.table import METRIC_FILES
+
+    for name, (pyiqa_name, selector) in MODERN.items():
+        spec = get_spec(name)
+        assert spec.pyiqa_name == pyiqa_name
+        opts = DEFAULT_CONFIGS[pyiqa_name]["metric_opts"]
+        if selector is not None:
+            assert opts[selector[0]] == selector[1], name
+        assert spec.weights and all(key in METRIC_FILES for key in spec.weights), name
+    # Two MANIQA names, two checkpoints, two version tags; both record the uniform test crops of >= 0.1.12.
+    pipal, koniq = get_spec("maniqa-pipal"), get_spec("maniqa-koniq")
+    assert pipal.weights != koniq.weights and pipal.version != koniq.version
+    assert all("uniform" in s.version and "0.1.12" in s.input_convention for s in (pipal, koniq))
+    assert DEFAULT_CONFIGS["maniqa"]["metric_opts"].get("scale") == 0.8 and "0.8" in koniq.input_convention
+    assert "scale" not in DEFAULT_CONFIGS["maniqa-pipal"]["metric_opts"] and "0.13" in pipal.input_convention
+    assert get_spec("liqe").option_dict["min_side"] == 224
+    assert get_spec("dists").weights == ("dists", "torchvision-vgg16")
+
+
+def test_every_weight_key_exists_and_every_metric_file_is_used():
+    from resshift.weights.table import METRIC_FILES
+
+    used = {key for spec in METRICS.values() for key in spec.weights}
+    assert used <= set(METRIC_FILES)
+    assert set(METRIC_FILES) <= used  # no orphan row: every file is fetched for some metric
 
 
 def test_display_facts_live_in_the_registry():

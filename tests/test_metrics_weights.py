@@ -130,7 +130,8 @@ def test_catalogue_matches_the_installed_pyiqa_and_torchvision():
     """Detects drift when pyiqa or torchvision rename or re-host a file."""
     pytest.importorskip("pyiqa")
     import torchvision.models as tvm
-    from pyiqa.archs import clip_model, lpips_arch, musiq_arch, niqe_arch
+    from pyiqa.archs import clip_model, dists_arch, lpips_arch, maniqa_arch, musiq_arch, niqe_arch, topiq_arch
+    from pyiqa.default_model_configs import DEFAULT_CONFIGS
 
     def name(url: str) -> str:
         return url.rsplit("/", 1)[-1]
@@ -144,16 +145,45 @@ def test_catalogue_matches_the_installed_pyiqa_and_torchvision():
     assert cat["niqe-params"].url is None and cat["niqe-params"].package.package == "basicsr"
     assert cat["clip-rn50"].url == clip_model._MODELS["RN50"]
     assert cat["clip-rn50"].sha256 == clip_model._MODELS["RN50"].split("/")[-2]
+    assert cat["dists"].url == dists_arch.default_model_urls["url"]
+    assert cat["maniqa-pipal"].url == maniqa_arch.default_model_urls["pipal"]
+    assert cat["maniqa-koniq"].url == maniqa_arch.default_model_urls["koniq"]
+    topiq = DEFAULT_CONFIGS["topiq_nr"]["metric_opts"]["model_name"]
+    assert cat["topiq-nr-koniq"].url == topiq_arch.default_model_urls[topiq]
+    assert cat["clip-vit-b32"].url == clip_model._MODELS["ViT-B/32"]
+    assert cat["clip-vit-b32"].sha256 == clip_model._MODELS["ViT-B/32"].split("/")[-2]
     assert cat["torchvision-alexnet"].url == tvm.AlexNet_Weights.IMAGENET1K_V1.url
     assert cat["torchvision-vgg16"].url == tvm.VGG16_Weights.IMAGENET1K_V1.url
     for wf in cat.values():
         assert wf.url is None or name(wf.url) == wf.filename
+    # pyiqa's own files live in its >= 0.1.13 cache layout; no SHA-256 is pinned without a published one
+    for key in ("dists", "maniqa-pipal", "maniqa-koniq", "topiq-nr-koniq", "liqe-koniq"):
+        assert cat[key].relpath == f"hub/pyiqa/{cat[key].filename}" and cat[key].sha256 == "", key
+        assert not cat[key].check_name_prefix, key  # pyiqa does not check its files: a mismatch is reported
+
+
+def test_liqe_catalogue_matches_pyiqa():
+    """LIQE imports OpenAI's clip package at import time (as CLIP-IQA does)."""
+    pytest.importorskip("pyiqa")
+    from resshift.metrics.pyiqa_backend import import_clip_support
+
+    import_clip_support()
+    from pyiqa.archs import liqe_arch
+
+    assert METRIC_FILES["liqe-koniq"].url == liqe_arch.default_model_urls["koniq"]
+
+
+def test_fetch_weights_covers_the_modern_metrics():
+    assert weights_for_metrics(["dists", "maniqa-pipal", "maniqa-koniq", "topiq-nr", "liqe"]) == [
+        "dists", "torchvision-vgg16", "maniqa-pipal", "maniqa-koniq", "topiq-nr-koniq", "liqe-koniq", "clip-vit-b32",
+    ]
 
 
 def test_cli_list_and_check(tmp_path, capsys):
     assert main(["metrics", "list"]) == 0
     out = capsys.readouterr().out
-    for metric in ("psnr", "ssim", "lpips", "lpips-vgg", "clipiqa", "musiq", "niqe", "psnr_y_ycbcr@1"):
+    for metric in ("psnr", "ssim", "lpips", "lpips-vgg", "clipiqa", "musiq", "niqe", "psnr_y_ycbcr@1",
+                   "dists", "maniqa-pipal", "maniqa-koniq", "topiq-nr", "liqe", "maniqa_pipal_uniform20@1"):
         assert metric in out
     assert main(["metrics", "check", "--dir", str(tmp_path), "--metrics", "psnr,ssim"]) == 0
     assert main(["metrics", "check", "--dir", str(tmp_path), "--metrics", "psnr,niqe"]) == 1

@@ -12,6 +12,10 @@ from resshift.weights.metric_files import FetchResult, fetch_metric_files, metri
 # Python packages each pyiqa metric imports beyond pyiqa itself (import name, distribution name).
 _EXTRA_IMPORTS: dict[str, tuple[tuple[str, str], ...]] = {
     "clipiqa": (("clip", "openai-clip"),),
+    "liqe": (("clip", "openai-clip"),),
+    "maniqa": (("timm", "timm"),),
+    "maniqa-pipal": (("timm", "timm"),),
+    "topiq_nr": (("timm", "timm"),),
 }
 
 
@@ -28,7 +32,7 @@ def unavailable_reason(spec: MetricSpec, directory: str | Path | None = None) ->
     for module, dist in _EXTRA_IMPORTS.get(spec.pyiqa_name or "", ()):
         if importlib.util.find_spec(module) is None:
             return f"python package {dist} (import {module}) is not installed"
-    if spec.pyiqa_name == "clipiqa":
+    if spec.pyiqa_name in ("clipiqa", "liqe"):
         from resshift.metrics.pyiqa_backend import import_clip_support
 
         try:

@@ -4,26 +4,39 @@ pyiqa is built with explicit file paths for every weight it would otherwise down
 (``pretrained_model_path`` for LPIPS/MUSIQ, the NIQE parameters of the weights table (basicsr's
 ``niqe_pris_params.npz``) handed over as an in-memory MATLAB file, the CLIP file path as ``backbone``
 for CLIP-IQA), and
-``TORCH_HOME`` points at the metric weight directory while the torchvision backbones load, so
-construction never reaches the network. Availability is decided before construction by
+``TORCH_HOME`` points at the metric weight directory while the torchvision backbones and OpenAI CLIP
+files load, so construction never reaches the network. Availability is decided before construction by
 :func:`resshift.metrics.availability.unavailable_reason`.
+
+MANIQA and TOPIQ are loaded the way pyiqa loads them by default (strictly, the whole model), from our
+folder: pyiqa's download cache (fixed at import as ``<torch hub>/pyiqa``) is pointed at
+``DIR/hub/pyiqa`` during construction, where the file already is. Both would also fetch an ImageNet
+backbone from the Hugging Face hub through timm (a ViT-B/8, a ResNet50) into a cache outside the metric
+folder; their checkpoints hold every backbone weight and are loaded strictly, so those backbones are
+built without pretrained weights (TOPIQ: pyiqa's own ``backbone_pretrain=False``; MANIQA, which has no
+such option: ``timm.create_model`` sees ``pretrained=False`` while MANIQA is built). LIQE caches its
+prompt features in pyiqa's cache folder, which is then ``DIR/hub/pyiqa`` too. pyiqa's CLIP loader
+(LIQE's ViT-B/32) re-downloads a file whose SHA-256 differs from the one in its URL; availability
+checks that same hash first, so a built LIQE has found the official file.
 
 Tested with pyiqa 0.1.16 (the range pinned in ``pyproject.toml``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import io
 import sys
 import types
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from resshift.metrics.base import Metric
+from resshift.metrics.base import Metric, MetricInputError
 from resshift.metrics.isolation import preserve_global_state
 from resshift.metrics.registry import MetricSpec
 from resshift.weights.metric_files import torch_home, weight_path
@@ -71,6 +84,12 @@ def pyiqa_overrides(spec: MetricSpec, directory: str | Path) -> dict[str, Any]:
         # pyiqa's CLIP loader accepts a file path instead of a model name; the SHA-256 of the file is
         # checked beforehand (availability), so this is the official RN50.
         return {"backbone": str(weight_path("clip-rn50", directory))}
+    if name in ("dists", "liqe"):  # loaded as pyiqa loads its default file (same strictness and keys)
+        return {"pretrained_model_path": str(weight_path(spec.weights[0], directory))}
+    if name in ("maniqa", "maniqa-pipal"):
+        return {}  # pyiqa's default (strict) load, from the redirected cache; see pyiqa_cache_in
+    if name == "topiq_nr":
+        return {"backbone_pretrain": False}  # the checkpoint holds the ResNet50 (strict load)
     raise KeyError(f"{spec.name}: no pyiqa glue for pyiqa metric {name!r}")
 
 
@@ -97,6 +116,63 @@ def niqe_parameters_mat(npz_path: str | Path) -> io.BytesIO:
     return buffer
 
 
+# pyiqa modules holding their own copy of the download cache folder (``from ... import DEFAULT_CACHE_DIR``).
+_CACHE_DIR_HOLDERS = ("pyiqa.utils.download_util", "pyiqa.archs.liqe_arch", "pyiqa.archs.topiq_arch")
+
+
+@contextlib.contextmanager
+def pyiqa_cache_in(directory: str | Path) -> Iterator[Path]:
+    """Point pyiqa's download cache (and the copies its modules hold) at ``directory/hub/pyiqa``.
+
+    pyiqa fixes the folder when it is imported; this sets it for the duration of the block and puts
+    the previous values back afterwards. pyiqa finds the files availability checked there and so
+    downloads nothing.
+    """
+    cache = Path(directory).resolve() / "hub" / "pyiqa"
+    importlib.import_module(_CACHE_DIR_HOLDERS[0])  # pyiqa imports its arch modules lazily: take those loaded
+    modules = [sys.modules[m] for m in _CACHE_DIR_HOLDERS if m in sys.modules]
+    before = [m.DEFAULT_CACHE_DIR for m in modules]
+    for module in modules:
+        module.DEFAULT_CACHE_DIR = str(cache)
+    try:
+        yield cache
+    finally:
+        for module, value in zip(modules, before, strict=True):
+            module.DEFAULT_CACHE_DIR = value
+
+
+@contextlib.contextmanager
+def timm_without_pretrained_weights() -> Iterator[None]:
+    """While the block runs, ``timm.create_model`` builds every network with ``pretrained=False``.
+
+    For pyiqa models whose checkpoint replaces all backbone weights strictly (MANIQA's ViT-B/8) but
+    which ask timm for ImageNet weights anyway: that request would download from the Hugging Face hub.
+    """
+    import timm
+
+    real = timm.create_model
+
+    def create_model(*args: Any, **kwargs: Any) -> Any:
+        kwargs["pretrained"] = False
+        return real(*args, **kwargs)
+
+    timm.create_model = create_model
+    try:
+        yield
+    finally:
+        timm.create_model = real
+
+
+def _construction_guards(spec: MetricSpec, directory: Path) -> contextlib.ExitStack:
+    stack = contextlib.ExitStack()
+    stack.enter_context(preserve_global_state())
+    stack.enter_context(torch_home(directory))
+    stack.enter_context(pyiqa_cache_in(directory))
+    if spec.kind == "MANIQA":
+        stack.enter_context(timm_without_pretrained_weights())
+    return stack
+
+
 class PyiqaMetric(Metric):
     """A pyiqa ``InferenceModel`` behind :class:`Metric`: float32 ``[0, 1]`` RGB in, ``(B,)`` out."""
 
@@ -105,10 +181,12 @@ class PyiqaMetric(Metric):
         import pyiqa
 
         self.weights_dir = Path(directory)
-        if spec.pyiqa_name == "clipiqa":
+        if spec.pyiqa_name in ("clipiqa", "liqe"):
             import_clip_support()
+        if spec.pyiqa_name == "liqe":
+            importlib.import_module("pyiqa.archs.liqe_arch")  # now, so that its cache folder is redirected
         overrides = pyiqa_overrides(spec, self.weights_dir)
-        with preserve_global_state(), torch_home(self.weights_dir):
+        with _construction_guards(spec, self.weights_dir):
             self.model = pyiqa.create_metric(spec.pyiqa_name, as_loss=False, device=self.device, **overrides)
         self.model.eval()
         self._check_metadata()
@@ -122,7 +200,23 @@ class PyiqaMetric(Metric):
         if lower is not None and bool(lower) != self.spec.lower_better:
             raise RuntimeError(f"{self.name}: pyiqa says lower_better={lower}, registry disagrees")
 
+    def _check_size(self, sr: torch.Tensor) -> None:
+        """A metric with a minimum short side (``min_side`` option, LIQE's 224) refuses smaller images.
+
+        Raises :class:`MetricInputError` giving the size (the metrics phase records it for that image)
+        rather than letting pyiqa assert or scoring a resized image.
+        """
+        min_side = self.spec.option_dict.get("min_side")
+        h, w = sr.shape[-2:]
+        if min_side is not None and min(h, w) < int(min_side):  # type: ignore[call-overload]
+            raise MetricInputError(
+                f"{self.name}: image of {h}x{w} (HxW) has a short side of {min(h, w)} px; {self.spec.pyiqa_name} "
+                f"needs at least {min_side} px and is not computed on it (no resize: that would change the "
+                "protocol)"
+            )
+
     def _compute(self, sr: torch.Tensor, hr: torch.Tensor | None) -> torch.Tensor:
+        self._check_size(sr)
         with preserve_global_state(), torch_home(self.weights_dir):
             if self.spec.full_reference:
                 out = self.model(sr, hr)

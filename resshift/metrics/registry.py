@@ -302,6 +302,100 @@ _SPECS: tuple[MetricSpec, ...] = (
     ),
 )
 
+_MANIQA_CONVENTION = (
+    "RGB in [0,1] float32; pyiqa normalises with the Inception mean/std, bilinear-upscales an image whose "
+    "short side is <= 224 to 225, then scores 20 224x224 crops on a uniform grid (pyiqa >= 0.1.12; up to "
+    "0.1.11 the 20 test crops were random) and averages them; the timm ViT-B/8 is built without its "
+    "ImageNet weights, since the MANIQA checkpoint (loaded strictly) holds all of them"
+)
+_MANIQA_SOURCE = "Yang et al. CVPRW 2022 (NTIRE 2022 NR-IQA winner); pyiqa {} ({} checkpoint)"
+
+# The metrics the one-step diffusion SR papers report since OSEDiff (2024) beside the paper's five.
+_MODERN_SPECS: tuple[MetricSpec, ...] = (
+    MetricSpec(
+        name="dists",
+        mode=FULL_REFERENCE,
+        lower_better=True,
+        value_range=(0.0, 1.0),
+        input_convention=(
+            "RGB in [0,1] float32, (sr, hr) order; pyiqa normalises with the ImageNet mean/std; full "
+            "resolution, no resize"
+        ),
+        backend=BACKEND_PYIQA,
+        version="dists_vgg16@1",
+        description="DISTS: structure and texture similarity of VGG16 features (pyiqa 'dists')",
+        source="Ding et al. TPAMI 2020; pyiqa 'dists' as used by OSEDiff test_metrics.py and InvSR",
+        pyiqa_name="dists",
+        weights=("dists", "torchvision-vgg16"),
+        kind="DISTS", order=45,
+    ),
+    MetricSpec(
+        name="maniqa-pipal",
+        mode=NO_REFERENCE,
+        lower_better=False,
+        value_range=(0.0, 1.0),
+        input_convention=_MANIQA_CONVENTION + "; Swin scale 0.13 (pyiqa's default for 'maniqa-pipal')",
+        backend=BACKEND_PYIQA,
+        version="maniqa_pipal_uniform20@1",
+        description="MANIQA trained on PIPAL (pyiqa 'maniqa-pipal': what OSEDiff and TSD-SR report)",
+        source=_MANIQA_SOURCE.format("'maniqa-pipal'", "PIPAL"),
+        pyiqa_name="maniqa-pipal",
+        weights=("maniqa-pipal",),
+        kind="MANIQA", order=72,
+    ),
+    MetricSpec(
+        name="maniqa-koniq",
+        mode=NO_REFERENCE,
+        lower_better=False,
+        value_range=(0.0, 1.0),
+        input_convention=_MANIQA_CONVENTION + "; Swin scale 0.8 (pyiqa's setting for 'maniqa')",
+        backend=BACKEND_PYIQA,
+        version="maniqa_koniq_uniform20@1",
+        description="MANIQA trained on KonIQ-10k (pyiqa 'maniqa', its default: what InvSR and NTIRE report)",
+        source=_MANIQA_SOURCE.format("'maniqa'", "KonIQ-10k"),
+        pyiqa_name="maniqa",
+        weights=("maniqa-koniq",),
+        kind="MANIQA", order=74,
+    ),
+    MetricSpec(
+        name="topiq-nr",
+        mode=NO_REFERENCE,
+        lower_better=False,
+        value_range=(0.0, 1.0),
+        input_convention=(
+            "RGB in [0,1] float32 at full resolution (no resize, one crop = the whole image); pyiqa "
+            "normalises with the ImageNet mean/std; the timm ResNet50 is built without its ImageNet "
+            "weights, since the TOPIQ checkpoint (loaded strictly) holds all of them"
+        ),
+        backend=BACKEND_PYIQA,
+        version="topiq_nr_koniq_res50@1",
+        description="TOPIQ-NR, ResNet50 backbone, trained on KonIQ-10k (pyiqa 'topiq_nr')",
+        source="Chen et al. TIP 2024; pyiqa 'topiq_nr' (cfanet_nr_koniq_res50)",
+        pyiqa_name="topiq_nr",
+        weights=("topiq-nr-koniq",),
+        kind="CFANet", order=76,
+    ),
+    MetricSpec(
+        name="liqe",
+        mode=NO_REFERENCE,
+        lower_better=False,
+        value_range=(1.0, 5.0),
+        input_convention=(
+            "RGB in [0,1] float32, short side >= 224 (a smaller image is an error of that image, never "
+            "resized); pyiqa normalises with the CLIP mean/std, cuts 224x224 patches at stride 32 and "
+            "scores 15 of them evenly spaced; quality-only prompts (5 levels)"
+        ),
+        backend=BACKEND_PYIQA,
+        version="liqe_koniq@1",
+        description="LIQE, CLIP ViT-B/32 fine-tuned on KonIQ-10k (pyiqa 'liqe', not the multitask 'liqe_mix')",
+        source="Zhang et al. CVPR 2023; pyiqa 'liqe' (the name pyiqa's table and CLI give LIQE)",
+        pyiqa_name="liqe",
+        weights=("liqe-koniq", "clip-vit-b32"),
+        options=(("min_side", 224),),
+        kind="LIQE", order=78,
+    ),
+)
+
 _SPECTRAL_CONVENTION = (
     "RGB in [0,1] -> 8-bit round(clamp(x,0,1)*255) -> full-range BT.601 luma on [0,1]; radial frequency in "
     "units of Nyquist (see resshift.metrics.spectral)"
@@ -383,7 +477,7 @@ _SPECTRAL_SPECS: tuple[MetricSpec, ...] = (
     ),
 )
 
-METRICS: dict[str, MetricSpec] = {spec.name: spec for spec in _SPECS + _SPECTRAL_SPECS}
+METRICS: dict[str, MetricSpec] = {spec.name: spec for spec in _SPECS + _MODERN_SPECS + _SPECTRAL_SPECS}
 
 
 def metric_names() -> list[str]:

@@ -3,9 +3,10 @@
 The folder has the layout of a ``TORCH_HOME`` (so an existing ``~/.cache/torch`` can be pointed at
 directly); each :data:`~resshift.weights.table.METRIC_FILES` row's ``relpath`` is its place there::
 
-    DIR/hub/pyiqa/LPIPS_v0.1_alex-df73285e.pth      pyiqa's own weights (>= 0.1.13 cache layout)
-    DIR/hub/checkpoints/alexnet-owt-7be5be79.pth    torchvision backbones (LPIPS)
-    DIR/hub/clip/RN50.pt                            OpenAI CLIP (CLIP-IQA)
+    DIR/hub/pyiqa/LPIPS_v0.1_alex-df73285e.pth      pyiqa's own weights (>= 0.1.13 cache layout); LIQE
+                                                    also caches its prompt features here
+    DIR/hub/checkpoints/alexnet-owt-7be5be79.pth    torchvision backbones (LPIPS, DISTS)
+    DIR/hub/clip/RN50.pt                            OpenAI CLIP (CLIP-IQA's RN50, LIQE's ViT-B-32.pt)
     DIR/hub/resshift/niqe_pris_params.npz           files taken from package archives (NIQE parameters)
 
 Its location is ``$RESSHIFT_METRIC_WEIGHTS``, else ``<resshift cache>/metric-weights``. On a connected

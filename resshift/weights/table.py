@@ -327,7 +327,7 @@ FILES: dict[str, WeightFile] = {
         WeightFile("torchvision-vgg16", "metric", "https://download.pytorch.org/models/vgg16-397923af.pth",
                    "torchvision model weights (github.com/pytorch/vision, BSD-3-Clause)",
                    relpath="hub/checkpoints/vgg16-397923af.pth", check_name_prefix=True,
-                   description="torchvision VGG16_Weights.IMAGENET1K_V1 (LPIPS-VGG backbone)"),
+                   description="torchvision VGG16_Weights.IMAGENET1K_V1 (LPIPS-VGG and DISTS backbone)"),
         WeightFile("clip-rn50", "metric",
                    "https://openaipublic.azureedge.net/clip/models/"
                    "afeb0e10f9e5a86da6080e35cf09123aca3b358a0c3e3b6c78a7b63bc04b6762/RN50.pt",
@@ -339,6 +339,39 @@ FILES: dict[str, WeightFile] = {
                    _PYIQA_LICENCE.format("github.com/google-research/google-research/tree/master/musiq"),
                    relpath="hub/pyiqa/musiq_koniq_ckpt-e95806b9.pth",
                    description="MUSIQ trained on KonIQ-10k (pyiqa musiq_arch default_model_urls['koniq10k'])"),
+        WeightFile("dists", "metric", f"{_PYIQA}/DISTS_weights-f5e65c96.pth",
+                   _PYIQA_LICENCE.format("github.com/dingkeyan93/DISTS (licence not checked here)"),
+                   relpath="hub/pyiqa/DISTS_weights-f5e65c96.pth",
+                   description="DISTS alpha/beta weights (pyiqa dists_arch default_model_urls['url']); the VGG16 "
+                               "features are torchvision's (row torchvision-vgg16)"),
+        WeightFile("maniqa-pipal", "metric", f"{_PYIQA}/MANIQA_PIPAL-ae6d356b.pth",
+                   _PYIQA_LICENCE.format("github.com/IIGROUP/MANIQA (licence not checked here)"),
+                   relpath="hub/pyiqa/MANIQA_PIPAL-ae6d356b.pth",
+                   description="MANIQA trained on PIPAL, whole model incl. its ViT-B/8 (pyiqa maniqa_arch "
+                               "default_model_urls['pipal'])"),
+        WeightFile("maniqa-koniq", "metric", f"{_PYIQA}/ckpt_koniq10k.pt",
+                   _PYIQA_LICENCE.format("github.com/IIGROUP/MANIQA (licence not checked here)"),
+                   relpath="hub/pyiqa/ckpt_koniq10k.pt",
+                   description="MANIQA trained on KonIQ-10k, whole model incl. its ViT-B/8 (pyiqa maniqa_arch "
+                               "default_model_urls['koniq'])"),
+        WeightFile("topiq-nr-koniq", "metric", f"{_PYIQA}/cfanet_nr_koniq_res50-9a73138b.pth",
+                   _PYIQA_LICENCE.format("github.com/chaofengc/IQA-PyTorch (TOPIQ is pyiqa's author's model)"),
+                   relpath="hub/pyiqa/cfanet_nr_koniq_res50-9a73138b.pth",
+                   description="TOPIQ-NR (CFANet) on KonIQ-10k, whole model incl. its ResNet50 (pyiqa topiq_arch "
+                               "default_model_urls['cfanet_nr_koniq_res50'])"),
+        WeightFile("liqe-koniq", "metric", f"{_PYIQA}/liqe_koniq.pt",
+                   _PYIQA_LICENCE.format("github.com/zwx8981/LIQE (licence not checked here)"),
+                   relpath="hub/pyiqa/liqe_koniq.pt",
+                   description="LIQE fine-tuned on KonIQ-10k, whole CLIP ViT-B/32 (pyiqa liqe_arch "
+                               "default_model_urls['koniq'])"),
+        WeightFile("clip-vit-b32", "metric",
+                   "https://openaipublic.azureedge.net/clip/models/"
+                   "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af/ViT-B-32.pt",
+                   "MIT (github.com/openai/CLIP)",
+                   sha256="40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af",
+                   relpath="hub/clip/ViT-B-32.pt",
+                   description="OpenAI CLIP ViT-B/32, which pyiqa's LIQE loads before its own checkpoint; the "
+                               "SHA-256 is part of the official URL"),
         WeightFile("niqe-params", "metric", None,
                    "Apache-2.0 (basicsr, github.com/XPixelGroup/BasicSR); the parameters are the NIQE MATLAB "
                    "release's (live.ece.utexas.edu/research/quality/niqe_release.zip)",
