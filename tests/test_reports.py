@@ -169,3 +169,22 @@ def test_provenance_keeps_the_device_name_whole_and_shortens_only_digests() -> N
     assert "| Intel(R) Xeon(R) Platinum 8480C |" in text
     assert "| 0123456789ab | aaaaaaaaaaaa | — | bbbbbbbbbbbb |" in text
     assert text.rstrip().endswith("| n | val-sr | — | — | — | — | — |")
+
+
+def test_nfe_axis_labels_the_runs_nfe_and_no_minor_ticks() -> None:
+    """NFE 0 and 1 alone once got crowded minor labels (6x10^-1 ... 9x10^-1) naming no run."""
+    import matplotlib.pyplot as plt
+
+    from resshift.reports.plots import nfe_axis
+
+    fig, ax = plt.subplots()
+    try:
+        ax.plot([0.5, 1.0, 15.0], [1.0, 2.0, 3.0])
+        nfe_axis(ax, pd.Series([0, 1, 15, 1, None]))
+        fig.canvas.draw()
+        assert ax.get_xscale() == "log"
+        assert list(ax.get_xticks()) == [0.5, 1.0, 15.0]
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "1", "15"]
+        assert all(t.get_text() == "" for t in ax.get_xticklabels(minor=True))
+    finally:
+        plt.close(fig)

@@ -18,6 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.ticker import NullFormatter  # noqa: E402
 
 from resshift.reports.tables import arrow, metric_columns  # noqa: E402
 
@@ -94,6 +95,16 @@ def family_lines(ax: plt.Axes, data: pd.DataFrame, x: str, y: str, protocols: li
                     color=colours.get(str(family), "black"), ms=5, lw=1.3)
 
 
+def nfe_axis(ax: plt.Axes, nfe: pd.Series) -> None:
+    """A log NFE axis labelled with the NFE values the runs have (``0`` at 0.5, where
+    :func:`family_lines` draws it), without minor tick labels: a narrow range such as 0-1 otherwise
+    gets crowded ``6x10^-1`` labels that name no run."""
+    values = sorted({int(v) for v in nfe.dropna()})
+    ax.set_xscale("log")
+    ax.set_xticks([max(v, 0.5) for v in values], [str(v) for v in values])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 def quality_vs(df: pd.DataFrame, x: str, out_dir: Path, stem: str, xlabel: str,
                colours: dict[str, object] | None = None, logx: bool = True) -> list[Path]:
     """One panel per metric: each method family a line over its runs (e.g. several NFE), per protocol
@@ -110,7 +121,9 @@ def quality_vs(df: pd.DataFrame, x: str, out_dir: Path, stem: str, xlabel: str,
             family_lines(ax, data, x, metric, protocols, colours)
             ax.set_title(f"{metric} {arrow(metric)}")
             ax.set_xlabel(xlabel)
-            if logx:
+            if x == "nfe":
+                nfe_axis(ax, data[x])
+            elif logx:
                 ax.set_xscale("log")
             if _log_scale(metric):
                 ax.set_yscale("log")
