@@ -15,9 +15,21 @@ import torch
 import torch.nn.functional as F
 
 from resshift.models import winograd as W
+from resshift.models import winograd_native as N
 from resshift.models.fast import Conv2d, fast_kernels
 
 BOUND = 8e-6
+
+
+@pytest.fixture(params=["compiled", "torch"])
+def transforms(request, monkeypatch):
+    """Run a test with the compiled one-pass tile transforms and with the PyTorch ones."""
+    if request.param == "compiled":
+        if not N.available():
+            pytest.skip(f"compiled Winograd transforms not available here: {N.status()}")
+    else:
+        monkeypatch.setattr(N, "available", lambda: False)
+    return request.param
 
 
 def _scaled_error(actual: torch.Tensor, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> float:
@@ -52,7 +64,7 @@ def test_f43_identity_is_exact_and_bad_points_are_refused():
     "c_in, c_out, height, width, batch, bias",
     [(128, 128, 32, 32, 1, True), (160, 96, 21, 30, 2, True), (64, 192, 5, 7, 1, False), (3, 8, 1, 1, 1, True)],
 )
-def test_winograd_equals_float64_convolution(c_in, c_out, height, width, batch, bias):
+def test_winograd_equals_float64_convolution(c_in, c_out, height, width, batch, bias, transforms):
     gen = torch.Generator().manual_seed(c_in + height)
     x = torch.randn(batch, c_in, height, width, generator=gen)
     w = torch.randn(c_out, c_in, 3, 3, generator=gen) / (9 * c_in) ** 0.5
@@ -62,7 +74,7 @@ def test_winograd_equals_float64_convolution(c_in, c_out, height, width, batch, 
     assert _scaled_error(y, x, w, b) <= BOUND
 
 
-def test_images_do_not_depend_on_their_batch_or_band(monkeypatch):
+def test_images_do_not_depend_on_their_batch_or_band(monkeypatch, transforms):
     gen = torch.Generator().manual_seed(7)
     x = torch.randn(3, 128, 24, 40, generator=gen)
     w = torch.randn(128, 128, 3, 3, generator=gen) / 34
@@ -72,6 +84,7 @@ def test_images_do_not_depend_on_their_batch_or_band(monkeypatch):
         assert torch.equal(W.winograd_conv3x3(x[i : i + 1], u), whole[i : i + 1])
     one_row = 36 * 128 * 10 * 4
     monkeypatch.setattr(W, "BAND_BYTES", one_row * 2)  # bands of 2 tile rows instead of all 6
+    monkeypatch.setattr(W, "NATIVE_BAND_BYTES", one_row * 2)
     assert W.band_rows(128, 128, 6, 10) == 2
     banded = W.winograd_conv3x3(x, u)
     assert (banded - whole).abs().max() <= 1e-6 * whole.abs().max()
@@ -87,12 +100,19 @@ def test_band_rows_are_even_and_bounded(monkeypatch):
     assert W.band_rows(512, 512, 16, 16) == 1
 
 
-def test_shape_rule_and_policies():
+@pytest.mark.parametrize("capability", ["AVX2", "AVX512", "DEFAULT"])
+def test_shape_rule_and_policies(monkeypatch, capability):
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+    avx512 = capability == "AVX512"  # other families without a measured rule take the AVX2 one
+    assert W.cpu_capability() == ("AVX512" if avx512 else "AVX2")
+    assert (f"{W.cpu_capability()} rule") in W.describe("cpu")
     big, small_map, few = Conv2d(512, 512, 3, padding=1), torch.zeros(1, 512, 8, 8), Conv2d(64, 64, 3, padding=1)
     assert W.winograd_eligible(big, torch.zeros(1, 512, 64, 64))
-    assert W.winograd_eligible(big, torch.zeros(1, 512, 16, 16))
+    assert W.winograd_eligible(big, torch.zeros(1, 512, 32, 32))
+    assert W.winograd_eligible(big, torch.zeros(1, 512, 16, 16)) is not avx512  # AVX-512: 16x16 is direct
     assert not W.winograd_eligible(big, torch.zeros(1, 512, 16, 16), upsample=True)  # phases: >= 32x32
-    assert W.winograd_eligible(big, torch.zeros(1, 512, 32, 32), upsample=True)
+    assert W.winograd_eligible(big, torch.zeros(1, 512, 32, 32), upsample=True) is not avx512  # AVX-512: 64x64
+    assert W.winograd_eligible(big, torch.zeros(1, 512, 64, 64), upsample=True)
     assert not W.winograd_eligible(big, small_map)  # 8x8: too few tiles
     assert not W.winograd_eligible(few, torch.zeros(1, 64, 64, 64))  # < 128 channels
     assert not W.winograd_eligible(big, torch.zeros(1, 512, 64, 64, dtype=torch.float64))
@@ -118,7 +138,7 @@ def test_fast_conv_uses_winograd_and_follows_weight_changes(monkeypatch):
 
     torch.manual_seed(0)
     conv = Conv2d(128, 128, 3, padding=1).eval()
-    x = torch.randn(1, 128, 16, 16)
+    x = torch.randn(1, 128, 32, 32)  # selected by the rule of every CPU family
     calls = []
 
     def spy(*args, **kw):
@@ -165,7 +185,8 @@ def test_upsampling_convolution_by_winograd_phases(monkeypatch):
         x = torch.randn(*shape)
         up = F.interpolate(x.double(), scale_factor=2, mode="nearest")
         with torch.inference_mode():
-            wino = nearest_upsample_conv(owner, conv, x)
+            with W.winograd_policy("always"):  # the shape rule's size for upsampling depends on the CPU family
+                wino = nearest_upsample_conv(owner, conv, x)
             with W.winograd_policy("never"):
                 direct = nearest_upsample_conv(owner, conv, x)
         ref = F.conv2d(up, conv.weight.double(), conv.bias.double(), padding=1)
@@ -221,3 +242,62 @@ def test_cached_kernels_follow_replaced_weights_and_clear():
     clear_derived(conv)
     with torch.inference_mode():
         assert _scaled_error(conv(x), x, conv.weight, conv.bias) <= BOUND
+
+
+def test_compiled_transforms_match_the_pytorch_ones_and_float64(monkeypatch):
+    """The one-pass C transforms and the matrix-product ones compute the same algebra: both within the
+    float64 bound, and within float32 round-off of each other, for plain and upsampling (phase) layers."""
+    if not N.available():
+        pytest.skip(f"compiled Winograd transforms not available here: {N.status()}")
+    from resshift.models.fast import _phase_winograd
+
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 24, 13, 18, generator=gen)
+    w = torch.randn(40, 24, 3, 3, generator=gen) / (9 * 24) ** 0.5
+    b = torch.randn(40, generator=gen)
+    for phases in (False, True):
+        u, bias = _phase_winograd(w, b) if phases else (W.transform_weight(w), b)
+        compiled = W.winograd_conv3x3(x, u, bias, phases=phases)
+        with monkeypatch.context() as m:
+            m.setattr(N, "available", lambda: False)
+            matrix = W.winograd_conv3x3(x, u, bias, phases=phases)
+        ref = F.conv2d(F.interpolate(x.double(), scale_factor=2) if phases else x.double(), w.double(), b.double(),
+                       padding=1)
+        assert compiled.shape == matrix.shape == ref.shape
+        scale = ref.abs().max()
+        assert (compiled.double() - ref).abs().max() / scale <= BOUND
+        assert (compiled - matrix).abs().max() / scale <= 2 * BOUND
+
+
+def test_compiled_transforms_check_their_arguments():
+    if not N.available():
+        pytest.skip(f"compiled Winograd transforms not available here: {N.status()}")
+    padded = torch.zeros(4, 10, 10)
+    with pytest.raises(ValueError, match="do not fit"):
+        N.input_transform(padded, 0, 3, 2, torch.empty(36, 4, 6))  # 3 tile rows need 14 padded rows
+    with pytest.raises(ValueError, match="do not fit"):
+        N.output_transform(torch.zeros(36, 4, 4), 0, 2, 2, None, torch.empty(4, 4, 8))
+    with pytest.raises(ValueError, match="bias of 3 values for 4 channels"):
+        N.output_transform(torch.zeros(36, 4, 4), 0, 2, 2, torch.zeros(3), torch.empty(4, 8, 8))
+    with pytest.raises(ArithmeticError, match="not exact"):
+        N._term(Fraction(1, 3), "x")
+
+
+def test_compiled_transforms_fall_back_with_the_reason(monkeypatch, tmp_path):
+    """No compiler, or the environment switch: the PyTorch transforms run, and describe() says why."""
+    monkeypatch.setenv("RESSHIFT_CACHE", str(tmp_path))
+    try:
+        N._library.cache_clear()
+        monkeypatch.setattr(N, "_compiler", lambda: None)
+        assert not N.available()
+        assert N.status() == "PyTorch matrix products (no C compiler found ($CC, cc, gcc, clang))"
+        assert "tile transforms: PyTorch matrix products" in W.describe("cpu")
+        x = torch.randn(1, 8, 9, 9)
+        w = torch.randn(8, 8, 3, 3) / 9
+        assert _scaled_error(W.winograd_conv3x3(x, W.transform_weight(w)), x, w, None) <= BOUND
+        N._library.cache_clear()
+        monkeypatch.setenv(N.ENV, "torch")
+        assert N.status() == f"PyTorch matrix products ({N.ENV}=torch)"
+        assert not list(tmp_path.iterdir())  # nothing was built
+    finally:
+        N._library.cache_clear()

@@ -17,12 +17,16 @@ identity exactly; ``Aᵀ`` and ``Bᵀ`` (integers and powers of two) are exact i
 (thirds, fifteenths, ...) is applied to the kernels in float64, the result rounded once to float32.
 
 Only layers where it is faster on CPU take this path: :func:`winograd_eligible` decides from the
-layer's shape alone (never from a timing), so a given network always computes the same way.
+layer's shape and the CPU family PyTorch dispatches to (AVX2 or AVX-512; never from a timing), so a
+given network computes the same way on every machine of a family. The tile transforms run as one
+compiled pass each where a C compiler is available (:mod:`resshift.models.winograd_native`), else as
+PyTorch matrix products; :func:`describe` records the rule and the transforms in a run's identity.
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 from contextvars import ContextVar
 from fractions import Fraction
@@ -30,21 +34,32 @@ from functools import cache
 
 import torch
 
+from resshift.models import winograd_native
+
 OUT_TILE = 4  # m: output tile side
 KERNEL = 3  # r: kernel side
 IN_TILE = OUT_TILE + KERNEL - 1  # n = m + r - 1: input tile side
 POINTS = (Fraction(0), Fraction(1), Fraction(-1), Fraction(1, 2), Fraction(-2))  # finite points; the last is ∞
 
-# Shape rule, from timing the 3x3 convolution shapes of the v3 chain both ways, interleaved (2 threads,
-# AMD EPYC; reports/resshift-speed.md): computed in bands of tile rows, F(4, 3) is 1.1-2.2x faster on
-# maps from 16x16 to 256x256 with >= 128 channels in and out, and slower at 8x8 (too few tiles per
-# product) or with few channels (the tile transforms, memory-bound, then cost more than they save).
+# Shape rule, from timing the 3x3 convolution shapes of the v3 chain both ways, interleaved (2 threads;
+# ``benchmarks/cpu_speed.py``, tables in reports/resshift-speed.md). It depends on the layer's shape and
+# on one fact of the CPU that the code reads, never on a timing: whether PyTorch dispatches AVX-512
+# kernels (``torch.backends.cpu.get_cpu_capability()``), where oneDNN's direct convolution is about twice
+# as fast on small maps. On both CPU families F(4, 3) loses with few channels (the transforms then cost
+# more than they save) and at 8x8 (too few tiles per product).
+# AVX2 (AMD EPYC): 1.1-2.2x faster from 16x16 to 256x256 with >= 128 channels in and out; the upsampling
+# layers (four phase kernels on the small map, ``phases=True``) gain from 32x32 and lose at 16x16.
+# AVX-512 (AMD EPYC Zen 4, Intel Xeon): 16x16 maps lose (0.9x) and upsampling layers tie at 32x32, so
+# each needs the next size up.
 MIN_CHANNELS = 128
-MIN_PIXELS = 16 * 16
-# The upsampling layers (four phase kernels on the small map, ``phases=True``) gain less (1.02-1.17x
-# at 32x32 to 128x128) and lose at 16x16 (0.8x), so they need a larger map.
-MIN_PIXELS_UPSAMPLE = 32 * 32
-BAND_BYTES = 16 * 2**20  # transformed tiles per band (see :func:`band_rows`)
+RULES: dict[str, tuple[int, int]] = {  # CPU capability -> (min pixels per map, min pixels before a 2x upsampling)
+    "AVX2": (16 * 16, 32 * 32),
+    "AVX512": (32 * 32, 64 * 64),
+}
+BAND_BYTES = 16 * 2**20  # transformed tiles per band (see :func:`band_rows`), PyTorch transforms
+# With the compiled transforms the planes and products live in one reused workspace (no page faults per
+# call), and larger bands win: fewer passes over the transformed weights, longer matrix products.
+NATIVE_BAND_BYTES = 64 * 2**20
 
 POLICIES = ("shape", "always", "never")
 _POLICY: ContextVar[str] = ContextVar("resshift_winograd_policy", default="shape")
@@ -131,6 +146,19 @@ def _tile_transforms(device: torch.device, dtype: torch.dtype) -> tuple[torch.Te
         return torch.kron(b_t, b_t).to(device, dtype), torch.kron(a_t, a_t).to(device, dtype)
 
 
+def cpu_capability() -> str:
+    """The CPU kernel family PyTorch dispatches to (``"AVX512"``, ``"AVX2"``, ...); families without a
+    measured rule use the AVX2 one."""
+    cap = torch.backends.cpu.get_cpu_capability()
+    return cap if cap in RULES else "AVX2"
+
+
+def min_pixels(upsample: bool = False) -> int:
+    """Smallest map (H*W per image) the shape rule gives to Winograd on this CPU."""
+    plain, before_upsample = RULES[cpu_capability()]
+    return before_upsample if upsample else plain
+
+
 def describe(device: torch.device | str) -> str:
     """How the fast path computes 3x3 convolutions on ``device`` under the current policy (recorded
     in a method's ``describe()``, hence in a run's identity)."""
@@ -138,10 +166,11 @@ def describe(device: torch.device | str) -> str:
     if torch.device(device).type != "cpu" or policy == "never":
         return "direct"
     rule = "every 3x3 stride-1 convolution" if policy == "always" else (
-        f">= {MIN_CHANNELS} channels in and out, >= {MIN_PIXELS} pixels per map "
-        f"(>= {MIN_PIXELS_UPSAMPLE} before a 2x upsampling)")
+        f">= {MIN_CHANNELS} channels in and out, >= {min_pixels()} pixels per map "
+        f"(>= {min_pixels(upsample=True)} before a 2x upsampling; {cpu_capability()} rule)")
     points = ", ".join(str(p) for p in POINTS)
-    return f"winograd F({OUT_TILE}x{OUT_TILE}, {KERNEL}x{KERNEL}) on points ({points}, inf) where {rule}"
+    return (f"winograd F({OUT_TILE}x{OUT_TILE}, {KERNEL}x{KERNEL}) on points ({points}, inf) where {rule}; "
+            f"tile transforms: {winograd_native.status()}")
 
 
 def transform_weight(weight: torch.Tensor) -> torch.Tensor:
@@ -165,8 +194,9 @@ def current_policy() -> str:
 def winograd_eligible(conv: torch.nn.Conv2d, x: torch.Tensor, upsample: bool = False) -> bool:
     """Whether ``conv(x)`` takes the Winograd path: a 3x3, stride-1, padding-1 zero-padded, ungrouped,
     undilated convolution of a float32 CPU tensor outside autocast, and under the default policy both
-    channel counts >= :data:`MIN_CHANNELS` and H*W >= :data:`MIN_PIXELS` per image, or
-    >= :data:`MIN_PIXELS_UPSAMPLE` for ``upsample=True`` (``conv`` after a 2x nearest upsampling of
+    channel counts >= :data:`MIN_CHANNELS` and H*W >= :func:`min_pixels` per image (the size
+    depends on the CPU family, :data:`RULES`), or >= ``min_pixels(upsample=True)`` for ``upsample=True``
+    (``conv`` after a 2x nearest upsampling of
     ``x``, computed on ``x`` as sub-pixel phases); the shape rule above, see :func:`winograd_policy`."""
     policy = _POLICY.get()
     if policy == "never":
@@ -181,16 +211,16 @@ def winograd_eligible(conv: torch.nn.Conv2d, x: torch.Tensor, upsample: bool = F
         return fits
     return (
         min(conv.in_channels, conv.out_channels) >= MIN_CHANNELS
-        and x.shape[-2] * x.shape[-1] >= (MIN_PIXELS_UPSAMPLE if upsample else MIN_PIXELS)
+        and x.shape[-2] * x.shape[-1] >= min_pixels(upsample)
     )
 
 
-def band_rows(c_in: int, c_out: int, tiles_h: int, tiles_w: int) -> int:
+def band_rows(c_in: int, c_out: int, tiles_h: int, tiles_w: int, band_bytes: int | None = None) -> int:
     """Tile rows per band: the bands are as even as possible and each band's transformed tiles
-    (36 x channels x tiles, float32) fit in :data:`BAND_BYTES` (at least one row). Depends on the
-    layer's shape only."""
+    (36 x channels x tiles, float32) fit in ``band_bytes`` (default :data:`BAND_BYTES`; at least one
+    row). Depends on the layer's shape only."""
     per_row = IN_TILE * IN_TILE * max(c_in, c_out) * tiles_w * 4
-    most = max(1, BAND_BYTES // per_row)
+    most = max(1, (BAND_BYTES if band_bytes is None else band_bytes) // per_row)
     bands = -(-tiles_h // most)
     return -(-tiles_h // bands)
 
@@ -210,6 +240,42 @@ def _zero_padded(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return out
 
 
+_WORK = threading.local()
+
+
+def _workspace(numel: int, dtype: torch.dtype) -> torch.Tensor:
+    """A flat CPU buffer of at least ``numel`` elements, kept per thread and reused by every call (grown,
+    never shrunk: at most the planes and products of one band, see :data:`BAND_BYTES`). A fresh
+    allocation of that size per call costs its page faults every time, as much as the transforms."""
+    buf = getattr(_WORK, "buf", None)
+    if buf is None or buf.dtype != dtype or buf.numel() < numel:
+        with torch.inference_mode(False):
+            buf = torch.empty(numel, dtype=dtype)
+        _WORK.buf = buf
+    return buf[:numel]
+
+
+def _native_bands(padded: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None, full: torch.Tensor,
+                  rows: int, tiles_w: int, phases: bool) -> None:
+    """The band loop of :func:`winograd_conv3x3` with the compiled one-pass transforms
+    (:mod:`resshift.models.winograd_native`): planes and products in two buffers reused by every band."""
+    n, c_in = padded.shape[:2]
+    c_out = u.shape[1]
+    tiles_h = (padded.shape[2] - 2) // OUT_TILE
+    most = rows * tiles_w
+    v_size, m_size = IN_TILE * IN_TILE * c_in * most, IN_TILE * IN_TILE * c_out * most
+    work = _workspace(v_size + m_size, padded.dtype)
+    v_buf, m_buf = work[:v_size], work[v_size : v_size + m_size]
+    for i in range(n):
+        for r0 in range(0, tiles_h, rows):
+            r1 = min(tiles_h, r0 + rows)
+            tiles = (r1 - r0) * tiles_w
+            v = winograd_native.input_transform(padded[i], r0, r1, tiles_w,
+                                                v_buf[: v_buf.numel() * tiles // most].view(-1, c_in, tiles))
+            prod = torch.bmm(u, v, out=m_buf[: m_buf.numel() * tiles // most].view(-1, c_out, tiles))
+            winograd_native.output_transform(prod, r0, r1, tiles_w, bias, full[i], phases=phases)
+
+
 def winograd_conv3x3(
     x: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None = None, phases: bool = False
 ) -> torch.Tensor:
@@ -222,8 +288,10 @@ def winograd_conv3x3(
     an upsampling convolution). Raises ``ValueError`` when ``u`` does not fit ``x``.
 
     Each image is computed on its own, in bands of :func:`band_rows` tile rows (the band's tiles stay
-    in cache between the steps), so an image's output does not depend on the batch it came in. Tiles
-    are gathered and scattered tile-major (6x6 and 4x4 values next to each other in memory); the
+    in cache between the steps), so an image's output does not depend on the batch it came in. For
+    float32 maps outside autograd with the compiled transforms available, each band is one input pass,
+    ``torch.bmm`` and one output pass into the result (:func:`_native_bands`); otherwise tiles are
+    gathered and scattered tile-major (6x6 and 4x4 values next to each other in memory); the
     transposes this needs are left to the matrix products.
     """
     n, c_in, height, width = x.shape
@@ -248,8 +316,15 @@ def winograd_conv3x3(
         tiled = full.view(n, c_out, tiles_h, m, tiles_w, m)
         if bias_b is not None:
             bias_b = bias_b.view(-1, 1, 1, 1, 1)
-    rows = band_rows(c_in, c_out, tiles_h, tiles_w)
-    for i in range(n):
+    # the compiled transforms: float32 CPU maps outside autograd (the PyTorch ones serve every other case)
+    needs_grad = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (x, u, bias))
+    native = (x.dtype == torch.float32 and x.device.type == "cpu" and u.dtype == torch.float32 and not needs_grad
+              and winograd_native.available())
+    rows = band_rows(c_in, c_out, tiles_h, tiles_w, NATIVE_BAND_BYTES if native else BAND_BYTES)
+    if native:
+        _native_bands(padded, u, None if bias is None else bias.to(x.dtype).contiguous(), full, rows, tiles_w, phases)
+    for i in range(0 if native else n):
         for r0 in range(0, tiles_h, rows):
             r1 = min(tiles_h, r0 + rows)
             # 6x6 tiles with stride 4, one row each: (C_in * tiles, 36)
