@@ -310,6 +310,42 @@ def winograd_table(shapes: dict[tuple[str, int, int, int, int], int], rounds: in
     return rows
 
 
+def rule_variants(unet, vq, rounds: int = 3) -> dict[str, list[float]]:
+    """The fast v3 chain (64x64 LR) with each shape rule (the AVX2 and the AVX-512 one, whatever this CPU
+    is) and each form of the tile transforms (compiled one-pass C, PyTorch matrix products), timed
+    interleaved after one warm-up each: wall seconds per round."""
+    from unittest import mock
+
+    from resshift.methods.resshift_method import ResShiftSR, schedule_for
+    from resshift.models import winograd, winograd_native
+
+    method = ResShiftSR(unet, vq, schedule_for("v3"), fast=True)
+    lq = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
+
+    def variant(rule: str, compiled: bool) -> Callable:
+        def run():
+            with mock.patch.object(winograd, "cpu_capability", lambda: rule), \
+                    mock.patch.object(winograd_native, "available", winograd_native.available if compiled
+                                      else (lambda: False)), torch.inference_mode():
+                return method.sample_patches(lq, {"generators": [torch.Generator().manual_seed(1)]})
+        return run
+
+    kinds = [True, False] if winograd_native.available() else [False]
+    paths = {f"{rule} rule, {'compiled' if c else 'PyTorch'} transforms": variant(rule, c)
+             for rule in winograd.RULES for c in kinds}
+    return time_interleaved(paths, rounds, 1)
+
+
+def print_rule_variants(times: dict[str, list[float]]) -> None:
+    from resshift.models import winograd, winograd_native
+
+    print(f"\nthe fast v3 chain by shape rule and tile transforms (this CPU: {winograd.cpu_capability()}; "
+          f"compiled transforms: {winograd_native.status()}), interleaved")
+    for name, values in times.items():
+        print(f"{name:42s} median {statistics.median(values):6.2f}s  rounds "
+              + " ".join(f"{v:.2f}" for v in values))
+
+
 def print_winograd_table(rows: list[dict]) -> None:
     print("\n3x3 convolutions of the v3 chain (up: nearest x2 + conv, on the small map): direct kernel vs "
           "Winograd F(4x4, 3x3), interleaved medians; round-off = max error / scale against float64")
@@ -503,6 +539,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--run-memory", metavar="WxH", default=None,
                    help="also measure the peak RSS of a whole run (bicubic, default metrics) on one WxH LR image, "
                         "e.g. 4000x3000 (16000x12000 output)")
+    p.add_argument("--rule-variants", action="store_true",
+                   help="also time the fast v3 chain with each CPU family's shape rule and each form of the tile "
+                        "transforms, interleaved")
     p.add_argument("--json", type=Path, default=None, help="write the report here")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -515,6 +554,10 @@ def main(argv: list[str] | None = None) -> int:
         print_breakdown(report["v3_breakdown"], report["ceilings"])
         report["winograd"] = winograd_table(conv3x3_shapes(unet, vq), rounds=max(1, round(5 * args.runs_scale)))
         print_winograd_table(report["winograd"])
+    if args.rule_variants:
+        unet, vq = build_networks(args.tiny)
+        report["rule_variants"] = rule_variants(unet, vq, rounds=max(1, round(3 * args.runs_scale)))
+        print_rule_variants(report["rule_variants"])
     if args.memory:
         mem = decode_peak_rss(args.memory_side, fast=True, tiny=args.tiny, threads=args.threads)
         report["decode_peak_rss"] = mem

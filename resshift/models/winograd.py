@@ -44,17 +44,17 @@ POINTS = (Fraction(0), Fraction(1), Fraction(-1), Fraction(1, 2), Fraction(-2)) 
 # Shape rule, from timing the 3x3 convolution shapes of the v3 chain both ways, interleaved (2 threads;
 # ``benchmarks/cpu_speed.py``, tables in reports/resshift-speed.md). It depends on the layer's shape and
 # on one fact of the CPU that the code reads, never on a timing: whether PyTorch dispatches AVX-512
-# kernels (``torch.backends.cpu.get_cpu_capability()``), where oneDNN's direct convolution is about twice
-# as fast on small maps. On both CPU families F(4, 3) loses with few channels (the transforms then cost
-# more than they save) and at 8x8 (too few tiles per product).
+# kernels (``torch.backends.cpu.get_cpu_capability()``). On both CPU families F(4, 3) loses with few
+# channels (the transforms then cost more than they save) and at 8x8 (too few tiles per product).
 # AVX2 (AMD EPYC): 1.1-2.2x faster from 16x16 to 256x256 with >= 128 channels in and out; the upsampling
 # layers (four phase kernels on the small map, ``phases=True``) gain from 32x32 and lose at 16x16.
-# AVX-512 (AMD EPYC Zen 4, Intel Xeon): 16x16 maps lose (0.9x) and upsampling layers tie at 32x32, so
-# each needs the next size up.
+# AVX-512 (AMD EPYC Zen 4; compiled transforms): plain layers 1.01-2.26x from 16x16 up, upsampling
+# layers 1.22x at 64x64 and 128x128 but 0.93x at 32x32 (oneDNN's direct kernel is faster there), so
+# they need 64x64.
 MIN_CHANNELS = 128
 RULES: dict[str, tuple[int, int]] = {  # CPU capability -> (min pixels per map, min pixels before a 2x upsampling)
     "AVX2": (16 * 16, 32 * 32),
-    "AVX512": (32 * 32, 64 * 64),
+    "AVX512": (16 * 16, 64 * 64),
 }
 BAND_BYTES = 16 * 2**20  # transformed tiles per band (see :func:`band_rows`), PyTorch transforms
 # With the compiled transforms the planes and products live in one reused workspace (no page faults per
