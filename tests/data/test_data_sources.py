@@ -162,8 +162,10 @@ def test_stablesr_crop_files_source_fetches_osediff_copy(name, folder, count):
     import os
 
     root = os.environ.get("RESSHIFT_OSEDIFF_DIR")
-    if not root or not (Path(root) / folder / "test_HR").is_dir():
-        pytest.skip(f"RESSHIFT_OSEDIFF_DIR does not name a folder holding {folder}/test_LR and test_HR")
+    if not root:
+        pytest.skip("RESSHIFT_OSEDIFF_DIR not set (a folder holding OSEDiff's benchmark_realsr/, benchmark_drealsr/)")
+    if not (Path(root) / folder / "test_HR").is_dir():
+        pytest.skip(f"RESSHIFT_OSEDIFF_DIR={root} holds no {folder}/test_HR")
     card = load_card(name)
     files = [s for s in card.sources if s["type"] == "files"][0]
     assert files["base_url"] == ("https://raw.githubusercontent.com/cswry/OSEDiff/"
