@@ -31,8 +31,9 @@ def np_psnr(a: np.ndarray, b: np.ndarray) -> float:
     return math.inf if mse == 0 else 20 * math.log10(255.0 / math.sqrt(mse))
 
 
-def np_ssim_valid(a: np.ndarray, b: np.ndarray) -> float:
-    """Wang et al. SSIM with cv2 filtering, 11x11 Gaussian sigma 1.5, 'valid' region, 255 scale."""
+def np_ssim_valid(a: np.ndarray, b: np.ndarray, clamp_cs: bool = False) -> float:
+    """Wang et al. SSIM with cv2 filtering, 11x11 Gaussian sigma 1.5, 'valid' region, 255 scale;
+    ``clamp_cs``: the contrast-structure factor of the map is clamped at 0 first (pyiqa's ssim)."""
     a = a.astype(np.float64)
     b = b.astype(np.float64)
     k = cv2.getGaussianKernel(11, 1.5)
@@ -43,7 +44,10 @@ def np_ssim_valid(a: np.ndarray, b: np.ndarray) -> float:
     s11 = cv2.filter2D(a * a, -1, w)[5:-5, 5:-5] - mu1**2
     s22 = cv2.filter2D(b * b, -1, w)[5:-5, 5:-5] - mu2**2
     s12 = cv2.filter2D(a * b, -1, w)[5:-5, 5:-5] - mu1 * mu2
-    m = ((2 * mu1 * mu2 + c1) * (2 * s12 + c2)) / ((mu1**2 + mu2**2 + c1) * (s11 + s22 + c2))
+    cs = (2 * s12 + c2) / (s11 + s22 + c2)
+    if clamp_cs:
+        cs = np.maximum(cs, 0.0)
+    m = (2 * mu1 * mu2 + c1) / (mu1**2 + mu2**2 + c1) * cs
     return float(m.mean())
 
 
@@ -219,6 +223,32 @@ def test_ssim_too_small_and_border_errors():
         psnr(sr, hr, border=5)
 
 
+def anti_pair(seed: int, b: int, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A reference batch and an 'SR' whose texture is partly inverted: many SSIM windows with a
+    negative SR/HR covariance, where clamping the contrast-structure factor matters."""
+    g = torch.Generator().manual_seed(seed)
+    hr = torch.nn.functional.avg_pool2d(torch.rand(b, 3, h, w, generator=g), 3, 1, 1)
+    flip = (torch.arange(w) >= w // 2).to(hr.dtype)  # right half inverted
+    sr = (hr * (1 - flip) + (1 - hr) * flip + 0.05 * torch.randn(b, 3, h, w, generator=g)).clamp(0, 1)
+    return sr.mul(255).round() / 255, hr.mul(255).round() / 255
+
+
+def test_ssim_clamped_cs_matches_numpy_reference_and_bounds_plain_ssim():
+    sr, hr = anti_pair(11, 2, 40, 48)
+    plain = ssim(sr, hr)
+    clamped = ssim(sr, hr, clamp_cs=True)
+    for i in range(2):
+        ya, yb = np_y(to_u8_hwc(sr[i])), np_y(to_u8_hwc(hr[i]))
+        assert clamped[i].item() == pytest.approx(np_ssim_valid(ya, yb, clamp_cs=True), abs=1e-6)
+        assert plain[i].item() == pytest.approx(np_ssim_valid(ya, yb), abs=1e-6)
+    assert bool((clamped - plain > 0.05).all())  # the inverted half: clamping changes the score
+    # where no window correlates negatively, the two conventions are the same number
+    sr2, hr2 = pair(12, 2, 40, 48)
+    torch.testing.assert_close(ssim(sr2, hr2, clamp_cs=True), ssim(sr2, hr2), atol=1e-7, rtol=0)
+    (metrics, _) = build_metrics(["ssim-pyiqa"])
+    torch.testing.assert_close(metrics["ssim-pyiqa"].compute(sr, hr), clamped, atol=0, rtol=0)
+
+
 def test_agreement_with_pyiqa_ycbcr_psnr_and_ssim():
     """pyiqa (no weights needed) is an independent implementation of the same formulas.
 
@@ -235,3 +265,17 @@ def test_agreement_with_pyiqa_ycbcr_psnr_and_ssim():
     torch.testing.assert_close(metrics["psnr-y-float"].compute(sr, hr), ref_p.float(), atol=1e-3, rtol=0)
     torch.testing.assert_close(metrics["ssim"].compute(sr, hr), ref_s.float(), atol=2e-4, rtol=0)
     assert not torch.allclose(metrics["psnr"].compute(sr, hr), ref_p.float(), atol=1e-3, rtol=0)
+
+
+def test_ssim_pyiqa_equals_pyiqa_ssim_where_windows_anticorrelate():
+    """pyiqa's ``ssim`` clamps the contrast-structure factor at 0: ``ssim-pyiqa`` computes the same
+    number (to 2e-6: pyiqa rounds a float32 Y half to even, we round the exact Y half away from
+    zero, which moves a few near-tie pixels by one level); ``ssim`` does not."""
+    pyiqa = pytest.importorskip("pyiqa")
+    sr, hr = anti_pair(13, 2, 45, 51)
+    p_ssim = pyiqa.create_metric("ssim", device="cpu", test_y_channel=True, color_space="ycbcr")
+    (metrics, _) = build_metrics(["ssim", "ssim-pyiqa"])
+    with torch.no_grad():
+        ref = p_ssim(sr, hr).reshape(-1).float()
+    torch.testing.assert_close(metrics["ssim-pyiqa"].compute(sr, hr), ref, atol=2e-6, rtol=0)
+    assert bool(((ref - metrics["ssim"].compute(sr, hr)) > 0.05).all())

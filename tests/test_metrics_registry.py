@@ -14,6 +14,7 @@ EXPECTED = {
     "psnr": ("FR", False, "resshift", "psnr_y_ycbcr@1"),
     "ssim": ("FR", False, "resshift", "ssim_y_ycbcr@1"),
     "psnr-y-float": ("FR", False, "resshift", "psnr_y_ycbcr_float@1"),
+    "ssim-pyiqa": ("FR", False, "resshift", "ssim_y_ycbcr_csclamp@1"),
     "psnr-rgb": ("FR", False, "resshift", "psnr_rgb@1"),
     "ssim-rgb": ("FR", False, "resshift", "ssim_rgb@1"),
     "lpips": ("FR", True, "pyiqa", "lpips_alex_v0.1@1"),

@@ -61,11 +61,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from resshift.data.sources import DatasetNotAvailable, locate
+    from resshift.data.sources import DatasetNotAvailable, has_download_source, locate
 
-    print(f"{'name':<15} {'protocol id':<32} {'kind':<11} {'items':>5}  available at")
-    for name in list_cards():
-        card = load_card(name)
+    cards = [load_card(name) for name in list_cards()]
+    w_name = max([len("name"), *(len(c.name) for c in cards)])
+    w_id = max([len("protocol id"), *(len(c.protocol_id) for c in cards)])
+    print(f"{'name':<{w_name}} {'protocol id':<{w_id}} {'kind':<11} {'items':>5}  available at")
+    for card in cards:
         if card.kind == "embedded":
             where = "built on first use (no download)"
         elif card.kind == "huggingface" or not (card.mirror or card.sources):
@@ -74,9 +76,10 @@ def _list(args: argparse.Namespace) -> int:
             try:
                 where = str(locate(card, mirror=args.mirror))
             except DatasetNotAvailable:
-                where = f"not here: resshift data fetch {name}"
+                where = (f"not here: resshift data fetch {card.name}" if has_download_source(card)
+                         else "not here: no download source; pass its folder (root=...) or use a mirror")
         count = str(card.count) if card.count is not None else "-"
-        print(f"{name:<15} {card.protocol_id:<32} {card.kind:<11} {count:>5}  {where}")
+        print(f"{card.name:<{w_name}} {card.protocol_id:<{w_id}} {card.kind:<11} {count:>5}  {where}")
     return 0
 
 

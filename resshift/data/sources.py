@@ -42,6 +42,8 @@ MIRROR_ENV = "RESSHIFT_DATA_MIRROR"
 DATA_ROOT_ENV = "RESSHIFT_DATA_ROOT"
 COMPLETE_MARKER = ".complete"
 GDRIVE_URL = "https://drive.usercontent.google.com/download?id={file_id}&export=download&confirm=t"
+#: Source types :func:`fetch` can download from (``manual`` entries only document where files are).
+DOWNLOAD_SOURCE_TYPES = ("files", "archive", "gdrive")
 
 
 class DatasetNotAvailable(FileNotFoundError):
@@ -64,6 +66,11 @@ def mirror_root(mirror: str | Path | None = None) -> Path | None:
         return Path(mirror).expanduser().resolve()
     env = os.environ.get(MIRROR_ENV)
     return Path(env).expanduser().resolve() if env else None
+
+
+def has_download_source(card: DatasetCard) -> bool:
+    """True when :func:`fetch` can download the set (a ``files``, ``archive`` or ``gdrive`` source)."""
+    return any(src["type"] in DOWNLOAD_SOURCE_TYPES for src in card.sources)
 
 
 def cached_set_dir(card: DatasetCard, cache: Path | None = None) -> Path:
@@ -102,7 +109,8 @@ def locate(
     if (cached / COMPLETE_MARKER).is_file():
         return cached
     looked.append(f"cache {cached}")
-    hint = f"run `resshift data fetch {card.name}`" if card.sources else "pass its folder as root"
+    hint = (f"run `resshift data fetch {card.name}`" if has_download_source(card)
+            else "it has no download source: pass its folder as root (see the card's sources)")
     raise DatasetNotAvailable(f"data set {card.name!r} not found ({'; '.join(looked)}); {hint}")
 
 

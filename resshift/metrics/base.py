@@ -132,4 +132,5 @@ class PaperYMetric(Metric):
         if statistic == "psnr":
             round_y = bool(opts.get("round_y", True))
             return paper_y.psnr(sr, hr, y_channel=y_channel, border=border, round_y=round_y)
-        return paper_y.ssim(sr, hr, y_channel=y_channel, border=border)
+        clamp_cs = bool(opts.get("clamp_cs", False))
+        return paper_y.ssim(sr, hr, y_channel=y_channel, border=border, clamp_cs=clamp_cs)

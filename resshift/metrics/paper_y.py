@@ -32,6 +32,17 @@ Protocol (``psnr_y_ycbcr@1`` / ``ssim_y_ycbcr@1``):
 ``psnr_y_ycbcr_float@1`` skips the rounding in step 2: that is what pyiqa's
 ``psnr(test_y_channel=True, color_space='ycbcr')`` computes (the later SinSR/InvSR scripts); it reads
 about 0.01 dB higher on natural images and much higher near-lossless (rounding noise dominates there).
+pyiqa also adds ``1e-8`` to the MSE of ``[0, 1]`` data (its 80 dB cap), which lowers its value by
+``10 log10(1 + 1e-8 / MSE)`` dB: 4e-5 dB at 30 dB, 0.004 dB at 50 dB. That term is not part of
+this convention (the golden test against OSEDiff's log adds it back when comparing).
+
+``ssim_y_ycbcr_csclamp@1`` is step 4's SSIM with the contrast-structure factor of the map clamped
+at 0, ``mean(l * max(cs, 0))`` with ``l = (2 mu_a mu_b + C1) / (mu_a^2 + mu_b^2 + C1)`` and
+``cs = (2 cov + C2) / (var_a + var_b + C2)``: pyiqa's ``ssim`` does that (its ``ssim`` function in
+``archs/ssim_arch.py``, pyiqa 0.1.16, on the rounded Y with the same window, constants and 'valid'
+region, no downsampling), and OSEDiff's ``test_metrics.py`` and the one-step SR papers that copy it
+report that number. It is higher than ``ssim_y_ycbcr@1`` wherever some windows correlate
+negatively: by up to 0.022 on OSEDiff's RealSR outputs, 0.007 on its DRealSR ones.
 
 The RGB variants (``psnr_rgb@1``, ``ssim_rgb@1``) skip step 2: PSNR uses the MSE over the three
 channels, SSIM is the mean of the per-channel SSIM.
@@ -153,8 +164,12 @@ def psnr(
     return out.clamp(max=PSNR_CAP_DB).to(torch.float32)
 
 
-def _ssim_per_channel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """SSIM of float64 ``(N, 1, H, W)`` planes in 0..255 -> ``(N,)`` float64 (valid region)."""
+def _ssim_per_channel(a: torch.Tensor, b: torch.Tensor, clamp_cs: bool = False) -> torch.Tensor:
+    """SSIM of float64 ``(N, 1, H, W)`` planes in 0..255 -> ``(N,)`` float64 (valid region).
+
+    ``clamp_cs=True`` replaces the contrast-structure factor ``(2 cov + C2) / (var_a + var_b + C2)``
+    by ``max(., 0)`` before it multiplies the luminance factor (see :func:`ssim`).
+    """
     h, w = a.shape[-2:]
     if h < SSIM_WINDOW or w < SSIM_WINDOW:
         raise ValueError(f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels, got {h}x{w}")
@@ -173,21 +188,31 @@ def _ssim_per_channel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     cov = e_ab - mu_a * mu_b
     c1 = (SSIM_K1 * DATA_RANGE) ** 2
     c2 = (SSIM_K2 * DATA_RANGE) ** 2
+    if clamp_cs:
+        luminance = (2 * mu_a * mu_b + c1) / (mu_a * mu_a + mu_b * mu_b + c1)
+        contrast_structure = ((2 * cov + c2) / (var_a + var_b + c2)).clamp(min=0.0)
+        return (luminance * contrast_structure).flatten(1).mean(dim=1)
     numerator = (2 * mu_a * mu_b + c1) * (2 * cov + c2)
     denominator = (mu_a * mu_a + mu_b * mu_b + c1) * (var_a + var_b + c2)
     ssim_map = numerator / denominator
     return ssim_map.flatten(1).mean(dim=1)
 
 
-def ssim(sr: torch.Tensor, hr: torch.Tensor, *, y_channel: bool = True, border: int = 0) -> torch.Tensor:
+def ssim(
+    sr: torch.Tensor, hr: torch.Tensor, *, y_channel: bool = True, border: int = 0, clamp_cs: bool = False
+) -> torch.Tensor:
     """Per-image SSIM of ``(B, C, H, W)`` images in ``[0, 1]`` -> ``(B,)`` float32.
 
     ``y_channel=True`` is the paper protocol; ``False`` averages the SSIM of the R, G and B planes.
+    ``clamp_cs=True`` clamps the contrast-structure factor of the SSIM map at 0 (pixels where the
+    local SR/HR covariance is negative enough count 0, never negative): the SSIM of pyiqa's ``ssim``
+    (``ssim_y_ycbcr_csclamp@1``, what OSEDiff's ``test_metrics.py`` reports), always >= the
+    unclamped value. Ranges: in ``[-1, 1]`` unclamped, ``[0, 1]`` clamped.
     """
     a, b = _prepare(sr, hr, y_channel, border)
     bsz, ch = a.shape[:2]
     planes_a = a.reshape(bsz * ch, 1, *a.shape[-2:])
     planes_b = b.reshape(bsz * ch, 1, *b.shape[-2:])
-    per_plane = _ssim_per_channel(planes_a, planes_b)
+    per_plane = _ssim_per_channel(planes_a, planes_b, clamp_cs=clamp_cs)
     return per_plane.view(bsz, ch).mean(dim=1).to(torch.float32)
 

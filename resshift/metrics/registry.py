@@ -200,6 +200,22 @@ _SPECS: tuple[MetricSpec, ...] = (
         order=210, decimals=2,
     ),
     MetricSpec(
+        name="ssim-pyiqa",
+        mode=FULL_REFERENCE,
+        lower_better=False,
+        value_range=(0.0, 1.0),
+        input_convention=_Y_CONVENTION + "; SSIM map's contrast-structure factor clamped at 0",
+        backend=BACKEND_RESSHIFT,
+        version="ssim_y_ycbcr_csclamp@1",
+        description="SSIM on the BT.601 Y channel with cs clamped at 0, as pyiqa ssim(color_space='ycbcr')",
+        source=(
+            "pyiqa 'ssim' (SSIM arch, test_y_channel, color_space='ycbcr', no downsampling) as OSEDiff "
+            "test_metrics.py uses it; computed here, not by pyiqa"
+        ),
+        options=(("border", 0), ("clamp_cs", True), ("statistic", "ssim"), ("y_channel", True)),
+        order=212, tolerance=0.01,
+    ),
+    MetricSpec(
         name="psnr-rgb",
         mode=FULL_REFERENCE,
         lower_better=False,

@@ -162,3 +162,49 @@ def test_fixed_lr_size_is_checked(tmp_path):
     _paired(tmp_path, n=1, lr_hw=(8, 6))
     with pytest.raises(DatasetError, match=r"im0\.png: LR is 8x6, the 't' card says 8x8"):
         next(iter(open_dataset(card, root=tmp_path)))
+
+
+@pytest.mark.parametrize("name, count", [("stablesr-realsr-crop", 100), ("stablesr-drealsr-crop", 93)])
+def test_stablesr_crop_cards_pair_same_file_names(name, count):
+    """The layout OSEDiff and StableSR ship: test_LR/X.png pairs with test_HR/X.png (same name)."""
+    card = load_card(name)
+    assert card.protocol_id == name and (card.layout.lr, card.layout.hr) == ("test_LR", "test_HR")
+    assert (card.layout.lr_suffix, card.layout.hr_suffix) == ("", "") and card.has_hr
+    assert (card.count, card.lr_size, card.hr_size) == (count, (128, 128), (512, 512))
+    lr = {k.split("/", 1)[1] for k in card.manifest if k.startswith("test_LR/")}
+    hr = {k.split("/", 1)[1] for k in card.manifest if k.startswith("test_HR/")}
+    assert len(lr) == count and lr == hr and len(card.manifest) == 2 * count
+
+
+def test_osediff_layout_loads_and_checks_hr_is_4x_lr(tmp_path):
+    g = torch.Generator().manual_seed(3)
+    for stem in ("Canon_001_LR4", "Nikon_002_LR4"):
+        write_png(tmp_path / "test_LR" / f"{stem}.png", torch.rand(3, 8, 6, generator=g))
+        write_png(tmp_path / "test_HR" / f"{stem}.png", torch.rand(3, 32, 24, generator=g))
+    # the card pins 128 -> 512; these small stand-ins need the sizes released
+    ds = open_dataset("stablesr-realsr-crop", root=tmp_path, lr_size=None, hr_size=None)
+    assert ds.names() == ["Canon_001_LR4", "Nikon_002_LR4"] and ds.card.has_hr
+    sample = ds.read("Nikon_002_LR4")
+    assert sample.hr.shape == (3, 32, 24) and sample.meta["hr_path"].endswith("test_HR/Nikon_002_LR4.png")
+    with pytest.raises(DatasetError, match=r"Canon_001_LR4\.png: LR is 8x6, the '\S+' card says 128x128"):
+        open_dataset("stablesr-realsr-crop", root=tmp_path).read("Canon_001_LR4")
+    write_png(tmp_path / "test_HR" / "Nikon_002_LR4.png", torch.rand(3, 32, 20, generator=g))
+    msg = (r"test_HR/Nikon_002_LR4\.png: HR is 32x20 but LR .*test_LR/Nikon_002_LR4\.png is 8x6; "
+           r"scale 4 needs HR 32x24")
+    with pytest.raises(DatasetError, match=msg):
+        open_dataset("stablesr-realsr-crop", root=tmp_path, lr_size=None, hr_size=None).read("Nikon_002_LR4")
+    (tmp_path / "test_HR" / "Canon_001_LR4.png").unlink()
+    with pytest.raises(DatasetError, match=r"test_LR/Canon_001_LR4\.png: no HR partner Canon_001_LR4\.\*"):
+        open_dataset("stablesr-realsr-crop", root=tmp_path)
+
+
+def test_no_reference_cards_without_download_source(tmp_path):
+    for name, sub, count in (("reallr200", ".", 200), ("reallq250", "lq", 250)):
+        card = load_card(name)
+        assert (card.kind, card.protocol_id, card.count, card.has_hr) == ("lr-only", name, count, False)
+        assert card.layout.lr == sub and all(s["type"] == "manual" for s in card.sources)
+        with pytest.raises(DatasetNotAvailable, match=f"{name}.*no download source: pass its folder as root"):
+            open_dataset(name)
+        write_png(tmp_path / name / sub / "img_01.png", torch.rand(3, 9, 7))
+        ds = open_dataset(name, root=tmp_path / name)  # a user's folder: the count is not enforced
+        assert ds.names() == ["img_01"] and next(iter(ds)).hr is None

@@ -138,3 +138,41 @@ def test_imagenet_card_has_gdrive_source_and_layout():
 def test_parse_card_rejects_bad_manifest():
     with pytest.raises(ValueError, match="manifest must map"):
         parse_card("name: a\nprotocol_id: a\nkind: paired\nscale: 4\nmanifest: {x.png: abc}\n")
+
+
+def test_stablesr_crop_cards_share_one_pinned_archive():
+    digests = set()
+    for name, folder in (("stablesr-realsr-crop", "RealSRVal_crop128"), ("stablesr-drealsr-crop", "DrealSRVal_crop128"),
+                         ("stablesr-div2k-val-3000", "DIV2K_V2_val")):
+        card = load_card(name)
+        archive = [s for s in card.sources if s["type"] == "archive"][0]
+        assert archive["strip"] == f"StableSR_testsets/{folder}" and card.mirror == archive["strip"]
+        assert archive["archive"] == "StableSR_testsets.zip" and "Iceclear/StableSR-TestSets" in archive["url"]
+        digests.add(archive["sha256"])
+    assert digests == {"32a6344e2a0d394ffcaa7a9245df14105c590dab3ef0d3540e940add1ef9b803"}
+    assert not load_card("stablesr-div2k-val-3000").manifest  # no local copy: nothing to hash
+
+
+@pytest.mark.parametrize("name, folder, count", [("stablesr-realsr-crop", "benchmark_realsr", 100),
+                                                 ("stablesr-drealsr-crop", "benchmark_drealsr", 93)])
+def test_stablesr_crop_files_source_fetches_osediff_copy(name, folder, count):
+    """The card's `files` source and manifest against a local copy of OSEDiff's folders (served as
+    file:// URLs in place of raw.githubusercontent.com). Needs RESSHIFT_OSEDIFF_DIR (see
+    tests/test_osediff_golden.py); skips without it."""
+    import os
+
+    root = os.environ.get("RESSHIFT_OSEDIFF_DIR")
+    if not root:
+        pytest.skip("RESSHIFT_OSEDIFF_DIR not set (a folder holding OSEDiff's benchmark_realsr/, benchmark_drealsr/)")
+    if not (Path(root) / folder / "test_HR").is_dir():
+        pytest.skip(f"RESSHIFT_OSEDIFF_DIR={root} holds no {folder}/test_HR")
+    card = load_card(name)
+    files = [s for s in card.sources if s["type"] == "files"][0]
+    assert files["base_url"] == ("https://raw.githubusercontent.com/cswry/OSEDiff/"
+                                 f"fcc4f09c7ed66a9bc0ba9433940d76b343142426/preset/datasets/{folder}/")
+    local = dataclasses.replace(card, sources=({"type": "files", "base_url": (Path(root) / folder).as_uri() + "/"},))
+    assert fetch(local).files == 2 * count
+    ds = open_dataset(local)  # from the cache: the card's count and sizes are checked
+    assert len(ds) == count and ds.has_hr and verify_files(card, ds.root).ok
+    sample = ds.read(0)
+    assert sample.lr.shape == (3, 128, 128) and sample.hr.shape == (3, 512, 512)
