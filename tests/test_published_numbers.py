@@ -1,14 +1,18 @@
-"""Published numbers as data: the loader's checks, the spread of one method over several sources and the
-report's table of published rows beside ours."""
+"""Published numbers as data: the loader's checks, the spread of one method over several sources, the
+report's table of published rows beside ours, and the parts of the StableSR crop preset that do not need
+the crop data cards."""
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from omegaconf import OmegaConf
 from test_reports import _fake_run
 
+from resshift.paths import PROJECT_ROOT
 from resshift.reports import write_report
 from resshift.reports.reference import (
     COLUMNS,
@@ -18,6 +22,9 @@ from resshift.reports.reference import (
     reference_numbers,
 )
 from resshift.reports.tables import published_markdown, reference_markdown
+
+CROPS = ("stablesr-realsr-crop", "stablesr-drealsr-crop")
+PRESET = PROJECT_ROOT / "eval" / "experiment" / "paper_stablesr_crops.yaml"
 
 
 def _refs(rows: list[tuple]) -> pd.DataFrame:
@@ -161,3 +168,67 @@ def test_report_sets_our_crop_runs_beside_every_published_row(tmp_path: Path) ->
     assert "stablesr-realsr-crop: published rows beside ours" in html and "26.31–26.39 (3)" in html
     cmp = pd.read_csv(tmp_path / "rep" / "reference_comparison.csv")
     assert {"band_low", "band_high", "n_sources", "source"} <= set(cmp.columns)
+
+
+# --- the preset: what can be checked without the crop data cards (they come with the data-card change) ---
+
+def _score_parser():
+    import argparse
+
+    from resshift.cli import score
+
+    parser = argparse.ArgumentParser(prog="resshift")
+    score.register(parser.add_subparsers())
+    return parser
+
+
+def test_stablesr_crop_preset_rows() -> None:
+    from resshift.metrics.registry import METRICS
+
+    cfg = OmegaConf.load(PRESET)
+    sweep = cfg.hydra.sweeper.params
+    datasets = sweep.dataset.split(",")
+    assert datasets == list(CROPS) and cfg.defaults[0]["override /dataset"] == CROPS[0]
+    assert list(cfg.metrics) == ["psnr-y-float", "ssim", "lpips", "dists", "niqe", "musiq", "maniqa-pipal", "clipiqa"]
+    assert all(m in METRICS for m in cfg.metrics)
+    refs = reference_numbers()
+    crops = refs[refs["protocol"].isin(CROPS)]
+    published = set(crops["method"])
+    referenced = set()
+    for name in sweep.method.split(","):
+        method = OmegaConf.load(PROJECT_ROOT / "eval" / "method" / f"{name}.yaml")
+        if method.get("reference"):
+            assert method.reference in set(refs["method"]), (name, method.reference)
+            referenced.add(method.reference)
+    assert {"SinSR", "BSRGAN", "RealESRGAN"} <= referenced
+    not_run = {r.row: r for r in cfg.paper_rows_not_run}
+    assert set(not_run) == {"OSEDiff", "TSD-SR", "SeeSR", "PASD", "StableSR", "SUPIR"}
+    # every published row of the crop sets is regenerated (reference key) or listed with its way in; the
+    # ResShift-15 rows name no checkpoint, so they stand beside resshift-v1 (15 steps) by protocol only
+    assert published == (referenced & published) | set(not_run) | {"ResShift"}
+    parser = _score_parser()
+    for row, entry in not_run.items():
+        assert entry.reason
+        command = shlex.split(entry.way_in.split("(and")[0])
+        assert command[:2] == ["resshift", "score"]
+        args = parser.parse_args(command[1:])
+        assert (args.dataset, args.label, args.reference) == (CROPS[0], row, row)
+        nfe = set(crops.loc[crops["method"] == row, "nfe"])
+        assert nfe == {args.nfe}, (row, nfe)
+        for protocol in CROPS:
+            assert not crops[(crops["method"] == row) & (crops["protocol"] == protocol)].empty, (row, protocol)
+
+
+@pytest.mark.skipif(not all((PROJECT_ROOT / "eval" / "dataset" / f"{d}.yaml").is_file() for d in CROPS),
+                    reason="the crop data cards (eval/dataset/stablesr-*-crop.yaml) are not in this tree")
+def test_stablesr_crop_preset_composes() -> None:
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(str(PROJECT_ROOT / "eval"), version_base="1.3"):
+        cfg = compose("config", overrides=["+experiment=paper_stablesr_crops"], return_hydra_config=True)
+        assert cfg.dataset.name == CROPS[0]
+        for name in cfg.hydra.sweeper.params.method.split(","):
+            for dataset in CROPS:
+                run = compose("config", overrides=["+experiment=paper_stablesr_crops", f"method={name}",
+                                                   f"dataset={dataset}"])
+                assert run.dataset.name == dataset and list(run.metrics) == list(cfg.metrics)
