@@ -110,14 +110,15 @@ def test_packaged_crop_rows_are_complete_per_source() -> None:
     transcription that dropped a cell fails here."""
     refs = reference_numbers()
     crops = refs[refs["protocol"].str.startswith("stablesr-")]
-    full = {"psnr-y-float", "ssim", "lpips", "dists", "niqe", "musiq", "maniqa-pipal", "clipiqa"}
+    full = {"psnr-y-float", "ssim", "lpips", "dists", "fid", "niqe", "musiq", "maniqa-pipal", "clipiqa"}
     for (source, method, protocol), rows in crops.groupby(["source", "method", "protocol"]):
         expected = full - {"maniqa-pipal"} if source.startswith("CCSR") else full  # CCSR prints no MANIQA
         assert set(rows["metric"]) == expected, (source, method, protocol)
     # the OSEDiff README's log line, more digits than its Table 1
     log = crops[crops["source"].str.startswith("OSEDiff README")
                 & (crops["protocol"] == "stablesr-drealsr-crop")].set_index("metric")["value_text"]
-    assert (log["psnr-y-float"], log["musiq"], log["maniqa-pipal"]) == ("27.9243", "64.6537", "0.5895")
+    assert (log["psnr-y-float"], log["musiq"], log["maniqa-pipal"], log["fid"]) == (
+        "27.9243", "64.6537", "0.5895", "135.296586")
 
 
 @pytest.mark.parametrize(("line", "problem"), [
@@ -189,7 +190,8 @@ def test_stablesr_crop_preset_rows() -> None:
     sweep = cfg.hydra.sweeper.params
     datasets = sweep.dataset.split(",")
     assert datasets == list(CROPS) and cfg.defaults[0]["override /dataset"] == CROPS[0]
-    assert list(cfg.metrics) == ["psnr-y-float", "ssim", "lpips", "dists", "niqe", "musiq", "maniqa-pipal", "clipiqa"]
+    assert list(cfg.metrics) == ["psnr-y-float", "ssim", "lpips", "dists", "niqe", "musiq", "maniqa-pipal", "clipiqa",
+                                 "fid", "kid"]
     assert all(m in METRICS for m in cfg.metrics)
     refs = reference_numbers()
     crops = refs[refs["protocol"].isin(CROPS)]
