@@ -11,7 +11,7 @@ import torch
 
 from resshift.reports.html import render_html
 from resshift.reports.plots import comparison_grid, method_colours, per_image_distributions, quality_vs
-from resshift.reports.reference import compare_with_reference
+from resshift.reports.reference import compare_with_reference, reference_numbers
 from resshift.reports.results import find_run_dirs, find_skipped, per_image_table, runs_table
 from resshift.reports.spectral import frequency_section
 from resshift.reports.stability import stability_markdown, stability_table, with_stability
@@ -20,6 +20,7 @@ from resshift.reports.tables import (
     against_best_markdown,
     metric_columns,
     provenance_markdown,
+    published_markdown,
     reference_markdown,
     to_latex,
     to_markdown,
@@ -95,7 +96,8 @@ def write_report(paths: list[str | Path], out_dir: str | Path, title: str = "Eva
     write("seed_stability.csv", stability.to_csv(index=False))
     write("tables.md", to_markdown(df, with_intervals=True))
     write("tables.tex", to_latex(df))
-    cmp = compare_with_reference(df)
+    refs = reference_numbers()
+    cmp = compare_with_reference(df, refs)
     write("reference_comparison.csv", cmp.to_csv(index=False))
     colours = method_colours(df)
     figures: list[Path] = []
@@ -118,7 +120,9 @@ def write_report(paths: list[str | Path], out_dir: str | Path, title: str = "Eva
     freq_lines, freq_figures = frequency_section(df, per_image, out_dir, colours)
     skipped = [f"{s.get('label') or s.get('method')} on {s.get('dataset')}: {s.get('reason')}"
                for s in find_skipped(list(paths))]
-    reference_md = reference_markdown(cmp)
+    published_md = published_markdown(df, refs)
+    reference_md = (published_md + "\n### Our runs against their published rows\n\n" if published_md else "") + (
+        reference_markdown(cmp))
     stability_lines = stability_markdown(stability)
     devices = ", ".join(sorted({str(d) for d in df["device"].dropna()})) or "unknown"
     lines = [

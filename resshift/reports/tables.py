@@ -139,11 +139,13 @@ def _tex(text: str) -> str:
 
 def reference_markdown(cmp: pd.DataFrame) -> str:
     """The ours-vs-published table: delta and whether it falls inside the tolerance band (same protocol)
-    or whether the published full-set value lies in our subset's 95 % interval (``scope``)."""
+    or whether the published full-set value lies in our subset's 95 % interval (``scope``); each published
+    row with its source, and the spread of all sources that publish that method on that protocol and metric
+    (``band_low``–``band_high``, ``n_sources`` of :func:`resshift.reports.reference.compare_with_reference`)."""
     if cmp.empty:
         return "No run in this report has a published counterpart on the same protocol.\n"
     lines = ["| method | protocol | metric | ours | published | Δ | tolerance / our 95 % interval | verdict | "
-             "confidence |", "|---|---|---|---|---|---|---|---|---|"]
+             "confidence | published band | source |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     any_subset = False
     for _, r in cmp.iterrows():
         flag = " (unverified)" if r["confidence"] == "recall" else ""
@@ -155,16 +157,82 @@ def reference_markdown(cmp: pd.DataFrame) -> str:
         else:
             band = "n/a" if pd.isna(r["tolerance"]) else f"±{r['tolerance']:g}"
             where = r["protocol"]
+        n = r.get("n_sources")
+        spread = "one source"
+        if n is not None and not pd.isna(n) and int(n) > 1:
+            low, high = _fmt(r["band_low"], r["metric"]), _fmt(r["band_high"], r["metric"])
+            spread = f"{low if low == high else f'{low}–{high}'} ({int(n)} sources)"
         lines.append(
             f"| {r['method']} | {where} | {r['metric']} | {_fmt(r['ours'], r['metric'])} | "
             f"{_fmt(r['reference'], r['metric'])} ({r['reference_method']}) | {r['delta']:+.4f} | {band} | "
-            f"{r['verdict']} | {r['confidence']}{flag} |"
+            f"{r['verdict']} | {r['confidence']}{flag} | {spread} | {r.get('source', '')} |"
         )
     if any_subset:
         lines += ["", "Rows marked *subset of*: the published value is the mean over the larger set, ours over this "
                   "set's images; the verdict says whether the published mean lies in our 95 % bootstrap interval "
                   "(what sampling alone explains), not whether the protocols agree to the reproduction tolerance."]
     return "\n".join(lines) + "\n"
+
+
+def published_markdown(runs: pd.DataFrame, refs: pd.DataFrame) -> str:
+    """Per protocol of the report's runs that has published numbers: our runs and every published row side
+    by side, one row per method and source, and under each method published by several sources its band.
+
+    ``runs``: the runs table (``method``, ``nfe``, ``protocol`` and metric mean columns); ``refs``: published
+    rows (:func:`resshift.reports.reference.reference_numbers`). Columns: the metrics published on the
+    protocol, in registry display order. Our values use the metric's decimals; published values are shown as
+    the source printed them (``value_text``). A band cell is ``low–high (n)`` over the n sources that publish
+    the metric for that method and NFE (one value when they agree); the sources are listed, numbered, under
+    each table with their confidence (``recall``: unverified). Only exact protocol matches are shown (a run
+    on a subset is set against the larger set's rows in the comparison table instead). Returns ``""`` when
+    no run's protocol has published rows.
+    """
+    from resshift.metrics.registry import display_order
+    from resshift.reports.reference import UNVERIFIED, published_bands
+
+    out: list[str] = []
+    for protocol in sorted({str(p) for p in runs["protocol"].dropna()}):
+        pub = refs[refs["protocol"] == protocol]
+        if pub.empty:
+            continue
+        if "value_text" not in pub:
+            pub = pub.assign(value_text=pub["value"].map(lambda v: f"{float(v):g}"))
+        metrics = display_order(set(pub["metric"]))
+        sources = list(dict.fromkeys(pub["source"]))
+        number = {s: i + 1 for i, s in enumerate(sources)}
+        bands = published_bands(pub).set_index(["method", "nfe", "metric"])
+        out += [f"### {protocol}: published rows beside ours", "",
+                "| method | NFE | from | " + " | ".join(f"{m} {arrow(m)}" for m in metrics) + " |",
+                "|" + "|".join("---" for _ in range(len(metrics) + 3)) + "|"]
+        for _, r in runs[runs["protocol"] == protocol].iterrows():
+            nfe = r.get("nfe")
+            nfe_text = "?" if nfe is None or pd.isna(nfe) else str(int(nfe))
+            out.append(f"| {r['method']} | {nfe_text} | this report | "
+                       + " | ".join(_fmt(r.get(m), m) for m in metrics) + " |")
+        for (method, nfe), block in pub.groupby(["method", "nfe"], sort=True):
+            order = [s for s in sources if s in set(block["source"])]
+            for source in order:
+                rows = block[block["source"] == source].set_index("metric")
+                cells = [str(rows.loc[m, "value_text"]) if m in rows.index else "" for m in metrics]
+                out.append(f"| {method} | {nfe} | [{number[source]}] | " + " | ".join(cells) + " |")
+            if len(order) > 1:
+                cells = []
+                for m in metrics:
+                    key = (method, nfe, m)
+                    if key not in bands.index or int(bands.loc[key, "n_sources"]) < 2:
+                        cells.append("")
+                        continue
+                    b = bands.loc[key]
+                    text = (b["low_text"] if b["low"] == b["high"] else f"{b['low_text']}–{b['high_text']}")
+                    cells.append(f"{text} ({int(b['n_sources'])})")
+                out.append(f"| {method}: band | {nfe} | {len(order)} sources | " + " | ".join(cells) + " |")
+        out += ["", "Sources:", ""]
+        for source in sources:
+            levels = sorted(set(pub.loc[pub["source"] == source, "confidence"]))
+            flag = " (unverified)" if set(levels) & UNVERIFIED else ""
+            out.append(f"{number[source]}. {source} — confidence {', '.join(levels)}{flag}")
+        out.append("")
+    return "\n".join(out) + ("\n" if out else "")
 
 
 def against_best_markdown(df: pd.DataFrame) -> str:
