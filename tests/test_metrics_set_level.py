@@ -1,5 +1,5 @@
-"""Set-level metrics (FID, KID): the statistics against known values and the pyiqa glue with a generated
-Inception file.
+"""Set-level metrics (FID, KID): the statistics against known values, the pyiqa glue with a generated
+Inception file, and the whole run path (features per image, resume, shards, summary, report).
 
 The FID Inception weights (``pt_inception-2015-12-05-6726825d.pth``) cannot be downloaded on the test
 machine, so the network tests write a file of the same architecture and format (a state dict of pyiqa's
@@ -10,9 +10,11 @@ These tests check our glue and the statistics, not published FID values.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from PIL import Image
@@ -282,3 +284,158 @@ def test_weights_row_names_the_file_pyiqa_loads():
     assert row.url == inception.FID_WEIGHTS_URL
     assert row.filename == "pt_inception-2015-12-05-6726825d.pth" and row.relpath.startswith("hub/pyiqa/")
     assert row.sha256 == "" and row.name_prefix == "6726825d" and not row.check_name_prefix
+
+
+# --------------------------------------------------------------------------- the run path
+
+
+def _run_spec(run_dir: Path, **kw):
+    from resshift.runner.run import RunSpec
+
+    base = dict(run_dir=run_dir, method="bicubic", dataset="embedded", metrics=["psnr", "fid", "kid"], limit=2,
+                warmup=0)
+    base.update(kw)
+    return RunSpec(**base)
+
+
+@pytest.fixture(scope="module")
+def weights_env(fid_weights, downloads_refused):
+    from resshift.weights.metric_files import WEIGHTS_ENV
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(WEIGHTS_ENV, str(fid_weights))
+        yield fid_weights
+
+
+@pytest.fixture(scope="module")
+def fid_run(weights_env, tmp_path_factory):
+    from resshift.runner.run import run
+
+    spec = _run_spec(tmp_path_factory.mktemp("fid-run") / "run")
+    return spec, run(spec)
+
+
+def _independent_features(spec, extractor) -> tuple[np.ndarray, np.ndarray]:
+    """SR and HR features of the run's images computed here from the files, outside the runner."""
+    from resshift.data import open_dataset
+    from resshift.io import read_image
+
+    ds = open_dataset("embedded")
+    names = ds.names()[:2]  # limit=2: the first two names of the set
+    sr = extractor([read_image(spec.folder.sr_image(n)) for n in names])
+    hr = extractor([ds.read(n).hr for n in names])
+    return sr, hr
+
+
+def test_run_writes_one_set_value_per_metric_with_its_image_count_and_warning(fid_run, built):
+    spec, summary = fid_run
+    assert summary["summary_schema"] == 2
+    fid, kid = summary["set_metrics"]["fid"], summary["set_metrics"]["kid"]
+    for entry in (fid, kid):
+        assert entry["n_images"] == 2 and entry["reliable"] is False and entry["warn_below_images"] == 1000
+        assert "StableSR issue #105" in entry["warning"] and entry["missing"] == {}
+        assert entry["features"] == "inception_v3_fid_pool3_clean299@1"
+    assert fid["version"] == "fid_clean_pt_inception@1" and kid["options"]["subsets"] == 100
+    assert "fid" not in summary["metrics"] and "fid" not in summary["metric_gaps"]
+    sr, hr = _independent_features(spec, built["fid"].features)
+    assert fid["value"] == pytest.approx(frechet_distance(sr, hr), rel=1e-5)
+    assert kid["value"] == pytest.approx(kernel_inception_distance(sr, hr), rel=1e-5, abs=1e-9)
+    assert fid["value"] > 0
+    per_image = pd.read_csv(spec.run_dir / "per_image.csv")
+    assert not {"fid", "kid"} & set(per_image.columns) and per_image["psnr"].notna().all()
+    md = (spec.run_dir / "summary.md").read_text()
+    assert "| fid ↓ |" in md and "| 2 |" in md and "below 1000 images" in md
+    stored = spec.folder.features(fid["features"], fid["weights_sha256"])
+    assert stored.names == sorted(per_image["name"]) and stored.sr.shape == (2, FEATURE_DIM)
+    assert json.loads((spec.run_dir / "summary.json").read_text())["set_metrics"]["fid"]["value"] == fid["value"]
+
+
+def test_resumed_run_reuses_the_features(fid_run):
+    from resshift.runner.run import run
+
+    spec, first = fid_run
+    before = spec.folder.features_file(0, 1).read_bytes()
+    again = run(spec)
+    assert again["counts"]["features"] == {"done": 0, "skipped": 2, "failed": 0}
+    assert again["set_metrics"]["fid"]["value"] == first["set_metrics"]["fid"]["value"]
+    assert again["set_metrics"]["kid"]["value"] == first["set_metrics"]["kid"]["value"]
+    assert spec.folder.features_file(0, 1).read_bytes() == before  # nothing rewritten
+
+
+def test_features_of_another_network_file_are_recomputed_not_mixed(fid_run, tmp_path):
+    import shutil
+
+    from resshift.runfolder.features import RunFeatures
+    from resshift.runner.run import run
+
+    spec, first = fid_run
+    copy = _run_spec(tmp_path / "run")
+    shutil.copytree(spec.run_dir, copy.run_dir)
+    stored = copy.folder.shard_features(0, 1)
+    assert stored is not None
+    copy.folder.write_features(0, 1, RunFeatures(stored.names, stored.sr + 1.0, stored.hr, stored.version,
+                                                 "0" * 64))  # made by another file, and different
+    again = run(copy)
+    assert again["counts"]["features"] == {"done": 2, "skipped": 0, "failed": 0}
+    assert again["set_metrics"]["fid"]["value"] == pytest.approx(first["set_metrics"]["fid"]["value"], rel=1e-6)
+    assert copy.folder.shard_features(0, 1).weights_sha256 == first["set_metrics"]["fid"]["weights_sha256"]
+
+
+def test_two_shards_gathered_give_the_unsharded_value(fid_run, tmp_path, monkeypatch):
+    """Two torchrun shards in one process (the barrier is a no-op; rank 1 first, then rank 0 merges)."""
+    import resshift.runner.run as run_module
+
+    spec, single = fid_run
+    monkeypatch.setattr(run_module, "_barrier", lambda: None)
+    shard1 = run_module.run(_run_spec(tmp_path / "run", rank=1, world_size=2))
+    assert shard1 == {}
+    merged = run_module.run(_run_spec(tmp_path / "run", rank=0, world_size=2))
+    folder = _run_spec(tmp_path / "run").folder
+    parts = [folder.shard_features(r, 2) for r in (0, 1)]
+    assert parts[0] is not None and parts[1] is not None
+    assert not set(parts[0].names) & set(parts[1].names) and len(parts[0]) == len(parts[1]) == 1
+    for name in ("fid", "kid"):
+        assert merged["set_metrics"][name]["n_images"] == 2
+        assert merged["set_metrics"][name]["value"] == pytest.approx(single["set_metrics"][name]["value"], rel=1e-6)
+
+
+def test_sets_without_hr_get_no_value_but_the_reason(weights_env, tmp_path):
+    from resshift.runner.run import run
+
+    lr = tmp_path / "lr"
+    lr.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(lr / f"img{i}.png")
+    summary = run(_run_spec(tmp_path / "run", dataset="folder", dataset_params={"root": str(lr)}, limit=None))
+    assert summary["set_metrics"] == {}
+    gap = summary["metric_gaps"]["fid"]
+    assert list(gap.values()) == [2] and "no HR image" in next(iter(gap))
+    assert "| fid | no value |" in (tmp_path / "run" / "summary.md").read_text()
+
+
+def test_run_without_the_inception_file_reports_fid_unavailable(tmp_path, monkeypatch):
+    from resshift.runner.run import run
+    from resshift.weights.metric_files import WEIGHTS_ENV
+
+    monkeypatch.setenv(WEIGHTS_ENV, str(tmp_path / "empty"))
+    summary = run(_run_spec(tmp_path / "run", limit=2, metrics=["psnr", "fid"]))
+    assert summary["set_metrics"] == {} and "fid" not in summary["metric_gaps"]
+    assert "pt_inception-2015-12-05-6726825d.pth not found" in summary["unavailable"]["fid"]
+    assert not list((tmp_path / "run" / "records").glob("features-*"))
+
+
+def test_report_shows_the_set_value_with_its_image_count_and_the_warning(fid_run, tmp_path):
+    from resshift.reports import write_report
+
+    spec, summary = fid_run
+    write_report([spec.run_dir], tmp_path / "report")
+    tables = (tmp_path / "report" / "tables.md").read_text()
+    fid_text = f"{summary['set_metrics']['fid']['value']:.2f} (n=2)†"
+    assert "fid ↓" in tables and "kid ↓" in tables and fid_text in tables
+    assert "† fid over fewer than 1000 images (bicubic)" in tables and "StableSR issue #105" in tables
+    results = pd.read_csv(tmp_path / "report" / "results.csv")
+    assert results.loc[0, "fid"] == pytest.approx(summary["set_metrics"]["fid"]["value"])
+    assert results.loc[0, "fid_n_scored"] == 2 and "StableSR" in results.loc[0, "fid_warning"]
+    html = (tmp_path / "report" / "report.html").read_text()
+    assert "(n=2)†" in html and "one value over 2 images" in html
