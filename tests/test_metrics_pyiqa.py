@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import random
 import shutil
-import urllib.request
 import warnings
 from pathlib import Path
 
@@ -370,20 +369,9 @@ def test_modern_metrics_name_a_missing_backbone(tmp_path):
 @pytest.fixture
 def offline(monkeypatch):
     """Every download route pyiqa, torchvision and timm take raises (a hidden download fails the test)."""
-    import huggingface_hub
-    import timm.models._hub as timm_hub
+    from offline import refuse_downloads
 
-    calls: list[str] = []
-
-    def refuse(*args, **kwargs):
-        calls.append(str(args[:2]))
-        raise AssertionError(f"download attempted: {args[:2]}")
-
-    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download", refuse)
-    monkeypatch.setattr(timm_hub, "hf_hub_download", refuse)
-    monkeypatch.setattr(urllib.request, "urlopen", refuse)  # pyiqa's CLIP loader downloads with urllib
-    return calls
+    return refuse_downloads(monkeypatch)
 
 
 def _save(root: Path, key: str, obj) -> Path:

@@ -27,6 +27,8 @@ EXPECTED = {
     "maniqa-koniq": ("NR", False, "pyiqa", "maniqa_koniq_uniform20@1"),
     "topiq-nr": ("NR", False, "pyiqa", "topiq_nr_koniq_res50@1"),
     "liqe": ("NR", False, "pyiqa", "liqe_koniq@1"),
+    "fid": ("FR", True, "pyiqa", "fid_clean_pt_inception@1"),
+    "kid": ("FR", True, "pyiqa", "kid_clean_pt_inception_poly3@1"),
     "hf-ratio": ("FR", False, "resshift", "hf_ratio_gt@1"),
     "hf-log-ratio-abs": ("FR", True, "resshift", "hf_log2_ratio_abs_gt@1"),
     "psnr-low": ("FR", False, "resshift", "psnr_low_band@1"),
@@ -74,7 +76,9 @@ def test_backend_label_reports_installed_versions():
 
 
 def test_pyiqa_metadata_agrees_with_registry():
-    """Our FR/NR and direction must match pyiqa's table for the metric we wrap."""
+    """Our FR/NR and direction must match pyiqa's table for the metric we wrap. pyiqa files its
+    folder-against-folder FID under 'NR' (it takes no image pairs); ours is 'FR' because it needs the HR
+    set, and set-level."""
     pytest.importorskip("pyiqa")
     from pyiqa.default_model_configs import DEFAULT_CONFIGS
 
@@ -82,7 +86,7 @@ def test_pyiqa_metadata_agrees_with_registry():
         if spec.backend != "pyiqa":
             continue
         cfg = DEFAULT_CONFIGS[spec.pyiqa_name]
-        assert cfg["metric_mode"] == spec.mode, spec.name
+        assert cfg["metric_mode"] == ("NR" if spec.set_level else spec.mode), spec.name
         assert bool(cfg.get("lower_better", False)) == spec.lower_better, spec.name
         assert cfg["metric_opts"]["type"] == spec.kind, spec.name
 
@@ -118,6 +122,23 @@ def test_modern_metrics_wrap_the_pyiqa_configs_the_papers_use():
     assert "scale" not in DEFAULT_CONFIGS["maniqa-pipal"]["metric_opts"] and "0.13" in pipal.input_convention
     assert get_spec("liqe").option_dict["min_side"] == 224
     assert get_spec("dists").weights == ("dists", "torchvision-vgg16")
+
+
+def test_set_level_metrics_are_fid_and_kid_with_their_conventions():
+    pytest.importorskip("pyiqa")
+    from pyiqa.default_model_configs import DEFAULT_CONFIGS
+
+    assert {n for n, s in METRICS.items() if s.set_level} == {"fid", "kid"}
+    fid, kid = get_spec("fid"), get_spec("kid")
+    assert fid.pyiqa_name == kid.pyiqa_name == "fid" and DEFAULT_CONFIGS["fid"]["metric_opts"] == {"type": "FID"}
+    assert fid.weights == kid.weights == ("fid-inception",)
+    assert fid.option_dict["distance_type"] == "frechet" and kid.option_dict["distance_type"] == "mmd"
+    assert fid.option_dict["warn_below_images"] == kid.option_dict["warn_below_images"] == 1000
+    assert (kid.option_dict["subsets"], kid.option_dict["subset_size"]) == (100, 1000)  # clean-fid's defaults
+    assert "clean" in fid.input_convention and "pt_inception-2015-12-05" in fid.input_convention
+    assert not get_spec("psnr").set_level
+    with pytest.raises(ValueError, match="level must be"):
+        MetricSpec("x", "FR", False, (0, 1), "", "resshift", "x@1", "", "", level="batch")
 
 
 def test_every_weight_key_exists_and_every_metric_file_is_used():

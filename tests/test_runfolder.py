@@ -69,10 +69,24 @@ def test_unreadable_or_foreign_summaries_name_the_file_and_the_problem(tmp_path:
     with pytest.raises(ValueError, match=r"summary.json: not a run summary \(no metrics\)"):
         folder.summary()
     folder.summary_file.write_text(json.dumps(_summary(summary_schema=SUMMARY_SCHEMA_VERSION + 1)))
-    with pytest.raises(ValueError, match=r"summary schema 2 is not one this code reads"):
+    with pytest.raises(ValueError, match=rf"summary schema {SUMMARY_SCHEMA_VERSION + 1} is not one this code reads"):
         folder.summary()
     folder.summary_file.write_text(json.dumps({"method": "m", "dataset": "d", "metrics": {}}))
     assert folder.summary()["method"] == "m"  # written before the version key: read as version 1
+    assert folder.summary()["set_metrics"] == {}  # version 1 has no set-level metrics
+
+
+def test_a_version_1_summary_is_still_read_and_reported(tmp_path: Path) -> None:
+    """Schema 2 added ``set_metrics``; folders written before read with it empty, into the same report table."""
+    from resshift.reports.results import runs_table
+
+    old = {k: v for k, v in _summary(summary_schema=1, metrics={"psnr": {"mean": 30.0, "std": 1.0, "n": 2}},
+                                      n_ok=2, n_images=2, n_failed=0).items() if k != "set_metrics"}
+    RunFolder(tmp_path).summary_file.write_text(json.dumps(old))
+    assert SUMMARY_SCHEMA_VERSION == 2 and "set_metrics" in SUMMARY_FIELDS
+    assert RunFolder(tmp_path).summary()["set_metrics"] == {}
+    table = runs_table([tmp_path])
+    assert table.loc[0, "psnr"] == 30.0 and "fid" not in table.columns
 
 
 def test_readme_documents_every_summary_key() -> None:

@@ -11,7 +11,8 @@ def _names(arg: str | None) -> list[str] | None:
 
 
 def format_registry_table() -> str:
-    """The registry as a Markdown table (name, FR/NR, direction, range, version, backend, convention)."""
+    """The registry as a Markdown table (name, FR/NR/LR with ``, set`` for set-level metrics, direction, range,
+    version, backend, convention)."""
     from resshift.metrics.registry import METRICS
 
     lines = [
@@ -21,8 +22,9 @@ def format_registry_table() -> str:
     for spec in METRICS.values():
         lo, hi = spec.value_range
         better = spec.better
+        level = ", set" if spec.set_level else ""
         lines.append(
-            f"| {spec.name} | {spec.mode} | {better} | [{lo:g}, {hi:g}] | {spec.version} | "
+            f"| {spec.name} | {spec.mode}{level} | {better} | [{lo:g}, {hi:g}] | {spec.version} | "
             f"{spec.backend_label()} | {spec.input_convention} |"
         )
     return "\n".join(lines)

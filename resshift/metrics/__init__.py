@@ -1,10 +1,14 @@
-"""Metrics: the registry of names, the paper's Y-channel PSNR/SSIM, learned metrics through pyiqa.
+"""Metrics: the registry of names, the paper's Y-channel PSNR/SSIM, learned metrics through pyiqa, and the
+set-level FID/KID.
 
 Public API used by the runner::
 
-    available, unavailable = build_metrics(["psnr", "ssim", "lpips"], device="cuda")
+    available, unavailable = build_metrics(["psnr", "ssim", "lpips", "fid"], device="cuda")
     scores = available["psnr"].compute(sr, hr)     # (B,) float32; sr, hr: (B, 3, H, W) in [0, 1]
     unavailable  # {"lpips": "weights file ... not found in ... (fetch with ...)"}
+    fid = available["fid"]                         # a SetMetric (spec.set_level): no per-image value
+    feats = fid.features(sr)                       # (B, 2048) Inception features, stored per image
+    value = fid.compute(sr_features, hr_features)  # one value for the whole set
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from resshift.metrics.registry import (
     get_spec,
     metric_names,
 )
+from resshift.metrics.set_level import SetMetric
 from resshift.weights.metric_files import metric_weights_dir
 
 __all__ = [
@@ -33,6 +38,7 @@ __all__ = [
     "Metric",
     "MetricInputError",
     "MetricSpec",
+    "SetMetric",
     "build_metric",
     "build_metrics",
     "fetch_metric_weights",
@@ -44,18 +50,28 @@ __all__ = [
 
 def build_metric(
     name: str, device: str | torch.device = "cpu", weights_dir: str | Path | None = None
-) -> Metric:
+) -> Metric | SetMetric:
     """Build one metric; raises ``RuntimeError`` with the reason when it is unavailable here."""
     spec = get_spec(name)
     root = Path(weights_dir) if weights_dir is not None else metric_weights_dir()
     reason = unavailable_reason(spec, root)
     if reason is not None:
         raise RuntimeError(f"metric {name!r} unavailable: {reason}")
-    return _construct(spec, device, root)
+    return _construct(spec, device, root, {})
 
 
-def _construct(spec: MetricSpec, device: str | torch.device, root: Path) -> Metric:
-    """The metric object for ``spec``, chosen by its backend and implementation kind."""
+def _construct(spec: MetricSpec, device: str | torch.device, root: Path,
+               shared: dict[tuple[str, str], object]) -> Metric | SetMetric:
+    """The metric object for ``spec``, chosen by its level, backend and implementation kind. Set-level
+    metrics needing the same weights share one feature extractor through ``shared``."""
+    if spec.set_level:
+        from resshift.metrics.set_level import InceptionFeatures
+        from resshift.weights.metric_files import weight_path
+
+        key = (spec.weights[0], str(torch.device(device)))
+        if key not in shared:
+            shared[key] = InceptionFeatures(weight_path(spec.weights[0], root), device)
+        return SetMetric(spec, shared[key])  # type: ignore[arg-type]
     if spec.backend == BACKEND_PYIQA:
         from resshift.metrics.pyiqa_backend import PyiqaMetric
 
@@ -69,19 +85,21 @@ def _construct(spec: MetricSpec, device: str | torch.device, root: Path) -> Metr
 
 def build_metrics(
     names: Iterable[str], device: str | torch.device = "cpu", weights_dir: str | Path | None = None
-) -> tuple[dict[str, Metric], dict[str, str]]:
+) -> tuple[dict[str, Metric | SetMetric], dict[str, str]]:
     """Build every metric in ``names`` that can run here.
 
-    Returns ``(available, unavailable)``: built metrics by name, and for the others the reason
-    (missing weights file and how to fetch it, missing package, or the construction error). Unknown
-    names raise ``KeyError`` at once: a typo is a configuration error, not an unavailable metric.
+    Returns ``(available, unavailable)``: built metrics by name (a :class:`SetMetric` for the set-level
+    ones, ``spec.set_level``), and for the others the reason (missing weights file and how to fetch it,
+    missing package, or the construction error). Unknown names raise ``KeyError`` at once: a typo is a
+    configuration error, not an unavailable metric.
     """
     names = list(dict.fromkeys(names))
     for name in names:
         get_spec(name)
     root = Path(weights_dir) if weights_dir is not None else metric_weights_dir()
-    available: dict[str, Metric] = {}
+    available: dict[str, Metric | SetMetric] = {}
     unavailable: dict[str, str] = {}
+    shared: dict[tuple[str, str], object] = {}
     for name in names:
         spec = get_spec(name)
         reason = unavailable_reason(spec, root)
@@ -89,7 +107,7 @@ def build_metrics(
             unavailable[name] = reason
             continue
         try:
-            available[name] = _construct(spec, device, root)
+            available[name] = _construct(spec, device, root, shared)
         except Exception as exc:  # noqa: BLE001 - recorded, the other metrics go on
             unavailable[name] = f"{type(exc).__name__}: {exc}"
     return available, unavailable

@@ -19,6 +19,11 @@ prompt features in pyiqa's cache folder, which is then ``DIR/hub/pyiqa`` too. py
 (LIQE's ViT-B/32) re-downloads a file whose SHA-256 differs from the one in its URL; availability
 checks that same hash first, so a built LIQE has found the official file.
 
+FID/KID use pyiqa's ``fid`` network only (its folder-reading ``forward`` does not fit a run that scores
+images as they come): :func:`build_fid_inception` builds it through ``pyiqa.create_metric('fid')`` while
+pyiqa's weight loader for that network is replaced by a safe, strict load of our file (pyiqa itself
+would fetch the file by URL and unpickle it with ``weights_only=False``).
+
 Tested with pyiqa 0.1.16 (the range pinned in ``pyproject.toml``).
 """
 
@@ -39,6 +44,7 @@ import torch
 from resshift.metrics.base import Metric, MetricInputError
 from resshift.metrics.isolation import preserve_global_state
 from resshift.metrics.registry import MetricSpec
+from resshift.weights.formats import load_into, load_state_dict
 from resshift.weights.metric_files import torch_home, weight_path
 
 
@@ -171,6 +177,59 @@ def _construction_guards(spec: MetricSpec, directory: Path) -> contextlib.ExitSt
     if spec.kind == "MANIQA":
         stack.enter_context(timm_without_pretrained_weights())
     return stack
+
+
+@contextlib.contextmanager
+def fid_inception_loaded_from(path: str | Path) -> Iterator[list[str]]:
+    """While the block runs, pyiqa's FID Inception takes its weights from ``path``: read with
+    ``torch.load(weights_only=True)`` (:func:`resshift.weights.formats.load_state_dict`) and loaded strictly.
+
+    pyiqa's ``fid_inception_v3`` asks its ``load_pretrained_network`` for ``FID_WEIGHTS_URL``; the stand-in
+    checks that the URL names a file of the same name as ``path`` (a pyiqa release that changed the file
+    raises ``RuntimeError`` rather than loading the wrong weights) and never opens the URL. BatchNorm
+    ``num_batches_tracked`` counters missing from the file keep the network's own values (they are not used
+    in evaluation). Yields the list of URLs the stand-in was asked for.
+    """
+    import pyiqa.archs.inception as inception_module
+
+    path = Path(path)
+    asked: list[str] = []
+
+    def load(net: torch.nn.Module, model_path: str, strict: bool = True, weight_keys: str | None = None) -> None:
+        asked.append(model_path)
+        wanted = model_path.rstrip("/").rsplit("/", 1)[-1]
+        if wanted != path.name or weight_keys is not None:
+            raise RuntimeError(f"pyiqa's FID Inception asks for {model_path!r}; the weights table holds {path.name}: "
+                               "this pyiqa release uses another file")
+        state = load_state_dict(path)
+        counters = {k: v for k, v in net.state_dict().items() if k.endswith(".num_batches_tracked")}
+        load_into(net, {**counters, **state}, str(path))
+
+    real = inception_module.load_pretrained_network
+    inception_module.load_pretrained_network = load
+    try:
+        yield asked
+    finally:
+        inception_module.load_pretrained_network = real
+
+
+def build_fid_inception(path: str | Path, device: str | torch.device) -> torch.nn.Module:
+    """pyiqa's FID network (``create_metric('fid')``: ``pyiqa.archs.inception.InceptionV3`` up to the final
+    average pool, 2048 features) with its weights from ``path``, in eval mode on ``device``.
+
+    Called as ``net(x, False, False)[0]`` on ``(B, 3, 299, 299)`` inputs already normalised to pyiqa's
+    clean-mode range, it returns the ``(B, 2048, 1, 1)`` pool3 features. Raises
+    :class:`resshift.weights.formats.CheckpointMismatchError` naming the file when it does not fit.
+    """
+    import pyiqa
+
+    with preserve_global_state(), fid_inception_loaded_from(path) as asked:
+        model = pyiqa.create_metric("fid", as_loss=False, device=torch.device(device))
+    if len(asked) != 1:
+        raise RuntimeError(f"pyiqa's FID network loaded {len(asked)} weight files, expected 1 ({path.name})")
+    net = model.net.model
+    net.eval()
+    return net
 
 
 class PyiqaMetric(Metric):

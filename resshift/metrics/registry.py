@@ -22,6 +22,11 @@ LR_REFERENCE = "LR"
 BACKEND_RESSHIFT = "resshift"
 BACKEND_PYIQA = "pyiqa"
 
+# How many values a metric gives a run: one per image (averaged in the summary), or one for the whole set
+# of images (FID, KID: a distance between the SR set and the HR set; no per-image value exists).
+LEVEL_IMAGE = "image"
+LEVEL_SET = "set"
+
 # Implementation kinds, as pyiqa's ``metric_opts.type`` names the class that computes a metric: for
 # pyiqa metrics the kind *is* pyiqa's type (a test checks it); ours name the class in this package.
 KIND_PAPER_Y = "PaperY"  # resshift.metrics.base.PaperYMetric
@@ -61,6 +66,10 @@ class MetricSpec:
             the default band of ``resshift compare``. ``None``: no band (never compared).
         log_scale: True for ratios spread over orders of magnitude: plotted on a log axis and averaged
             geometrically in the frequency section.
+        level: ``"image"`` (one value per image; the run's value is their mean) or ``"set"`` (one value
+            per run, computed once from per-image features of all its images: FID, KID). A set-level
+            metric has no per-image value, no interval over images and no paired test; its option
+            ``warn_below_images`` is the image count under which its value is flagged as unreliable.
     """
 
     name: str
@@ -81,6 +90,7 @@ class MetricSpec:
     decimals: int = 4
     tolerance: float | None = None
     log_scale: bool = False
+    level: str = LEVEL_IMAGE
 
     def __post_init__(self) -> None:
         if self.mode not in (FULL_REFERENCE, NO_REFERENCE, LR_REFERENCE):
@@ -98,10 +108,18 @@ class MetricSpec:
             raise ValueError(f"metric {self.name!r}: tolerance must be >= 0 or None, got {self.tolerance!r}")
         if self.decimals < 0:
             raise ValueError(f"metric {self.name!r}: decimals must be >= 0, got {self.decimals!r}")
+        if self.level not in (LEVEL_IMAGE, LEVEL_SET):
+            raise ValueError(f"metric {self.name!r}: level must be {LEVEL_IMAGE!r} or {LEVEL_SET!r}, "
+                             f"got {self.level!r}")
 
     @property
     def full_reference(self) -> bool:
         return self.mode == FULL_REFERENCE
+
+    @property
+    def set_level(self) -> bool:
+        """True for a metric with one value per run (FID, KID), computed from the whole set of images."""
+        return self.level == LEVEL_SET
 
     @property
     def better(self) -> str:
@@ -412,6 +430,58 @@ _MODERN_SPECS: tuple[MetricSpec, ...] = (
     ),
 )
 
+_FEATURES_CONVENTION = (
+    "the SR images against the HR images of the same names (the images scored; no pairing is used); each "
+    "image quantised to 8 bits, each channel resized to 299x299 by PIL bicubic on float32 (clean-fid's "
+    "antialiased 'clean' resize), clipped to [0, 255], normalised as (x - 128) / 128; the 2048-d pool3 "
+    "features of pytorch-fid's port of TensorFlow's Inception-v3 2015-12-05 (pt_inception-2015-12-05), the "
+    "network of pyiqa 'fid'"
+)
+# Under this many images FID and KID are biased and vary strongly with the sample (StableSR issue #105).
+RELIABLE_SET_SIZE = 1000
+
+# Set-level metrics: one value per run from the Inception features of every image (folder vs folder).
+_SET_SPECS: tuple[MetricSpec, ...] = (
+    MetricSpec(
+        name="fid",
+        mode=FULL_REFERENCE,
+        lower_better=True,
+        value_range=(0.0, math.inf),
+        input_convention=_FEATURES_CONVENTION + "; Frechet distance between Gaussians with the two sets' sample "
+        "means and covariances (ddof 1)",
+        backend=BACKEND_PYIQA,
+        version="fid_clean_pt_inception@1",
+        description="FID of the SR set against the HR set (one value per run; pyiqa 'fid', clean mode)",
+        source="Heusel et al. NeurIPS 2017; clean resize of Parmar et al. CVPR 2022 (clean-fid); pyiqa 'fid' "
+               "folder vs folder as OSEDiff test_metrics.py runs it",
+        pyiqa_name="fid",
+        weights=("fid-inception",),
+        options=(("distance_type", "frechet"), ("warn_below_images", RELIABLE_SET_SIZE)),
+        kind="FID", order=46, decimals=2, level=LEVEL_SET,
+    ),
+    MetricSpec(
+        name="kid",
+        mode=FULL_REFERENCE,
+        lower_better=True,
+        value_range=(0.0, math.inf),
+        input_convention=_FEATURES_CONVENTION + "; unbiased MMD^2 with the polynomial kernel (x.y/2048 + 1)^3, "
+        "averaged over 100 subsets of min(n, 1000) images drawn without replacement from each set (seeded; "
+        "with n <= 1000 images in both sets every subset is the whole set); not scaled by 1000; can be "
+        "slightly negative when the sets are alike",
+        backend=BACKEND_PYIQA,
+        version="kid_clean_pt_inception_poly3@1",
+        description="KID of the SR set against the HR set (one value per run; pyiqa 'fid' with "
+                    "distance_type='mmd')",
+        source="Binkowski et al. ICLR 2018; clean-fid's kernel_distance convention, as pyiqa 'fid' "
+               "(distance_type='mmd', kernel_type='polynomial')",
+        pyiqa_name="fid",
+        weights=("fid-inception",),
+        options=(("distance_type", "mmd"), ("kernel_type", "polynomial"), ("subset_seed", 0), ("subset_size", 1000),
+                 ("subsets", 100), ("warn_below_images", RELIABLE_SET_SIZE)),
+        kind="FID", order=47, decimals=5, level=LEVEL_SET,
+    ),
+)
+
 _SPECTRAL_CONVENTION = (
     "RGB in [0,1] -> 8-bit round(clamp(x,0,1)*255) -> full-range BT.601 luma on [0,1]; radial frequency in "
     "units of Nyquist (see resshift.metrics.spectral)"
@@ -493,7 +563,9 @@ _SPECTRAL_SPECS: tuple[MetricSpec, ...] = (
     ),
 )
 
-METRICS: dict[str, MetricSpec] = {spec.name: spec for spec in _SPECS + _MODERN_SPECS + _SPECTRAL_SPECS}
+METRICS: dict[str, MetricSpec] = {
+    spec.name: spec for spec in _SPECS + _MODERN_SPECS + _SET_SPECS + _SPECTRAL_SPECS
+}
 
 
 def metric_names() -> list[str]:

@@ -22,7 +22,16 @@ from typing import Any
 
 import pandas as pd
 
-from resshift.reports.tables import _fmt, arrow, best_values, image_counts, metric_columns
+from resshift.reports.tables import (
+    _fmt,
+    arrow,
+    best_values,
+    image_counts,
+    is_set_level,
+    metric_columns,
+    set_level_notes,
+    set_level_text,
+)
 
 
 def _asset(name: str) -> str:
@@ -84,6 +93,11 @@ def _results_table(block: pd.DataFrame) -> str:
             low, high = _num(r.get(f"{m}_ci_low")), _num(r.get(f"{m}_ci_high"))
             ci = "" if low is None or high is None else f" <span class='ci'>[{_fmt(low, m)}, {_fmt(high, m)}]</span>"
             n_scored, n_ok = _num(r.get(f"{m}_n_scored")), _num(r.get("n_ok"))
+            if is_set_level(m):
+                count, unreliable = set_level_text(r, m)
+                title.append(f"one value over {'?' if n_scored is None else int(n_scored)} images (SR set against "
+                             "the HR set)" + (f"; {r.get(f'{m}_warning')}" if unreliable else ""))
+                ci += f" <span class='ci'>{escape(count.strip())}{'†' if unreliable else ''}</span>"
             if n_scored is not None and n_ok is not None and n_scored < n_ok:
                 note = r.get(f"{m}_note")
                 title.append(f"{int(n_scored)} of {int(n_ok)} images scored"
@@ -103,11 +117,10 @@ def _unavailable_notes(block: pd.DataFrame) -> str:
             reason = r.get(f"{m}_unavailable")
             if _num(r.get(m)) is None and isinstance(reason, str):
                 notes.setdefault((m, reason), []).append(str(r["method"]))
-    if not notes:
-        return ""
     items = "".join(f"<li><b>{escape(m)}</b> unavailable for {escape(', '.join(who))}: {escape(reason)}</li>"
                     for (m, reason), who in notes.items())
-    return f"<ul class='note'>{items}</ul>"
+    items += "".join(f"<li>{escape(note)}</li>" for note in set_level_notes(block, metric_columns(block)))
+    return f"<ul class='note'>{items}</ul>" if items else ""
 
 
 def _timing_notes(block: pd.DataFrame) -> str:

@@ -60,7 +60,11 @@ def runs_table(run_dirs: list[Path]) -> pd.DataFrame:
     runs that differ from it at most in the seed: :func:`resshift.reports.stability.seed_group_key`), image
     counts, NFE, timing and its conditions, provenance, and each metric's mean (``<metric>``), std, count
     (``<metric>_n_scored``) and, where given, why fewer images than the run's scored images have a value
-    (``<metric>_note``) or why the metric is missing (``<metric>_unavailable``)."""
+    (``<metric>_note``) or why the metric is missing (``<metric>_unavailable``).
+
+    A set-level metric (FID, KID: summary key ``set_metrics``) fills ``<metric>`` with its one value and
+    ``<metric>_n_scored`` with the images of each set; ``<metric>_warning`` holds the summary's warning of a
+    value computed on fewer images than the metric's ``warn_below_images`` (else it is empty)."""
     rows = []
     for run_dir in run_dirs:
         folder = RunFolder(run_dir)
@@ -103,8 +107,17 @@ def runs_table(run_dirs: list[Path]) -> pd.DataFrame:
             note = _missing_text(m.get("missing")) or m.get("reason") or m.get("note")
             if note:
                 row[f"{name}_note"] = note
+        for name, m in (s.get("set_metrics") or {}).items():
+            row[name] = m["value"]
+            row[f"{name}_n_scored"] = m.get("n_images")
+            if m.get("warning"):
+                row[f"{name}_warning"] = m["warning"]
+            note = _missing_text(m.get("missing"))
+            if note:
+                row[f"{name}_note"] = note
         for name, reasons in (s.get("metric_gaps") or {}).items():
-            if name not in (s.get("metrics") or {}) and _missing_text(reasons):
+            if name not in (s.get("metrics") or {}) and name not in (s.get("set_metrics") or {}) and \
+                    _missing_text(reasons):
                 row[f"{name}_unavailable"] = f"no image has a value ({_missing_text(reasons)})"
         for name, reason in (s.get("unavailable") or {}).items():
             row[f"{name}_unavailable"] = reason

@@ -3,7 +3,9 @@
 Each metric column carries its better-direction arrow; the best value of each column within a
 protocol is bold. Order, arrows and decimals come from the metric registry (:class:`MetricSpec`).
 Metrics a run could not compute are shown as ``n/a`` with the reason listed below the table, never
-as a number.
+as a number. A set-level metric (FID, KID) shows its one value with the number of images it was computed
+on, ``(n=93)``, and a dagger when that is fewer than the metric's ``warn_below_images``, explained below
+the table.
 """
 
 from __future__ import annotations
@@ -60,6 +62,42 @@ def image_counts(row: pd.Series) -> str:
     return text
 
 
+def is_set_level(metric: str) -> bool:
+    """True for a registered set-level metric (one value per run: FID, KID)."""
+    from resshift.metrics import METRICS
+
+    return metric in METRICS and METRICS[metric].set_level
+
+
+def set_level_text(row: pd.Series, metric: str) -> tuple[str, bool]:
+    """``(" (n=<images>)", unreliable)`` of a set-level value: its image count and whether it was computed on
+    fewer images than the metric's ``warn_below_images`` (the run's summary then carries a warning)."""
+    n = row.get(f"{metric}_n_scored")
+    text = "" if n is None or pd.isna(n) else f" (n={int(n)})"
+    warning = row.get(f"{metric}_warning")
+    return text, isinstance(warning, str) and bool(warning)
+
+
+def set_level_notes(df: pd.DataFrame, metrics: list[str]) -> list[str]:
+    """The notes under a table with set-level columns: what the values are, and which runs' values are
+    computed on too few images to be reliable."""
+    from resshift.metrics import get_spec
+
+    shown = [m for m in metrics if is_set_level(m) and m in df.columns and df[m].notna().any()]
+    if not shown:
+        return []
+    notes = [f"{', '.join(shown)}: one value per run (the SR set against the HR set of the same images; n = images "
+             "in each set), not a mean over images, so no interval"]
+    for m in shown:
+        few = [str(r["method"]) for _, r in df.iterrows() if not pd.isna(r.get(m)) and set_level_text(r, m)[1]]
+        if few:
+            threshold = int(get_spec(m).option_dict.get("warn_below_images", 0))
+            notes.append(f"† {m} over fewer than {threshold} images ({', '.join(few)}): FID and KID are biased and "
+                         "vary strongly with the sample below that size (StableSR issue #105); compare only runs on "
+                         "the same images")
+    return notes
+
+
 def interval_text(row: pd.Series, metric: str) -> str:
     """``" [low, high]"`` from the ``<metric>_ci_low/high`` columns, or ``""`` where there is none."""
     low, high = row.get(f"{metric}_ci_low"), row.get(f"{metric}_ci_high")
@@ -87,6 +125,9 @@ def _cells(df: pd.DataFrame, bold: Callable[[str], str],
                 text = bold(text)
             if text != "n/a" and with_intervals:
                 text += interval_text(row, m)
+            if text != "n/a" and is_set_level(m):
+                count, unreliable = set_level_text(row, m)
+                text += count + ("†" if unreliable else "")
             reason = row.get(f"{m}_unavailable")
             if text == "n/a" and isinstance(reason, str):
                 unavailable.setdefault((m, reason), []).append(str(row["method"]))
@@ -95,6 +136,7 @@ def _cells(df: pd.DataFrame, bold: Callable[[str], str],
     for (m, reason), methods in unavailable.items():
         who = "all runs" if len(methods) == len(df) and len(df) > 1 else ", ".join(methods)
         notes.append(f"{m} unavailable for {who}: {reason}")
+    notes += set_level_notes(df, metrics)
     return header, body, notes
 
 

@@ -13,6 +13,8 @@ so they import neither the runner nor the data sets. This package sits low in th
   one row per session (start, provenance, counts).
 - ``records/spectra-<r>-of-<w>.npz``, ``spectra.json``: per-image radial spectra and the run's mean
   ratio curves (:mod:`resshift.runfolder.spectra`).
+- ``records/features-<r>-of-<w>.npz``: per-image Inception features of the SR and HR images, from which
+  the set-level metrics (FID, KID) are computed once per run (:mod:`resshift.runfolder.features`).
 - ``sr/<name>.png``: the super-resolved images (``<name>`` may hold ``/``: ``Canon/001``).
 - ``visual/<name>/``: what the report's comparison view needs of the inputs: LR and GT crops of one
   box, a thumbnail, the box (:mod:`resshift.runfolder.visual`).
@@ -22,7 +24,8 @@ so they import neither the runner nor the data sets. This package sits low in th
 
 Finished work is never rewritten: rows are appended, an SR image or visual record is written once per
 image, a manifest once per shard. ``per_image.csv``, ``summary.*`` and the spectra files are merges of
-the rows and are written again by each session.
+the rows and are written again by each session; a feature file keeps the features of earlier sessions
+and gains those of the images that lacked them.
 """
 
 from __future__ import annotations
@@ -34,13 +37,15 @@ from typing import Any
 
 from resshift.atomic import write_text
 from resshift.io import is_hidden
+from resshift.runfolder.features import RunFeatures, merge_features, read_features_file, write_features
 from resshift.runfolder.spectra import RunSpectra, read_spectra, write_spectra
 from resshift.runfolder.store import RowStore, write_json
 from resshift.runfolder.visual import VisualCrops, VisualRecord, read_visual, write_visual
 
 #: Version of the ``summary.json`` schema (key ``summary_schema``). Folders written before the key
-#: existed have the keys of version 1 and are read as version 1.
-SUMMARY_SCHEMA_VERSION = 1
+#: existed have the keys of version 1 and are read as version 1. Version 2 added ``set_metrics``; a
+#: version-1 summary is read with ``set_metrics`` empty.
+SUMMARY_SCHEMA_VERSION = 2
 
 #: Every key of ``summary.json`` and what it holds (the README's table lists the same keys).
 SUMMARY_FIELDS: dict[str, str] = {
@@ -56,7 +61,13 @@ SUMMARY_FIELDS: dict[str, str] = {
     "images_digest": "16 hex digits of SHA-256 over the sorted names of the ok images",
     "metrics": "per metric: `mean`, `std`, `n` (images with a value), `n_missing`, `missing` "
                "(`{reason: count}`), `lower_better`, `better`",
-    "metric_gaps": "`{metric: {reason: count}}` for every metric with fewer values than `n_ok`",
+    "set_metrics": "per set-level metric (`fid`, `kid`; schema 2): `value` (one for the run: the SR set against "
+                   "the HR set), `n_images` (images in each set), `reliable` (`n_images` >= `warn_below_images`), "
+                   "`warn_below_images` (1000), `warning` (text, or null when reliable), `missing` (`{reason: "
+                   "count}` of the scored images without features), `version`, `features` (feature convention), "
+                   "`weights_sha256` (the Inception file), `lower_better`, `better`, `options`",
+    "metric_gaps": "`{metric: {reason: count}}` for every metric with fewer values than `n_ok` (for a set-level "
+                   "metric: the images without features, or why it has no value)",
     "unavailable": "`{metric: reason}` for metrics that could not run here (weights, packages)",
     "fingerprint": "SHA-256 of the run identity (`identity.json`)",
     "protocol_id": "the data card's protocol id",
@@ -67,7 +78,8 @@ SUMMARY_FIELDS: dict[str, str] = {
     "method_info": "`method.describe()`: every resolved parameter, checkpoint SHA-256, notes",
     "timing": "latency statistics over the timed images (`median_s`, `p90_s`, ...) and their conditions, "
               "or `measured: false` with the reason",
-    "counts": "images done, skipped (finished before) and failed by the last session, per phase",
+    "counts": "images done, skipped (finished before) and failed by the last session, per phase (`sr`, `metrics`, "
+              "and `features` in runs with set-level metrics)",
     "provenance": "package versions, git commit, device, platform of the last session",
 }
 #: Keys a reader cannot do without; the others are read with defaults (absent, empty).
@@ -111,6 +123,9 @@ class RunFolder:
 
     def spectra_file(self, rank: int, world_size: int) -> Path:
         return self.records_dir / f"spectra-{rank}-of-{world_size}.npz"
+
+    def features_file(self, rank: int, world_size: int) -> Path:
+        return self.records_dir / f"features-{rank}-of-{world_size}.npz"
 
     @property
     def sr_dir(self) -> Path:
@@ -223,6 +238,21 @@ class RunFolder:
     def write_spectra_summary(self, summary: Mapping[str, Any]) -> Path:
         return write_json(self.spectra_summary_file, summary)
 
+    # ------------------------------------------------------------------------------------ features
+    def write_features(self, rank: int, world_size: int, features: RunFeatures) -> Path:
+        """Write shard ``rank``'s feature file (the whole file, atomically)."""
+        return write_features(self.features_file(rank, world_size), features)
+
+    def shard_features(self, rank: int, world_size: int) -> RunFeatures | None:
+        """Shard ``rank``'s feature file as written, or None when it has none."""
+        path = self.features_file(rank, world_size)
+        return read_features_file(path) if path.is_file() else None
+
+    def features(self, version: str, weights_sha256: str) -> RunFeatures:
+        """The features of every shard made with ``version`` and ``weights_sha256``, merged by image (the
+        gathering step of a sharded run; see :func:`resshift.runfolder.features.merge_features`)."""
+        return merge_features(sorted(self.records_dir.glob("features-*-of-*.npz")), version, weights_sha256)
+
     # ------------------------------------------------------------------------------------ summary
     def write_summary(self, summary: Mapping[str, Any], markdown: str, per_image: Any) -> dict[str, Any]:
         """Write ``per_image.csv`` (a pandas frame), ``summary.json`` (strict JSON, every key of
@@ -246,7 +276,8 @@ class RunFolder:
 
     def summary(self) -> dict[str, Any]:
         """``summary.json``, checked: readable, the keys of :data:`SUMMARY_REQUIRED`, a schema version this
-        code reads. Raises ``ValueError`` naming the file and the problem."""
+        code reads (1 or 2; a version-1 summary gets an empty ``set_metrics``). Raises ``ValueError`` naming
+        the file and the problem."""
         data = _read_json(self.summary_file, "run summary")
         missing = [k for k in SUMMARY_REQUIRED if k not in data]
         if missing:
@@ -255,6 +286,9 @@ class RunFolder:
         if not isinstance(version, int) or version > SUMMARY_SCHEMA_VERSION:
             raise ValueError(f"{self.summary_file}: summary schema {version!r} is not one this code reads "
                              f"(up to {SUMMARY_SCHEMA_VERSION}); update resshift-bench")
+        data["set_metrics"] = data.get("set_metrics") or {}  # absent before version 2
+        if not isinstance(data["set_metrics"], dict):
+            raise ValueError(f"{self.summary_file}: set_metrics is not an object")
         return data
 
     def per_image(self, columns: Iterable[str] | None = None) -> Any:
@@ -322,5 +356,5 @@ def find_skipped(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
     return out
 
 
-__all__ = ["RowStore", "RunFolder", "RunSpectra", "SUMMARY_FIELDS", "SUMMARY_REQUIRED", "SUMMARY_SCHEMA_VERSION",
-           "VisualCrops", "VisualRecord", "find_run_dirs", "find_skipped", "write_json"]
+__all__ = ["RowStore", "RunFeatures", "RunFolder", "RunSpectra", "SUMMARY_FIELDS", "SUMMARY_REQUIRED",
+           "SUMMARY_SCHEMA_VERSION", "VisualCrops", "VisualRecord", "find_run_dirs", "find_skipped", "write_json"]

@@ -8,8 +8,10 @@ Phases (each reads only what the previous one wrote, so each can be rerun alone)
    ``records/sr-<rank>-of-<world>.jsonl``.
 2. **Metrics**: read the SR PNGs (and the HR images), compute every available metric in batches,
    write one row per image to ``records/metrics-<rank>-of-<world>.jsonl``. Metrics whose weights are
-   missing are recorded as unavailable with the reason.
-3. **Summary**: merge the rows into ``per_image.csv``, ``summary.json`` and ``summary.md``.
+   missing are recorded as unavailable with the reason. Set-level metrics (FID, KID) store each image's
+   features instead (``records/features-<rank>-of-<world>.npz``, :mod:`resshift.runner.set_metrics`).
+3. **Summary**: merge the rows into ``per_image.csv``, ``summary.json`` and ``summary.md``; the set-level
+   values are computed here, once, from the features of every shard.
 
 Every file is named, written and read through :class:`resshift.runfolder.RunFolder`. A rerun of the
 same run folder skips images whose rows are finished; a killed run loses at most the batch in flight.
@@ -276,15 +278,21 @@ def images_digest(names: Sequence[str]) -> str:
 
 
 def summarize(spec: RunSpec, metric_specs: dict[str, Any], unavailable: dict[str, str],
-              extra: dict[str, Any] | None = None) -> dict[str, Any]:
+              extra: dict[str, Any] | None = None, set_values: dict[str, Any] | None = None,
+              set_gaps: dict[str, Any] | None = None) -> dict[str, Any]:
     """Merge the row stores into ``per_image.csv``, ``summary.json`` and ``summary.md``.
 
     The summary's keys are :data:`resshift.runfolder.SUMMARY_FIELDS` (strict JSON, every number finite);
     ``extra`` supplies those this function does not compute (fingerprint, timing, provenance, ...).
+    ``set_values`` and ``set_gaps`` are the set-level metrics' entries and the reasons of those without a
+    value (:func:`resshift.runner.set_metrics.set_metric_values`); set-level metrics have no column in
+    ``per_image.csv``.
     """
     import pandas as pd
 
     folder = spec.folder
+    set_specs = {name: s for name, s in metric_specs.items() if getattr(s, "set_level", False)}
+    metric_specs = {name: s for name, s in metric_specs.items() if name not in set_specs}
     sr_rows = folder.rows("sr")
     m_rows = {r["name"]: r for r in folder.rows("metrics")}
     table = []
@@ -336,7 +344,11 @@ def summarize(spec: RunSpec, metric_specs: dict[str, Any], unavailable: dict[str
         "failed": {str(r["name"]): str(r["error"]) for _, r in failed.iterrows()},
         "images_digest": images_digest([str(n) for n in ok["name"]] if len(ok) else []),
         "metrics": metric_summary,
-        "metric_gaps": {name: reasons for name, reasons in missing.items() if reasons and name not in unavailable},
+        "set_metrics": {name: v for name, v in (set_values or {}).items()
+                        if name in set_specs and name not in unavailable},
+        "metric_gaps": {**{name: reasons for name, reasons in missing.items() if reasons and name not in unavailable},
+                        **{name: reasons for name, reasons in (set_gaps or {}).items()
+                           if reasons and name in set_specs and name not in unavailable}},
         "unavailable": dict(unavailable),
         **(extra or {}),
     }
@@ -375,12 +387,21 @@ def render_summary_md(summary: dict[str, Any]) -> str:
         arrow = "·" if m.get("better") == "none" else ("↓" if m["lower_better"] else "↑")
         why = "; ".join(f"{count}: {reason}" for reason, count in (m.get("missing") or {}).items())
         lines.append(f"| {name} {arrow} | {m['mean']:.4f} | {m['std']:.4f} | {m['n']} | {why} |")
+    set_metrics = summary.get("set_metrics") or {}
     for name, reasons in (summary.get("metric_gaps") or {}).items():
-        if name not in summary["metrics"]:
+        if name not in summary["metrics"] and name not in set_metrics:
             why = "; ".join(f"{count}: {reason}" for reason, count in reasons.items())
             lines.append(f"| {name} | no value | | 0 | {why} |")
     for name, reason in summary.get("unavailable", {}).items():
         lines.append(f"| {name} | unavailable | {reason} | 0 | |")
+    if set_metrics:
+        lines += ["", "Set-level metrics (one value for the run: the SR set against the HR set of the same images):",
+                  "", "| metric | value | images | note |", "|---|---|---|---|"]
+        for name, m in set_metrics.items():
+            arrow = "↓" if m["lower_better"] else "↑"
+            note = "; ".join(x for x in (m.get("warning") or "", "; ".join(
+                f"{count}: {reason}" for reason, count in (m.get("missing") or {}).items())) if x)
+            lines.append(f"| {name} {arrow} | {m['value']:.6g} | {m['n_images']} | {note} |")
     if summary.get("failed"):
         lines += ["", "Failed images:", ""]
         lines += [f"- `{name}`: {reason}" for name, reason in sorted(summary["failed"].items())]
@@ -424,6 +445,7 @@ def _run_locked(spec: RunSpec) -> dict[str, Any]:
     from resshift.metrics import build_metrics, get_spec
     from resshift.provenance import collect_provenance, row_provenance
     from resshift.runner.identity import claim, image_names
+    from resshift.runner.set_metrics import record_features, set_metric_values
     from resshift.runner.spectra import record_spectra, wants_spectra, write_spectra_summary
     from resshift.timing import Timer
 
@@ -468,13 +490,18 @@ def _run_locked(spec: RunSpec) -> dict[str, Any]:
 
     # Phase 2: metrics, on the PNGs written by phase 1.
     metrics, unavailable = build_metrics(list(spec.metrics), device=spec.device)
+    set_metrics = {name: m for name, m in metrics.items() if m.spec.set_level}
+    image_metrics = {name: m for name, m in metrics.items() if name not in set_metrics}
     row_prov = row_provenance(protocol_id=dataset.card.protocol_id, card_sha256=dataset.card.card_sha256,
                               method=spec.setting.get("label", spec.method),
                               checkpoint_sha256=manifest["method"].get("checkpoint_sha256"), environment=provenance)
     row_prov["fingerprint"] = fingerprint
-    m_counts = run_metrics_phase(spec, dataset, metrics, row_prov, batch_size=max(1, spec.batch_size))
+    m_counts = run_metrics_phase(spec, dataset, image_metrics, row_prov, batch_size=max(1, spec.batch_size))
+    counts = {"sr": sr_counts, "metrics": m_counts}
+    if set_metrics:  # per-image features of the set-level metrics (FID, KID), beside the rows
+        counts["features"] = record_features(spec, dataset, set_metrics, batch_size=max(1, spec.batch_size))
     spec.folder.row_store("sessions", spec.rank, spec.world_size).append(
-        {"started": started, "provenance": provenance, "counts": {"sr": sr_counts, "metrics": m_counts}})
+        {"started": started, "provenance": provenance, "counts": counts})
     # Frequency analysis: per-image radial spectra beside the rows (vectors, not metric values).
     spectra = wants_spectra(spec.metrics)
     if spectra:
@@ -485,6 +512,8 @@ def _run_locked(spec: RunSpec) -> dict[str, Any]:
             return {}
     if spectra:
         write_spectra_summary(spec.run_dir)
+    # Set-level values, once per run, from the features every shard wrote (gathered on rank 0).
+    set_values, set_gaps = set_metric_values(spec.folder, set_metrics)
     specs = {name: get_spec(name) for name in spec.metrics}
     extra = {
         "fingerprint": fingerprint,
@@ -495,10 +524,10 @@ def _run_locked(spec: RunSpec) -> dict[str, Any]:
         "method_info": manifest["method"],
         "timing": _timing_from_rows(spec, timing if timing.get("n_images") or timing.get("measured") is False
                                     else _previous_timing(spec)),
-        "counts": {"sr": sr_counts, "metrics": m_counts},
+        "counts": counts,
         "provenance": provenance,
     }
-    return summarize(spec, specs, unavailable, extra)
+    return summarize(spec, specs, unavailable, extra, set_values, set_gaps)
 
 
 def _timing_from_rows(spec: RunSpec, context: dict[str, Any]) -> dict[str, Any]:

@@ -372,6 +372,17 @@ FILES: dict[str, WeightFile] = {
                    relpath="hub/clip/ViT-B-32.pt",
                    description="OpenAI CLIP ViT-B/32, which pyiqa's LIQE loads before its own checkpoint; the "
                                "SHA-256 is part of the official URL"),
+        # FID/KID: pytorch-fid's port of TensorFlow's 2015-12-05 Inception-v3, the file pyiqa's 'fid' loads
+        # (pyiqa archs/inception.py FID_WEIGHTS_URL). Neither pyiqa nor pytorch-fid checks a hash of it (pyiqa
+        # downloads with hash_prefix=None, pytorch-fid with check_hash=False), and no full SHA-256 is published;
+        # the name's hex suffix 6726825d is therefore only reported on a mismatch, not enforced.
+        WeightFile("fid-inception", "metric", f"{_PYIQA}/pt_inception-2015-12-05-6726825d.pth",
+                   _PYIQA_LICENCE.format("github.com/mseitzer/pytorch-fid (Apache-2.0 per its package metadata), "
+                                         "ported from TensorFlow's inception-2015-12-05 graph"),
+                   relpath="hub/pyiqa/pt_inception-2015-12-05-6726825d.pth",
+                   description="FID Inception-v3 (state dict of the patched torchvision Inception3, 1008 classes), "
+                               "the same file name as github.com/mseitzer/pytorch-fid/releases/download/fid_weights/; "
+                               "FID and KID features"),
         WeightFile("niqe-params", "metric", None,
                    "Apache-2.0 (basicsr, github.com/XPixelGroup/BasicSR); the parameters are the NIQE MATLAB "
                    "release's (live.ece.utexas.edu/research/quality/niqe_release.zip)",
