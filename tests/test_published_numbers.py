@@ -97,9 +97,10 @@ def test_packaged_numbers_keep_each_source_of_one_method() -> None:
     sel = refs[(refs["method"] == "ResShift") & (refs["protocol"] == "stablesr-realsr-crop")]
     by = {src.split(" ")[0]: rows.set_index("metric")["value"] for src, rows in sel.groupby("source")}
     assert set(by) == {"OSEDiff", "CCSR", "TSD-SR"}
-    assert [by["OSEDiff"][m] for m in ("psnr-y-float", "ssim", "lpips")] == [26.31, 0.7421, 0.3460]
-    assert [by["CCSR"][m] for m in ("psnr-y-float", "ssim", "lpips")] == [26.31, 0.7411, 0.3489]
-    assert [by["TSD-SR"][m] for m in ("psnr-y-float", "ssim", "lpips")] == [26.39, 0.7567, 0.3158]
+    cols = ("psnr-y-float", "ssim-pyiqa", "lpips")  # these tables' SSIM is pyiqa's (cs clamped at 0)
+    assert [by["OSEDiff"][m] for m in cols] == [26.31, 0.7421, 0.3460]
+    assert [by["CCSR"][m] for m in cols] == [26.31, 0.7411, 0.3489]
+    assert [by["TSD-SR"][m] for m in cols] == [26.39, 0.7567, 0.3158]
     assert set(sel["nfe"]) == {15} and set(sel["confidence"]) == {"repo"}
     band = published_bands(sel).set_index("metric").loc["psnr-y-float"]
     assert (band["low_text"], band["high_text"], band["n_sources"]) == ("26.31", "26.39", 3)
@@ -110,7 +111,7 @@ def test_packaged_crop_rows_are_complete_per_source() -> None:
     transcription that dropped a cell fails here."""
     refs = reference_numbers()
     crops = refs[refs["protocol"].str.startswith("stablesr-")]
-    full = {"psnr-y-float", "ssim", "lpips", "dists", "fid", "niqe", "musiq", "maniqa-pipal", "clipiqa"}
+    full = {"psnr-y-float", "ssim-pyiqa", "lpips", "dists", "fid", "niqe", "musiq", "maniqa-pipal", "clipiqa"}
     for (source, method, protocol), rows in crops.groupby(["source", "method", "protocol"]):
         expected = full - {"maniqa-pipal"} if source.startswith("CCSR") else full  # CCSR prints no MANIQA
         assert set(rows["metric"]) == expected, (source, method, protocol)
@@ -150,9 +151,9 @@ def test_loader_rejects_repeated_rows_and_other_columns(tmp_path: Path) -> None:
 def test_report_sets_our_crop_runs_beside_every_published_row(tmp_path: Path) -> None:
     root = tmp_path / "runs"
     p = "stablesr-realsr-crop"
-    _fake_run(root, "resshift-v1", "resshift", p, {"psnr-y-float": 26.3, "ssim": 0.74, "lpips": 0.34}, 15, 500.0,
+    _fake_run(root, "resshift-v1", "resshift", p, {"psnr-y-float": 26.3, "ssim-pyiqa": 0.74, "lpips": 0.34}, 15, 500.0,
               reference="ResShift (v1, NeurIPS)", dataset=p)
-    _fake_run(root, "sinsr", "sinsr", p, {"psnr-y-float": 26.25, "ssim": 0.735, "lpips": 0.32}, 1, 100.0,
+    _fake_run(root, "sinsr", "sinsr", p, {"psnr-y-float": 26.25, "ssim-pyiqa": 0.735, "lpips": 0.32}, 1, 100.0,
               reference="SinSR", dataset=p)
     report = write_report([root], tmp_path / "rep")
     section = report.read_text(encoding="utf-8").split("## Against published numbers")[1].split("## Frequency")[0]
@@ -162,8 +163,8 @@ def test_report_sets_our_crop_runs_beside_every_published_row(tmp_path: Path) ->
     for method in ("OSEDiff", "TSD-SR", "SeeSR", "PASD", "StableSR", "SUPIR", "BSRGAN", "RealESRGAN"):
         assert f"| {method} |" in section, method
     # our SinSR run against each source of SinSR's published rows, with their band
-    assert "| sinsr | stablesr-realsr-crop | ssim | 0.7350 | 0.7347 (SinSR) |" in section
-    assert "| sinsr | stablesr-realsr-crop | ssim | 0.7350 | 0.7351 (SinSR) |" in section
+    assert "| sinsr | stablesr-realsr-crop | ssim-pyiqa | 0.7350 | 0.7347 (SinSR) |" in section
+    assert "| sinsr | stablesr-realsr-crop | ssim-pyiqa | 0.7350 | 0.7351 (SinSR) |" in section
     assert "0.7347–0.7351 (2 sources)" in section
     html = (tmp_path / "rep" / "report.html").read_text(encoding="utf-8")
     assert "stablesr-realsr-crop: published rows beside ours" in html and "26.31–26.39 (3)" in html
@@ -190,8 +191,10 @@ def test_stablesr_crop_preset_rows() -> None:
     sweep = cfg.hydra.sweeper.params
     datasets = sweep.dataset.split(",")
     assert datasets == list(CROPS) and cfg.defaults[0]["override /dataset"] == CROPS[0]
-    assert list(cfg.metrics) == ["psnr-y-float", "ssim", "lpips", "dists", "niqe", "musiq", "maniqa-pipal", "clipiqa",
-                                 "fid", "kid"]
+    assert list(cfg.metrics) == ["psnr-y-float", "ssim-pyiqa", "ssim", "lpips", "dists", "niqe", "musiq",
+                                 "maniqa-pipal", "clipiqa", "fid", "kid"]
+    # every metric the published crop rows use is computed by the preset
+    assert set(reference_numbers().query("protocol in @CROPS")["metric"]) <= set(cfg.metrics)
     assert all(m in METRICS for m in cfg.metrics)
     refs = reference_numbers()
     crops = refs[refs["protocol"].isin(CROPS)]
