@@ -172,7 +172,7 @@ def test_report_sets_our_crop_runs_beside_every_published_row(tmp_path: Path) ->
     assert {"band_low", "band_high", "n_sources", "source"} <= set(cmp.columns)
 
 
-# --- the preset: what can be checked without the crop data cards (they come with the data-card change) ---
+# --- the preset ---
 
 def _score_parser():
     import argparse
@@ -224,8 +224,6 @@ def test_stablesr_crop_preset_rows() -> None:
             assert not crops[(crops["method"] == row) & (crops["protocol"] == protocol)].empty, (row, protocol)
 
 
-@pytest.mark.skipif(not all((PROJECT_ROOT / "eval" / "dataset" / f"{d}.yaml").is_file() for d in CROPS),
-                    reason="the crop data cards (eval/dataset/stablesr-*-crop.yaml) are not in this tree")
 def test_stablesr_crop_preset_composes() -> None:
     from hydra import compose, initialize_config_dir
 
