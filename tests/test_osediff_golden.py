@@ -27,6 +27,9 @@ against the log written on CUDA, in the comments):
 * LPIPS, DISTS, CLIPIQA, MANIQA: 2e-3; MUSIQ: 0.05. Not measured: their weights are not on this
   project's machine, so these comparisons skip there with the reason ``resshift metrics check``
   gives; they run wherever the weights are.
+* FID (``slow`` test only: a set value, compared with the log's folder FID): 0.5, not measured either
+  (the FID Inception file is not on this project's machine); the log was written on CUDA, where cuDNN
+  may compute the Inception convolutions in TF32.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ DEFAULT_LIMIT = 4
 TOLERANCE = {"PSNR": 2e-5, "SSIM": 5e-6, "NIQE": 0.05, "LPIPS": 2e-3, "DISTS": 2e-3, "CLIPIQA": 2e-3,
              "MUSIQ": 0.05, "MANIQA": 2e-3}
 MEAN_TOLERANCE = {"NIQE": 0.005}  # others: the per-image tolerance (the log's averages have 4 decimals)
+FID_TOLERANCE = 0.5  # absolute, on the whole set (the log gives one FID per folder)
 #: Our metrics scored besides the log's: the rounded-Y conventions, to report how far they are.
 EXTRA_METRICS = ("psnr", "ssim")
 
@@ -92,6 +96,8 @@ def _scored(dataset: str, limit: int | None, out: Path) -> tuple[pd.DataFrame, d
     if key not in _SCORED:
         sr_dir, log_path, hr_root = _set_files(dataset)
         metrics = [m for m, _ in OSEDIFF_COLUMNS.values()] + list(EXTRA_METRICS)
+        if limit is None:  # the log's FID is over the whole folder: only the whole set compares with it
+            metrics.append("fid")
         args = ["score", str(sr_dir), "--dataset", dataset, "--root", str(hr_root), "--metrics", ",".join(metrics),
                 "--label", "OSEDiff", "--nfe", "1", "--source", "cswry/OSEDiff@fcc4f09 results_osediff",
                 "-o", str(out)]
@@ -154,6 +160,15 @@ def test_whole_sets_match_osediff_log_and_averages(dataset, tmp_path_factory, ca
             failures.append(f"{column}: max |ours - log| {diff.max():.3g} on {diff.idxmax()} > {TOLERANCE[column]}")
         if mean_gap > 5e-5 + MEAN_TOLERANCE.get(column, TOLERANCE[column]):
             failures.append(f"{column}: set mean {ours_mean:.6f} vs the log's {section.averages[column]}")
+    if "fid" in summary.get("unavailable", {}):
+        skipped.append(f"FID (fid): {summary['unavailable']['fid']}")
+    elif section.fid is not None:
+        fid = summary["set_metrics"]["fid"]
+        assert fid["n_images"] == count
+        lines.append(f"FID      fid           ours {fid['value']:.6f} log {section.fid:.6f} "
+                     f"(set value, {count} images)")
+        if abs(fid["value"] - section.fid) > FID_TOLERANCE:
+            failures.append(f"FID: {fid['value']:.6f} vs the log's {section.fid} (tolerance {FID_TOLERANCE})")
     # the rounded-Y conventions are not what the log holds: how far they are, for the record
     for metric, column in zip(EXTRA_METRICS, ("PSNR", "SSIM"), strict=True):
         gap = (per_image[metric].astype(float) - pd.Series(section.column(column))).abs()
