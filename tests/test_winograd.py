@@ -301,3 +301,41 @@ def test_compiled_transforms_fall_back_with_the_reason(monkeypatch, tmp_path):
         assert not list(tmp_path.iterdir())  # nothing was built
     finally:
         N._library.cache_clear()
+
+
+def test_compiled_transforms_fall_back_when_the_cache_cannot_be_written(monkeypatch, tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.setenv("RESSHIFT_CACHE", str(blocker / "cache"))  # below a file: mkdir fails
+    try:
+        N._library.cache_clear()
+        if N._compiler() is None:
+            pytest.skip("no C compiler here")
+        assert not N.available()
+        assert N.status().startswith("PyTorch matrix products (cannot build in ")
+    finally:
+        N._library.cache_clear()
+
+
+def test_compiled_transforms_work_in_a_forked_child():
+    """A child forked after the transforms' thread pool ran must not wait on the parent's (absent) threads.
+    (The child calls the transforms alone: PyTorch's own OpenMP products are not usable in a child forked
+    after they ran in parallel, a limit of libgomp, not of this module.)"""
+    import multiprocessing
+
+    if not N.available():
+        pytest.skip(f"compiled Winograd transforms not available here: {N.status()}")
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no fork start method on this platform")
+    padded = torch.randn(64, 14, 14)
+    with torch.inference_mode():
+        parent = _child_transform(padded)  # starts the pool (one chunk per torch thread)
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(1) as pool:
+        child = pool.apply_async(_child_transform, (padded,)).get(timeout=60)
+    assert torch.equal(child, parent)
+
+
+def _child_transform(padded):
+    torch.set_num_threads(2)  # two chunks: the pool's threads are used
+    return N.input_transform(padded, 0, 3, 3, torch.empty(36, padded.shape[0], 9))

@@ -245,7 +245,8 @@ _WORK = threading.local()
 
 def _workspace(numel: int, dtype: torch.dtype) -> torch.Tensor:
     """A flat CPU buffer of at least ``numel`` elements, kept per thread and reused by every call (grown,
-    never shrunk: at most the planes and products of one band, see :data:`BAND_BYTES`). A fresh
+    never shrunk: the planes and products of one band, each about :data:`NATIVE_BAND_BYTES`, more when a
+    single tile row of a very wide map exceeds it). A fresh
     allocation of that size per call costs its page faults every time, as much as the transforms."""
     buf = getattr(_WORK, "buf", None)
     if buf is None or buf.dtype != dtype or buf.numel() < numel:

@@ -213,16 +213,19 @@ def _library() -> tuple[ctypes.CDLL | None, str]:
     key = hashlib.sha256("\n".join([source, version, " ".join(CFLAGS), _cpu_flags()]).encode()).hexdigest()[:16]
     target = cache_dir() / "kernels" / f"winograd_f43_{key}.so"
     if not target.is_file():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-            src = Path(tmp) / "winograd_f43.c"
-            src.write_text(source)
-            built = Path(tmp) / target.name
-            proc = subprocess.run([cc, *CFLAGS, str(src), "-o", str(built)], capture_output=True, text=True,
-                                  timeout=300)
-            if proc.returncode != 0:
-                return None, f"{cc} failed ({proc.returncode}): {proc.stderr.strip()[-400:]}"
-            os.replace(built, target)  # atomic: a concurrent build of the same key writes the same file
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+                src = Path(tmp) / "winograd_f43.c"
+                src.write_text(source)
+                built = Path(tmp) / target.name
+                proc = subprocess.run([cc, *CFLAGS, str(src), "-o", str(built)], capture_output=True, text=True,
+                                      timeout=300)
+                if proc.returncode != 0:
+                    return None, f"{cc} failed ({proc.returncode}): {proc.stderr.strip()[-400:]}"
+                os.replace(built, target)  # atomic: a concurrent build of the same key writes the same file
+        except (OSError, subprocess.SubprocessError) as err:  # unwritable cache, compiler not runnable, time-out
+            return None, f"cannot build in {target.parent}: {err}"
     try:
         lib = ctypes.CDLL(str(target))
     except OSError as err:
@@ -232,7 +235,9 @@ def _library() -> tuple[ctypes.CDLL | None, str]:
     lib.wino_input.restype = ctypes.c_int
     lib.wino_output.argtypes = [ptr, i64, i64, i64, i64, i64, i64, i64, ptr, ptr, i64, i64, i64, ctypes.c_int]
     lib.wino_output.restype = ctypes.c_int
-    return lib, f"compiled C ({version}; {' '.join(CFLAGS[:3])})"
+    # the compiler's banner stays out of this text (it goes into a run's identity through describe(); the
+    # flags fix the arithmetic), but is part of the cache key above
+    return lib, f"compiled C ({' '.join(CFLAGS[:3])})"
 
 
 def available() -> bool:
@@ -246,6 +251,17 @@ def status() -> str:
     with _LOCK:
         lib, how = _library()
     return how if lib is not None else f"PyTorch matrix products ({how})"
+
+
+def _after_fork_in_child() -> None:
+    """A forked child inherits the pool's bookkeeping but none of its threads: start afresh."""
+    global _POOL, _LOCK
+    _POOL = None
+    _LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _chunks(channels: int) -> list[tuple[int, int]]:
