@@ -257,24 +257,60 @@ def _workspace(numel: int, dtype: torch.dtype) -> torch.Tensor:
 
 
 def _native_bands(padded: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None, full: torch.Tensor,
-                  rows: int, tiles_w: int, phases: bool) -> None:
+                  rows: int, tiles_h: int, tiles_w: int, phases: bool) -> None:
     """The band loop of :func:`winograd_conv3x3` with the compiled one-pass transforms
     (:mod:`resshift.models.winograd_native`): planes and products in two buffers reused by every band."""
     n, c_in = padded.shape[:2]
     c_out = u.shape[1]
-    tiles_h = (padded.shape[2] - 2) // OUT_TILE
-    most = rows * tiles_w
-    v_size, m_size = IN_TILE * IN_TILE * c_in * most, IN_TILE * IN_TILE * c_out * most
-    work = _workspace(v_size + m_size, padded.dtype)
-    v_buf, m_buf = work[:v_size], work[v_size : v_size + m_size]
+    planes = IN_TILE * IN_TILE
+    v_size = planes * c_in * rows * tiles_w
+    work = _workspace(v_size + planes * c_out * rows * tiles_w, padded.dtype)
+    v_buf, m_buf = work[:v_size], work[v_size:]
     for i in range(n):
         for r0 in range(0, tiles_h, rows):
             r1 = min(tiles_h, r0 + rows)
             tiles = (r1 - r0) * tiles_w
             v = winograd_native.input_transform(padded[i], r0, r1, tiles_w,
-                                                v_buf[: v_buf.numel() * tiles // most].view(-1, c_in, tiles))
-            prod = torch.bmm(u, v, out=m_buf[: m_buf.numel() * tiles // most].view(-1, c_out, tiles))
+                                                v_buf[: planes * c_in * tiles].view(planes, c_in, tiles))
+            prod = torch.bmm(u, v, out=m_buf[: planes * c_out * tiles].view(planes, c_out, tiles))
             winograd_native.output_transform(prod, r0, r1, tiles_w, bias, full[i], phases=phases)
+
+
+def _matrix_bands(padded: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None, full: torch.Tensor,
+                  rows: int, tiles_h: int, tiles_w: int, phases: bool) -> None:
+    """The band loop of :func:`winograd_conv3x3` with the tile transforms as PyTorch matrix products
+    (``Bᵀ ⊗ Bᵀ`` and ``Aᵀ ⊗ Aᵀ`` on flattened tiles); any dtype and device, autograd included."""
+    n, c_in = padded.shape[:2]
+    c_out = u.shape[1]
+    m, t = OUT_TILE, IN_TILE
+    b2, a2 = _tile_transforms(padded.device, padded.dtype)
+    bias_b = bias
+    if phases:
+        c_map = c_out // 4
+        tiled = full.view(n, c_map, tiles_h, m, 2, tiles_w, m, 2)
+        if bias_b is not None:  # block p = 2a + b of the bias -> (C, 1, 1, a, 1, 1, b) like y below
+            bias_b = bias_b.view(2, 2, c_map).permute(2, 0, 1).reshape(c_map, 1, 1, 2, 1, 1, 2)
+    else:
+        tiled = full.view(n, c_out, tiles_h, m, tiles_w, m)
+        if bias_b is not None:
+            bias_b = bias_b.view(-1, 1, 1, 1, 1)
+    for i in range(n):
+        for r0 in range(0, tiles_h, rows):
+            r1 = min(tiles_h, r0 + rows)
+            # 6x6 tiles with stride 4, one row each: (C_in * tiles, 36)
+            tiles = padded[i, :, m * r0 : m * r1 + 2].unfold(1, t, m).unfold(2, t, m)  # (C, rows, tw, 6, 6)
+            d = tiles.reshape(-1, t * t)
+            v = (b2 @ d.t()).view(t * t, c_in, -1)  # Bᵀ d B for every tile, position-major
+            prod = torch.bmm(u, v)  # Σ_c U ⊙ V: 36 products (C_out, C_in) @ (C_in, tiles)
+            y = prod.view(t * t, -1).t() @ a2.t()  # Aᵀ M A: (C_out * tiles, 16)
+            if phases:  # (2, 2, C, rows, tw, 4, 4) -> (C, rows, 4, 2, tw, 4, 2)
+                y = y.view(2, 2, c_out // 4, r1 - r0, tiles_w, m, m).permute(2, 3, 5, 0, 4, 6, 1)
+            else:  # (C_out, rows, tw, 4, 4) -> (C_out, rows, 4, tw, 4)
+                y = y.view(c_out, r1 - r0, tiles_w, m, m).permute(0, 1, 3, 2, 4)
+            if bias_b is None:
+                tiled[i, :, r0:r1].copy_(y)
+            else:
+                torch.add(y, bias_b, out=tiled[i, :, r0:r1])
 
 
 def winograd_conv3x3(
@@ -301,48 +337,24 @@ def winograd_conv3x3(
     c_out = u.shape[1]
     if phases and c_out % 4:
         raise ValueError(f"phases=True needs 4 phase blocks of output channels, got {c_out}")
-    m, t = OUT_TILE, IN_TILE
+    m = OUT_TILE
     tiles_h, tiles_w = -(-height // m), -(-width // m)
-    b2, a2 = _tile_transforms(x.device, x.dtype)
     padded = _zero_padded(x, tiles_h * m + 2, tiles_w * m + 2)
-    bias_b = None if bias is None else bias.to(x.dtype)
-    if phases:
-        c_map = c_out // 4
-        full = torch.empty(n, c_map, 2 * tiles_h * m, 2 * tiles_w * m, dtype=x.dtype, device=x.device)
-        tiled = full.view(n, c_map, tiles_h, m, 2, tiles_w, m, 2)
-        if bias_b is not None:  # block p = 2a + b of the bias -> (C, 1, 1, a, 1, 1, b) like y below
-            bias_b = bias_b.view(2, 2, c_map).permute(2, 0, 1).reshape(c_map, 1, 1, 2, 1, 1, 2)
-    else:
-        full = torch.empty(n, c_out, tiles_h * m, tiles_w * m, dtype=x.dtype, device=x.device)
-        tiled = full.view(n, c_out, tiles_h, m, tiles_w, m)
-        if bias_b is not None:
-            bias_b = bias_b.view(-1, 1, 1, 1, 1)
+    c_map = c_out // 4 if phases else c_out
+    scale = 2 if phases else 1
+    full = torch.empty(n, c_map, scale * tiles_h * m, scale * tiles_w * m, dtype=x.dtype, device=x.device)
     # the compiled transforms: float32 CPU maps outside autograd (the PyTorch ones serve every other case)
     needs_grad = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (x, u, bias))
     native = (x.dtype == torch.float32 and x.device.type == "cpu" and u.dtype == torch.float32 and not needs_grad
               and winograd_native.available())
-    rows = band_rows(c_in, c_out, tiles_h, tiles_w, NATIVE_BAND_BYTES if native else BAND_BYTES)
+    bias_x = None if bias is None else bias.to(x.dtype)
     if native:
-        _native_bands(padded, u, None if bias is None else bias.to(x.dtype).contiguous(), full, rows, tiles_w, phases)
-    for i in range(0 if native else n):
-        for r0 in range(0, tiles_h, rows):
-            r1 = min(tiles_h, r0 + rows)
-            # 6x6 tiles with stride 4, one row each: (C_in * tiles, 36)
-            tiles = padded[i, :, m * r0 : m * r1 + 2].unfold(1, t, m).unfold(2, t, m)  # (C, rows, tw, 6, 6)
-            d = tiles.reshape(-1, t * t)
-            v = (b2 @ d.t()).view(t * t, c_in, -1)  # Bᵀ d B for every tile, position-major
-            prod = torch.bmm(u, v)  # Σ_c U ⊙ V: 36 products (C_out, C_in) @ (C_in, tiles)
-            y = prod.view(t * t, -1).t() @ a2.t()  # Aᵀ M A: (C_out * tiles, 16)
-            if phases:  # (2, 2, C, rows, tw, 4, 4) -> (C, rows, 4, 2, tw, 4, 2)
-                y = y.view(2, 2, c_out // 4, r1 - r0, tiles_w, m, m).permute(2, 3, 5, 0, 4, 6, 1)
-            else:  # (C_out, rows, tw, 4, 4) -> (C_out, rows, 4, tw, 4)
-                y = y.view(c_out, r1 - r0, tiles_w, m, m).permute(0, 1, 3, 2, 4)
-            if bias_b is None:
-                tiled[i, :, r0:r1].copy_(y)
-            else:
-                torch.add(y, bias_b, out=tiled[i, :, r0:r1])
-    scale = 2 if phases else 1
+        rows = band_rows(c_in, c_out, tiles_h, tiles_w, NATIVE_BAND_BYTES)
+        _native_bands(padded, u, None if bias_x is None else bias_x.contiguous(), full, rows, tiles_h, tiles_w,
+                      phases)
+    else:
+        _matrix_bands(padded, u, bias_x, full, band_rows(c_in, c_out, tiles_h, tiles_w), tiles_h, tiles_w, phases)
     if tiles_h * m != height or tiles_w * m != width:
         return full[:, :, : scale * height, : scale * width].contiguous()
     return full
