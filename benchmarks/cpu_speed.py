@@ -273,14 +273,18 @@ def winograd_table(shapes: dict[tuple[str, int, int, int, int], int], rounds: in
     layers the direct sub-pixel form, against Winograd F(4x4, 3x3); median of ``rounds``), with each
     one's round-off against a float64 convolution (max abs error / max |reference|) and whether the
     shape rule of the fast path selects Winograd."""
+    from unittest import mock
+
     import torch.nn.functional as F
 
+    from resshift.models import winograd_native
     from resshift.models.fast import Conv2d, nearest_upsample_conv
     from resshift.models.winograd import winograd_eligible, winograd_policy
 
-    def with_policy(policy: str, fn: Callable) -> Callable:
+    def with_policy(policy: str, fn: Callable, fused: bool = True) -> Callable:
         def run():
-            with winograd_policy(policy):
+            with winograd_policy(policy), mock.patch.object(
+                    winograd_native, "fused_available", winograd_native.fused_available if fused else lambda: False):
                 return fn()
         return run
 
@@ -300,10 +304,15 @@ def winograd_table(shapes: dict[tuple[str, int, int, int, int], int], rounds: in
             ref = F.conv2d(full, conv.weight.double(), conv.bias.double(), padding=1)
             scale = ref.abs().max().item()
             paths = {"direct": with_policy("never", call), "winograd": with_policy("always", call)}
+            fused = (winograd_native.fused_available()
+                     and -(-height // 4) * -(-width // 4) >= winograd_native.FUSED_MIN_TILES)
+            if fused:  # the same maps through the band loop (transforms around torch.bmm), for comparison
+                paths["band loop"] = with_policy("always", call, fused=False)
             err = {k: (f().double() - ref).abs().max().item() / scale for k, f in paths.items()}
             times = {k: statistics.median(v) for k, v in time_interleaved(paths, rounds, 1).items()}
         rows.append({"kind": kind, "c_in": c_in, "c_out": c_out, "height": height, "width": width,
                      "calls_per_chain": calls, "direct_s": times["direct"], "winograd_s": times["winograd"],
+                     "band_loop_s": times.get("band loop"), "fused": fused,
                      "speedup": times["direct"] / times["winograd"], "error_direct": err["direct"],
                      "error_winograd": err["winograd"],
                      "selected": winograd_eligible(conv, x, upsample=kind == "upsample")})
@@ -322,17 +331,21 @@ def rule_variants(unet, vq, rounds: int = 3) -> dict[str, list[float]]:
     method = ResShiftSR(unet, vq, schedule_for("v3"), fast=True)
     lq = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
 
-    def variant(rule: str, compiled: bool) -> Callable:
+    def variant(rule: str, form: str) -> Callable:
         def run():
             with mock.patch.object(winograd, "cpu_capability", lambda: rule), \
-                    mock.patch.object(winograd_native, "available", winograd_native.available if compiled
-                                      else (lambda: False)), torch.inference_mode():
+                    mock.patch.object(winograd_native, "available", winograd_native.available if form != "PyTorch"
+                                      else (lambda: False)), \
+                    mock.patch.object(winograd_native, "fused_available", winograd_native.fused_available
+                                      if form == "fused" else (lambda: False)), torch.inference_mode():
                 return method.sample_patches(lq, {"generators": [torch.Generator().manual_seed(1)]})
         return run
 
-    kinds = [True, False] if winograd_native.available() else [False]
-    paths = {f"{rule} rule, {'compiled' if c else 'PyTorch'} transforms": variant(rule, c)
-             for rule in winograd.RULES for c in kinds}
+    forms = (["fused"] if winograd_native.fused_available() else []) + (
+        ["compiled"] if winograd_native.available() else []) + ["PyTorch"]
+    names = {"fused": "fused blocks + compiled transforms", "compiled": "compiled transforms, band loop",
+             "PyTorch": "PyTorch transforms, band loop"}
+    paths = {f"{rule} rule, {names[f]}": variant(rule, f) for rule in winograd.RULES for f in forms}
     return time_interleaved(paths, rounds, 1)
 
 
@@ -342,19 +355,23 @@ def print_rule_variants(times: dict[str, list[float]]) -> None:
     print(f"\nthe fast v3 chain by shape rule and tile transforms (this CPU: {winograd.cpu_capability()}; "
           f"compiled transforms: {winograd_native.status()}), interleaved")
     for name, values in times.items():
-        print(f"{name:42s} median {statistics.median(values):6.2f}s  rounds "
+        print(f"{name:52s} median {statistics.median(values):6.2f}s  rounds "
               + " ".join(f"{v:.2f}" for v in values))
 
 
 def print_winograd_table(rows: list[dict]) -> None:
     print("\n3x3 convolutions of the v3 chain (up: nearest x2 + conv, on the small map): direct kernel vs "
           "Winograd F(4x4, 3x3), interleaved medians; round-off = max error / scale against float64")
-    print(f"{'C_in->C_out @ HxW':26s} {'calls':>5s} {'direct':>9s} {'winograd':>9s} {'speed-up':>8s} "
-          f"{'err direct':>10s} {'err wino':>9s} {'rule':>5s}")
+    print("(winograd: fused blocks where the map has enough tiles, marked *, else the band loop; 'band loop':")
+    print(" the same maps through the band loop, transforms around torch.bmm, for comparison)")
+    print(f"{'C_in->C_out @ HxW':26s} {'calls':>5s} {'direct':>9s} {'winograd':>10s} {'band loop':>9s} "
+          f"{'speed-up':>8s} {'err direct':>10s} {'err wino':>9s} {'rule':>5s}")
     saved = 0.0
     for r in rows:
         shape = f"{'up ' if r['kind'] == 'upsample' else ''}{r['c_in']}->{r['c_out']} @ {r['height']}x{r['width']}"
-        print(f"{shape:26s} {r['calls_per_chain']:5d} {r['direct_s'] * 1e3:7.1f}ms {r['winograd_s'] * 1e3:7.1f}ms "
+        band = f"{r['band_loop_s'] * 1e3:7.1f}ms" if r.get("band_loop_s") else f"{'-':>9s}"
+        print(f"{shape:26s} {r['calls_per_chain']:5d} {r['direct_s'] * 1e3:7.1f}ms {r['winograd_s'] * 1e3:7.1f}ms"
+              f"{'*' if r.get('fused') else ' '} {band} "
               f"{r['speedup']:7.2f}x {r['error_direct']:10.1e} {r['error_winograd']:9.1e} "
               f"{'yes' if r['selected'] else 'no':>5s}")
         if r["selected"]:

@@ -8,6 +8,7 @@ the bound leaves room for other CPUs' BLAS.
 
 from __future__ import annotations
 
+import functools
 from fractions import Fraction
 
 import pytest
@@ -21,12 +22,19 @@ from resshift.models.fast import Conv2d, fast_kernels
 BOUND = 8e-6
 
 
-@pytest.fixture(params=["compiled", "torch"])
+@pytest.fixture(params=["fused", "compiled", "torch"])
 def transforms(request, monkeypatch):
-    """Run a test with the compiled one-pass tile transforms and with the PyTorch ones."""
-    if request.param == "compiled":
+    """Run a test with the fused blocks (every map, blocks of 5 tiles so that they cross tile rows), with
+    the compiled one-pass tile transforms around ``torch.bmm`` (the band loop), and with the PyTorch ones."""
+    if request.param == "fused":
+        if not N.fused_available():
+            pytest.skip(f"fused Winograd blocks not available here: {N.status()}")
+        monkeypatch.setattr(N, "FUSED_MIN_TILES", 1)
+        monkeypatch.setattr(N, "FUSED_BLOCK", 5)
+    elif request.param == "compiled":
         if not N.available():
             pytest.skip(f"compiled Winograd transforms not available here: {N.status()}")
+        monkeypatch.setattr(N, "fused_available", lambda: False)
     else:
         monkeypatch.setattr(N, "available", lambda: False)
     return request.param
@@ -164,7 +172,7 @@ def test_fast_conv_uses_winograd_and_follows_weight_changes(monkeypatch):
     assert len(calls) == 2 and conv.weight.grad is not None
 
 
-def test_upsampling_convolution_by_winograd_phases(monkeypatch):
+def test_upsampling_convolution_by_winograd_phases(monkeypatch, transforms):
     """``conv(nearest_upsample_2x(x))`` on the fast path: the four sub-pixel phase kernels in 3x3
     windows, one Winograd convolution writing the phases interleaved; against float64 on the
     upsampled map, and equal (within the bound) to the direct sub-pixel form."""
@@ -269,6 +277,69 @@ def test_compiled_transforms_match_the_pytorch_ones_and_float64(monkeypatch):
         assert (compiled - matrix).abs().max() / scale <= 2 * BOUND
 
 
+def test_fused_blocks_match_the_band_loop_float64_and_any_thread_split(monkeypatch):
+    """At the default block size and threshold (a 64x68 map: 272 tiles, the last block short), plain and
+    phase layers: the fused blocks within the float64 bound and within round-off of the band loop; the
+    blocks, hence the bits, do not depend on how they are split over threads."""
+    if not N.fused_available():
+        pytest.skip(f"fused Winograd blocks not available here: {N.status()}")
+    from resshift.models.fast import _phase_winograd
+
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(1, 16, 64, 68, generator=gen)
+    assert 16 * 17 >= N.FUSED_MIN_TILES and (16 * 17) % N.FUSED_BLOCK
+    w = torch.randn(24, 16, 3, 3, generator=gen) / 12
+    b = torch.randn(24, generator=gen)
+    calls = []
+    real_conv = N.conv
+    monkeypatch.setattr(N, "conv", lambda *a, **k: calls.append(1) or real_conv(*a, **k))
+    for phases in (False, True):
+        u, bias = _phase_winograd(w, b) if phases else (W.transform_weight(w), b)
+        fused = W.winograd_conv3x3(x, u, bias, phases=phases)
+        assert calls == [1]
+        calls.clear()
+        with monkeypatch.context() as m:
+            m.setattr(N, "fused_available", lambda: False)
+            banded = W.winograd_conv3x3(x, u, bias, phases=phases)
+            m.setattr(N, "_chunks", lambda count: [(0, 1), (1, 3), (3, count)])  # three threads, uneven
+            m.setattr(N, "fused_available", lambda: True)
+            split = W.winograd_conv3x3(x, u, bias, phases=phases)
+        assert calls == [1] and torch.equal(split, fused)
+        calls.clear()
+        ref = F.conv2d(F.interpolate(x.double(), scale_factor=2) if phases else x.double(), w.double(), b.double(),
+                       padding=1)
+        scale = ref.abs().max()
+        assert fused.shape == banded.shape == ref.shape
+        assert (fused.double() - ref).abs().max() / scale <= BOUND
+        assert (fused - banded).abs().max() / scale <= 2 * BOUND
+    small = torch.randn(1, 16, 60, 60, generator=gen)  # 225 tiles: the band loop
+    W.winograd_conv3x3(small, W.transform_weight(w), b)
+    assert calls == []
+
+
+def test_fused_conv_checks_its_arguments_and_falls_back_without_mkl(monkeypatch):
+    if not N.fused_available():
+        pytest.skip(f"fused Winograd blocks not available here: {N.status()}")
+    u = W.transform_weight(torch.randn(8, 4, 3, 3))
+    with pytest.raises(ValueError, match="do not fit"):
+        N.conv(torch.zeros(4, 10, 10), u, None, torch.empty(8, 10, 10))  # whole tiles: 12 x 12
+    with pytest.raises(ValueError, match="must be a contiguous float32"):
+        N.conv(torch.zeros(4, 12, 12, dtype=torch.float64), u, None, torch.empty(8, 12, 12))
+    with pytest.raises(ValueError, match="must be a contiguous float32"):
+        N.conv(torch.zeros(4, 12, 12).transpose(1, 2), u, None, torch.empty(8, 12, 12))
+    with pytest.raises(ValueError, match="bias of 3 values for 8 channels"):
+        N.conv(torch.zeros(4, 12, 12), u, torch.zeros(3), torch.empty(8, 12, 12))
+    monkeypatch.setattr(N, "_blas", lambda: (None, None, "no BLAS sgemm_ exported by libtorch_cpu.so"))
+    assert not N.fused_available()
+    assert N.status().endswith("; fused blocks off (no BLAS sgemm_ exported by libtorch_cpu.so)")
+    assert "fused blocks off" in W.describe("cpu")
+    with pytest.raises(RuntimeError, match="fused Winograd convolution unavailable here"):
+        N.conv(torch.zeros(4, 12, 12), u, None, torch.empty(8, 12, 12))
+    x = torch.randn(1, 4, 70, 70)
+    w = torch.randn(8, 4, 3, 3) / 6
+    assert _scaled_error(W.winograd_conv3x3(x, W.transform_weight(w)), x, w, None) <= BOUND  # the band loop
+
+
 def test_compiled_transforms_check_their_arguments():
     if not N.available():
         pytest.skip(f"compiled Winograd transforms not available here: {N.status()}")
@@ -336,4 +407,14 @@ def test_compiled_transforms_work_in_a_forked_child(monkeypatch):
 
 def _child_transform() -> list[float]:
     padded = torch.arange(64 * 14 * 14, dtype=torch.float32).reshape(64, 14, 14) / 1000
-    return N.input_transform(padded, 0, 3, 3, torch.empty(36, 64, 9)).flatten().tolist()
+    planes = N.input_transform(padded, 0, 3, 3, torch.empty(36, 64, 9)).flatten().tolist()
+    if not N.fused_available():
+        return planes
+    out = torch.empty(8, 12, 12)  # the fused blocks too: their threads run MKL's sgemm_
+    N.conv(padded[:, 1:12, 1:12].contiguous(), planes_weights(), None, out)
+    return planes + out.flatten().tolist()
+
+
+@functools.cache  # made in the parent (the first call), before the fork: the child computes no einsum
+def planes_weights() -> torch.Tensor:
+    return W.transform_weight(torch.arange(8 * 64 * 9, dtype=torch.float32).reshape(8, 64, 3, 3) / 5000)

@@ -339,7 +339,6 @@ def winograd_conv3x3(
         raise ValueError(f"phases=True needs 4 phase blocks of output channels, got {c_out}")
     m = OUT_TILE
     tiles_h, tiles_w = -(-height // m), -(-width // m)
-    padded = _zero_padded(x, tiles_h * m + 2, tiles_w * m + 2)
     c_map = c_out // 4 if phases else c_out
     scale = 2 if phases else 1
     full = torch.empty(n, c_map, scale * tiles_h * m, scale * tiles_w * m, dtype=x.dtype, device=x.device)
@@ -349,12 +348,24 @@ def winograd_conv3x3(
     native = (x.dtype == torch.float32 and x.device.type == "cpu" and u.dtype == torch.float32 and not needs_grad
               and winograd_native.available())
     bias_x = None if bias is None else bias.to(x.dtype)
+    if native and tiles_h * tiles_w >= winograd_native.FUSED_MIN_TILES and winograd_native.fused_available():
+        x_c, u_c = x.contiguous(), u.contiguous()
+        b_c = None if bias_x is None else bias_x.contiguous()
+        for i in range(n):
+            winograd_native.conv(x_c[i], u_c, b_c, full[i], phases=phases)
+        return _cropped(full, scale * height, scale * width)
+    padded = _zero_padded(x, tiles_h * m + 2, tiles_w * m + 2)
     if native:
         rows = band_rows(c_in, c_out, tiles_h, tiles_w, NATIVE_BAND_BYTES)
         _native_bands(padded, u, None if bias_x is None else bias_x.contiguous(), full, rows, tiles_h, tiles_w,
                       phases)
     else:
         _matrix_bands(padded, u, bias_x, full, band_rows(c_in, c_out, tiles_h, tiles_w), tiles_h, tiles_w, phases)
-    if tiles_h * m != height or tiles_w * m != width:
-        return full[:, :, : scale * height, : scale * width].contiguous()
+    return _cropped(full, scale * height, scale * width)
+
+
+def _cropped(full: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """``full`` (whole tiles) cut to height x width, contiguous (``full`` itself when nothing is cut)."""
+    if full.shape[-2] != height or full.shape[-1] != width:
+        return full[:, :, :height, :width].contiguous()
     return full

@@ -171,6 +171,83 @@ int wino_output(const float *M, long C, long T, long ty0, long ty1, long tw, lon
     free(s);
     return 0;
 }}
+
+typedef void (*sgemm_fn)(const char *, const char *, const int *, const int *, const int *, const float *,
+                         const float *, const int *, const float *, const int *, const float *, float *, const int *);
+typedef int (*threads_fn)(int);
+
+/* The whole convolution of one image for the tiles t0..t1 (row-major over the th x tw tile grid), in blocks of
+   T tiles: per block, the input pass over rows of x (C, H, W; unpadded: the zero border is made here, in a
+   strip of 6 rows), the 36 channel products M_p (K, n) = U_p (K, C) @ V_p (C, n) by the BLAS `gemm` (column-
+   major sgemm_, one thread: set_threads(1) while it runs), and the output pass into out (as wino_output).
+   work: 12 (4 T + 2) + 36 (C + K) T + 24 T floats, private to the caller. Returns 0, or 2 for another cs. */
+int wino_conv(const float *x, long C, long H, long W, const float *U, long K, const float *bias,
+              float *out, long plane, long rs, long cs, int phases, long th, long tw, long t0, long t1,
+              long T, float *work, sgemm_fn gemm, threads_fn set_threads) {{
+    if (cs != 1 && cs != 2) return 2;
+    long wmax = 4 * T + 2, cmap = phases ? K / 4 : K;
+    float *strip = work, *t = strip + 6 * wmax, *V = t + 6 * wmax, *M = V + 36 * C * T, *s = M + 36 * K * T;
+    int previous = set_threads ? set_threads(1) : 0;
+    if (t1 > th * tw) t1 = th * tw;
+    for (long b0 = t0; b0 < t1; b0 += T) {{
+        long b1 = b0 + T < t1 ? b0 + T : t1, n = b1 - b0;
+        for (long c = 0; c < C; c++) {{
+            const float *xc = x + c * H * W;
+            for (long e0 = b0; e0 < b1;) {{  /* the block's tiles of one tile row: tx0..tx0 + k of row ty */
+                long ty = e0 / tw, tx0 = e0 % tw, k = (b1 - e0 < tw - tx0) ? b1 - e0 : tw - tx0;
+                long width = 4 * k + 2, x0 = 4 * tx0 - 1;
+                for (long r = 0; r < 6; r++) {{
+                    long y = 4 * ty - 1 + r;
+                    float *row = strip + r * width;
+                    if (y < 0 || y >= H) {{ for (long i = 0; i < width; i++) row[i] = 0.0f; continue; }}
+                    const float *xr = xc + y * W;
+                    long lo = x0 < 0 ? -x0 : 0, hi = x0 + width > W ? W - x0 : width;
+                    for (long i = 0; i < lo; i++) row[i] = 0.0f;
+                    for (long i = lo; i < hi; i++) row[i] = xr[x0 + i];
+                    for (long i = hi > lo ? hi : lo; i < width; i++) row[i] = 0.0f;
+                }}
+                rows_in(strip, strip + width, strip + 2 * width, strip + 3 * width, strip + 4 * width,
+                        strip + 5 * width, t, t + width, t + 2 * width, t + 3 * width, t + 4 * width, t + 5 * width,
+                        width);
+                long P = C * n;
+                for (long i = 0; i < 6; i++) {{
+                    float *o = V + (6 * i * C + c) * n + (e0 - b0);
+                    tiles_in(t + i * width, o, o + P, o + 2 * P, o + 3 * P, o + 4 * P, o + 5 * P, k);
+                }}
+                e0 += k;
+            }}
+        }}
+        int gm = (int)n, gn = (int)K, gk = (int)C;
+        float one = 1.0f, zero = 0.0f;
+        for (long p = 0; p < 36; p++)  /* column-major: M_p^T (n, K) = V_p^T (n, C) U_p^T (C, K) */
+            gemm("N", "N", &gm, &gn, &gk, &one, V + p * C * n, &gm, U + p * K * C, &gk, &zero, M + p * K * n, &gm);
+        long P = K * n;
+        for (long c = 0; c < K; c++) {{
+            float bc = bias ? bias[c] : 0.0f;
+            long base = (c % cmap) * plane;
+            if (phases) {{ long q = c / cmap; base += (q / 2) * (rs / 2) + (q % 2); }}
+            for (long e0 = b0; e0 < b1;) {{
+                long ty = e0 / tw, tx0 = e0 % tw, k = (b1 - e0 < tw - tx0) ? b1 - e0 : tw - tx0;
+                for (long j = 0; j < 6; j++) {{
+                    const float *r = M + (j * K + c) * n + (e0 - b0);
+                    rows_out(r, r + 6 * P, r + 12 * P, r + 18 * P, r + 24 * P, r + 30 * P,
+                             s + j * k, s + (6 + j) * k, s + (12 + j) * k, s + (18 + j) * k, k);
+                }}
+                for (long q = 0; q < 4; q++) {{
+                    const float *sq = s + 6 * q * k;
+                    float *row = out + base + (4 * ty + q) * rs + 4 * tx0 * cs;
+                    if (cs == 1)
+                        row_out_1(sq, sq + k, sq + 2 * k, sq + 3 * k, sq + 4 * k, sq + 5 * k, row, bc, k);
+                    else
+                        row_out_2(sq, sq + k, sq + 2 * k, sq + 3 * k, sq + 4 * k, sq + 5 * k, row, bc, k);
+                }}
+                e0 += k;
+            }}
+        }}
+    }}
+    if (set_threads) set_threads(previous);
+    return 0;
+}}
 """
 
 
@@ -235,9 +312,40 @@ def _library() -> tuple[ctypes.CDLL | None, str]:
     lib.wino_input.restype = ctypes.c_int
     lib.wino_output.argtypes = [ptr, i64, i64, i64, i64, i64, i64, i64, ptr, ptr, i64, i64, i64, ctypes.c_int]
     lib.wino_output.restype = ctypes.c_int
+    lib.wino_conv.argtypes = [ptr, i64, i64, i64, ptr, i64, ptr, ptr, i64, i64, i64, ctypes.c_int, i64, i64, i64,
+                              i64, i64, ptr, ptr, ptr]
+    lib.wino_conv.restype = ctypes.c_int
     # the compiler's banner stays out of this text (it goes into a run's identity through describe(); the
     # flags fix the arithmetic), but is part of the cache key above
     return lib, f"compiled C ({' '.join(CFLAGS[:3])})"
+
+
+@cache
+def _blas() -> tuple[int | None, int | None, str]:
+    """(address of ``sgemm_``, of ``MKL_Set_Num_Threads_Local`` or None, how) or (None, None, why not).
+
+    The channel products of :func:`conv` are MKL's, the library PyTorch's own CPU matrix products use,
+    reached through the symbols PyTorch's x86-64 builds export from ``libtorch_cpu`` (no second BLAS
+    is installed or loaded). A build without them (another platform or BLAS) keeps the band loop."""
+    lib_dir = Path(torch.__file__).parent / "lib"
+    names = [p for p in sorted(lib_dir.glob("libtorch_cpu.*")) if p.suffix in (".so", ".dylib")]
+    if not names:
+        return None, None, f"no libtorch_cpu in {lib_dir}"
+    try:
+        handle = ctypes.CDLL(str(names[0]))
+        gemm = ctypes.cast(handle.sgemm_, ctypes.c_void_p).value
+    except (OSError, AttributeError) as err:
+        return None, None, f"no BLAS sgemm_ exported by {names[0].name} ({err})"
+    try:  # MKL: one thread per call inside our own worker threads (its per-thread setting, restored after)
+        threads = ctypes.cast(handle.MKL_Set_Num_Threads_Local, ctypes.c_void_p).value
+    except AttributeError:
+        return None, None, f"{names[0].name} exports sgemm_ but not MKL_Set_Num_Threads_Local (not MKL)"
+    return gemm, threads, "MKL sgemm_"
+
+
+def fused_available() -> bool:
+    """Whether :func:`conv` can run here: the compiled transforms and PyTorch's MKL ``sgemm_``."""
+    return available() and _blas()[0] is not None
 
 
 def available() -> bool:
@@ -247,10 +355,16 @@ def available() -> bool:
 
 
 def status() -> str:
-    """How the transforms are computed here: the compiler and flags, or why the PyTorch ones are used."""
+    """How the transforms are computed here: the compiler and flags, or why the PyTorch ones are used;
+    and whether large maps run as fused blocks (:func:`conv`) or why not."""
     with _LOCK:
         lib, how = _library()
-    return how if lib is not None else f"PyTorch matrix products ({how})"
+    if lib is None:
+        return f"PyTorch matrix products ({how})"
+    gemm, _, blas = _blas()
+    if gemm is None:
+        return f"{how}; fused blocks off ({blas})"
+    return f"{how}; maps of >= {FUSED_MIN_TILES} tiles as fused blocks of {FUSED_BLOCK} tiles ({blas})"
 
 
 def _after_fork_in_child() -> None:
@@ -270,10 +384,11 @@ def _chunks(channels: int) -> list[tuple[int, int]]:
     return [(edges[k], edges[k + 1]) for k in range(parts) if edges[k + 1] > edges[k]]
 
 
-def _parallel(fn, channels: int) -> None:
-    """``fn(c0, c1)`` over the channel range, split across ``torch.get_num_threads()`` threads."""
+def _parallel(fn, count: int) -> None:
+    """``fn(i0, i1)`` over ``range(count)`` (channels, or blocks of tiles), split across
+    ``torch.get_num_threads()`` threads."""
     global _POOL
-    chunks = _chunks(channels)
+    chunks = _chunks(count)
     if len(chunks) == 1:
         rc = [fn(*chunks[0])]
     else:
@@ -283,7 +398,8 @@ def _parallel(fn, channels: int) -> None:
             pool = _POOL
         rc = list(pool.map(lambda ch: fn(*ch), chunks))
     if any(rc):
-        raise MemoryError(f"Winograd transform failed (code {max(rc)}: 1 = out of memory for its row buffer)")
+        raise MemoryError(f"Winograd transform failed (code {max(rc)}: 1 = out of memory for its row buffer, "
+                          "2 = column stride not 1 or 2)")
 
 
 def input_transform(padded: torch.Tensor, ty0: int, ty1: int, tiles_w: int, out: torch.Tensor) -> torch.Tensor:
@@ -325,3 +441,67 @@ def output_transform(m: torch.Tensor, ty0: int, ty1: int, tiles_w: int, bias: to
     b = None if bias is None else bias.data_ptr()
     _parallel(lambda c0, c1: lib.wino_output(src, channels, tiles, ty0, ty1, tiles_w, c0, c1, b, dst, plane,
                                              row_stride, scale, int(phases)), channels)
+
+
+FUSED_BLOCK = 64  # tiles per block of :func:`conv`
+# Maps with fewer tiles keep the band loop: with under two blocks per thread the products are too short
+# (``benchmarks/cpu_speed.py`` per-shape table; at 32x32, 64 tiles, the fused form took 1.5x the band loop).
+FUSED_MIN_TILES = 4 * FUSED_BLOCK
+_FUSED_WORK = threading.local()
+
+
+def _fused_workspace(numel: int) -> torch.Tensor:
+    """The calling thread's buffer for one block (grown, never shrunk; reused: no page faults per call)."""
+    buf = getattr(_FUSED_WORK, "buf", None)
+    if buf is None or buf.numel() < numel:
+        with torch.inference_mode(False):
+            buf = torch.empty(numel, dtype=torch.float32)
+        _FUSED_WORK.buf = buf
+    return buf
+
+
+def conv(x: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None, out: torch.Tensor,
+         phases: bool = False) -> None:
+    """The whole F(4x4, 3x3) convolution of one image, fused per block of :data:`FUSED_BLOCK` tiles.
+
+    x: contiguous float32 (C, H, W), zero-padded by 1 implicitly (no padded copy is made); u: contiguous
+    (36, K, C) from :func:`resshift.models.winograd.transform_weight`; writes ``conv2d(x, w, bias,
+    padding=1)`` into ``out``, a contiguous (K, 4·⌈H/4⌉, 4·⌈W/4⌉) map, or with ``phases=True`` the
+    (K / 4, 8·⌈H/4⌉, 8·⌈W/4⌉) map of :func:`output_transform`. Each thread takes a run of blocks and,
+    per block, makes the 36 planes of its tiles (a few MiB, kept in cache), multiplies them by ``u`` with
+    MKL's ``sgemm_`` (one thread each) and writes the outputs: the planes never go to memory as a whole.
+    The tiles of a block are the same whatever the batch or thread count, and each output pixel's
+    products come from one block, so the result does not depend on either. Raises ``RuntimeError``
+    where :func:`fused_available` is False, ``ValueError`` for shapes that do not fit.
+    """
+    lib = _library()[0]
+    gemm, threads, _ = _blas()
+    if lib is None or gemm is None:
+        raise RuntimeError("fused Winograd convolution unavailable here: " + status())
+    for name, t in (("input", x), ("weights", u), ("output", out)):
+        if t.dtype != torch.float32 or t.device.type != "cpu" or not t.is_contiguous():
+            raise ValueError(f"fused Winograd convolution: {name} must be a contiguous float32 CPU tensor")
+    channels, height, width = x.shape
+    tiles_h, tiles_w = -(-height // 4), -(-width // 4)
+    k = u.shape[1]
+    scale = 2 if phases else 1
+    if (u.dim() != 3 or u.shape[0] != 36 or u.shape[2] != channels or (phases and k % 4)
+            or tuple(out.shape) != (k // 4 if phases else k, scale * 4 * tiles_h, scale * 4 * tiles_w)):
+        raise ValueError(f"fused Winograd convolution: input {tuple(x.shape)}, weights {tuple(u.shape)} and "
+                         f"output {tuple(out.shape)} do not fit (phases={phases})")
+    if bias is not None and (not bias.is_contiguous() or bias.numel() != k or bias.dtype != torch.float32):
+        raise ValueError(f"fused Winograd convolution: bias of {bias.numel()} values for {k} channels")
+    block = FUSED_BLOCK
+    blocks = -(-tiles_h * tiles_w // block)
+    numel = 12 * (4 * block + 2) + 36 * (channels + k) * block + 24 * block
+    src, weights, dst = x.data_ptr(), u.data_ptr(), out.data_ptr()
+    b = None if bias is None else bias.data_ptr()
+    plane, row_stride = out.shape[1] * out.shape[2], scale * out.shape[2]
+
+    def run(b0: int, b1: int) -> int:
+        work = _fused_workspace(numel)
+        return lib.wino_conv(src, channels, height, width, weights, k, b, dst, plane, row_stride, scale,
+                             int(phases), tiles_h, tiles_w, b0 * block, b1 * block, block, work.data_ptr(),
+                             gemm, threads)
+
+    _parallel(run, blocks)
