@@ -293,8 +293,11 @@ def test_fused_blocks_match_the_band_loop_float64_and_any_thread_split(monkeypat
     calls = []
     real_conv = N.conv
     monkeypatch.setattr(N, "conv", lambda *a, **k: calls.append(1) or real_conv(*a, **k))
-    for phases in (False, True):
+    assert N.fused_block(N.WIDE_INPUT - 1) == N.FUSED_BLOCK and N.fused_block(N.WIDE_INPUT) == 2 * N.FUSED_BLOCK
+    for phases, wide in ((False, False), (True, False), (False, True)):
         u, bias = _phase_winograd(w, b) if phases else (W.transform_weight(w), b)
+        if wide:  # this input counts as wide: blocks of 128 tiles (272 = 128 + 128 + 16)
+            monkeypatch.setattr(N, "WIDE_INPUT", 16)
         fused = W.winograd_conv3x3(x, u, bias, phases=phases)
         assert calls == [1]
         calls.clear()

@@ -364,7 +364,8 @@ def status() -> str:
     gemm, _, blas = _blas()
     if gemm is None:
         return f"{how}; fused blocks off ({blas})"
-    return f"{how}; maps of >= {FUSED_MIN_TILES} tiles as fused blocks of {FUSED_BLOCK} tiles ({blas})"
+    return (f"{how}; maps of >= {FUSED_MIN_TILES} tiles as fused blocks of {FUSED_BLOCK} tiles "
+            f"({2 * FUSED_BLOCK} from {WIDE_INPUT} input channels; {blas})")
 
 
 def _after_fork_in_child() -> None:
@@ -443,11 +444,19 @@ def output_transform(m: torch.Tensor, ty0: int, ty1: int, tiles_w: int, bias: to
                                              row_stride, scale, int(phases)), channels)
 
 
-FUSED_BLOCK = 64  # tiles per block of :func:`conv`
+FUSED_BLOCK = 64  # tiles per block of :func:`conv` (twice that from WIDE_INPUT input channels)
+# Measured per shape of the v3 chain (2 threads, AMD EPYC Zen 4), blocks of 128 tiles against 64: 0.90-0.94x
+# the time with 256 to 512 input channels, 1.08-1.10x with 128 (``reports/resshift-speed.md``).
+WIDE_INPUT = 256
 # Maps with fewer tiles keep the band loop: with under two blocks per thread the products are too short
 # (``benchmarks/cpu_speed.py`` per-shape table; at 32x32, 64 tiles, the fused form took 1.5x the band loop).
 FUSED_MIN_TILES = 4 * FUSED_BLOCK
 _FUSED_WORK = threading.local()
+
+
+def fused_block(c_in: int) -> int:
+    """Tiles per block of :func:`conv` for ``c_in`` input channels (a function of the shape only)."""
+    return 2 * FUSED_BLOCK if c_in >= WIDE_INPUT else FUSED_BLOCK
 
 
 def _fused_workspace(numel: int) -> torch.Tensor:
@@ -462,7 +471,7 @@ def _fused_workspace(numel: int) -> torch.Tensor:
 
 def conv(x: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None, out: torch.Tensor,
          phases: bool = False) -> None:
-    """The whole F(4x4, 3x3) convolution of one image, fused per block of :data:`FUSED_BLOCK` tiles.
+    """The whole F(4x4, 3x3) convolution of one image, fused per block of :func:`fused_block` tiles.
 
     x: contiguous float32 (C, H, W), zero-padded by 1 implicitly (no padded copy is made); u: contiguous
     (36, K, C) from :func:`resshift.models.winograd.transform_weight`; writes ``conv2d(x, w, bias,
@@ -491,7 +500,7 @@ def conv(x: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None, out: torch
                          f"output {tuple(out.shape)} do not fit (phases={phases})")
     if bias is not None and (not bias.is_contiguous() or bias.numel() != k or bias.dtype != torch.float32):
         raise ValueError(f"fused Winograd convolution: bias of {bias.numel()} values for {k} channels")
-    block = FUSED_BLOCK
+    block = fused_block(channels)
     blocks = -(-tiles_h * tiles_w // block)
     numel = 12 * (4 * block + 2) + 36 * (channels + k) * block + 24 * block
     src, weights, dst = x.data_ptr(), u.data_ptr(), out.data_ptr()
