@@ -304,7 +304,7 @@ def test_fused_blocks_match_the_band_loop_float64_and_any_thread_split(monkeypat
         with monkeypatch.context() as m:
             m.setattr(N, "fused_available", lambda: False)
             banded = W.winograd_conv3x3(x, u, bias, phases=phases)
-            m.setattr(N, "_chunks", lambda count: [(0, 1), (1, 3), (3, count)])  # three threads, uneven
+            m.setattr(N, "threads", lambda: 3)  # three threads: uneven runs of blocks
             m.setattr(N, "fused_available", lambda: True)
             split = W.winograd_conv3x3(x, u, bias, phases=phases)
         assert calls == [1] and torch.equal(split, fused)
@@ -392,20 +392,23 @@ def test_compiled_transforms_fall_back_when_the_cache_cannot_be_written(monkeypa
 
 
 def test_compiled_transforms_work_in_a_forked_child(monkeypatch):
-    """A child forked after the transforms' thread pool ran must not wait on the parent's (absent) threads.
-    (The child calls the transforms alone and touches no PyTorch threading: PyTorch's own OpenMP products
-    are not usable in a child forked after they ran in parallel, a limit of libgomp, not of this module.)"""
+    """A child forked after the compiled passes ran on several OpenMP threads must not wait on the parent's
+    (absent) threads: it runs them on one. (The child touches no other PyTorch threading: PyTorch's own
+    OpenMP operations are not usable in a child forked after they ran in parallel, a limit of libgomp.)"""
     import multiprocessing
 
     if not N.available():
         pytest.skip(f"compiled Winograd transforms not available here: {N.status()}")
     if "fork" not in multiprocessing.get_all_start_methods():
         pytest.skip("no fork start method on this platform")
-    monkeypatch.setattr(N, "_chunks", lambda channels: [(0, channels // 2), (channels // 2, channels)])  # 2 threads
-    parent = _child_transform()  # starts the pool
+    parent_threads = N.threads()
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)  # the parent: two OpenMP threads
+    assert N.threads() == 2
+    parent = _child_transform()  # runs the parallel regions
     with multiprocessing.get_context("fork").Pool(1) as pool:
         child = pool.apply_async(_child_transform).get(timeout=60)
-    assert child == parent
+        assert pool.apply_async(N.threads).get(timeout=60) == 1
+    assert child == parent and N.threads() == 2 and parent_threads >= 1
 
 
 def _child_transform() -> list[float]:

@@ -18,9 +18,13 @@ identity exactly; ``Aᵀ`` and ``Bᵀ`` (integers and powers of two) are exact i
 
 Only layers where it is faster on CPU take this path: :func:`winograd_eligible` decides from the
 layer's shape and the CPU family PyTorch dispatches to (AVX2 or AVX-512; never from a timing), so a
-given network computes the same way on every machine of a family. The tile transforms run as one
-compiled pass each where a C compiler is available (:mod:`resshift.models.winograd_native`), else as
-PyTorch matrix products; :func:`describe` records the rule and the transforms in a run's identity.
+given network computes the same way on every machine of a family. Maps of at least
+:data:`~resshift.models.winograd_native.FUSED_MIN_TILES` tiles run as fused blocks (per block of tiles: the
+input transform, the 36 channel products by MKL's ``sgemm_``, the output transform, with the planes kept in
+cache; :func:`resshift.models.winograd_native.conv`); smaller maps run in bands of tile rows, the tile
+transforms as one compiled pass each around ``torch.bmm``, where a C compiler is available
+(:mod:`resshift.models.winograd_native`), else as PyTorch matrix products; :func:`describe` records the
+rule, the transforms and the blocks in a run's identity.
 """
 
 from __future__ import annotations
@@ -324,12 +328,13 @@ def winograd_conv3x3(
     interleaved as pixel (2y + a, 2x + b) of one (N, C_out / 4, 2H, 2W) map (the sub-pixel form of
     an upsampling convolution). Raises ``ValueError`` when ``u`` does not fit ``x``.
 
-    Each image is computed on its own, in bands of :func:`band_rows` tile rows (the band's tiles stay
-    in cache between the steps), so an image's output does not depend on the batch it came in. For
-    float32 maps outside autograd with the compiled transforms available, each band is one input pass,
-    ``torch.bmm`` and one output pass into the result (:func:`_native_bands`); otherwise tiles are
-    gathered and scattered tile-major (6x6 and 4x4 values next to each other in memory); the
-    transposes this needs are left to the matrix products.
+    Each image is computed on its own, so its output does not depend on the batch it came in. Float32
+    CPU maps outside autograd of at least ``FUSED_MIN_TILES`` tiles, where the compiled transforms and
+    MKL's ``sgemm_`` are available, run as fused blocks of tiles (:func:`resshift.models.winograd_native.conv`;
+    no zero-padded copy is made). Otherwise in bands of :func:`band_rows` tile rows: with the compiled
+    transforms each band is one input pass, ``torch.bmm`` and one output pass into the result
+    (:func:`_native_bands`); else tiles are gathered and scattered tile-major (6x6 and 4x4 values next to
+    each other in memory), the transposes this needs left to the matrix products.
     """
     n, c_in, height, width = x.shape
     if u.dim() != 3 or u.shape[0] != IN_TILE * IN_TILE or u.shape[2] != c_in:
