@@ -19,6 +19,7 @@ import pytest
 import torch
 from PIL import Image
 
+from resshift.metrics.registry import get_spec
 from resshift.metrics.set_level import (
     FEATURE_DIM,
     clean_resize,
@@ -120,7 +121,10 @@ def test_unbiased_mmd_on_a_set_computed_by_hand():
     x, y = np.array([[0.0], [1.0]]), np.array([[1.0], [2.0]])
     assert mmd2_unbiased_polynomial(x, y) == 9.5
     assert kernel_inception_distance(x, y) == 9.5  # both sets fit one subset: computed once
-    assert mmd2_unbiased_polynomial(x, x) == pytest.approx(2 * 1 - 2 * (1 + 1 + 1 + 8) / 4)  # unbiased: not 0
+    same = mmd2_unbiased_polynomial(x, x)
+    assert same == pytest.approx(2 * 1 - 2 * (1 + 1 + 1 + 8) / 4)  # unbiased: not 0, and below 0
+    low, high = get_spec("kid").value_range  # the registry's range admits it
+    assert low <= same < 0 < high
 
 
 def test_kid_subsets_average_to_the_whole_set_estimate():

@@ -123,6 +123,14 @@ def test_shape_rule_and_policies(monkeypatch, capability):
     assert W.winograd_eligible(big, torch.zeros(1, 512, 64, 64), upsample=True)
     assert not W.winograd_eligible(big, small_map)  # 8x8: too few tiles
     assert not W.winograd_eligible(few, torch.zeros(1, 64, 64, 64))  # < 128 channels
+    rgb_in = Conv2d(3, 128, 3, padding=1)  # few channels: only on maps of >= 256x256, as fused blocks
+    assert W.winograd_eligible(rgb_in, torch.zeros(1, 3, 256, 256)) is N.fused_available()
+    assert not W.winograd_eligible(rgb_in, torch.zeros(1, 3, 255, 256))
+    assert not W.winograd_eligible(few, torch.zeros(1, 64, 256, 256), upsample=True)
+    with monkeypatch.context() as m:
+        m.setattr(N, "fused_available", lambda: False)
+        assert not W.winograd_eligible(rgb_in, torch.zeros(1, 3, 256, 256))
+        assert "any channels" not in W.describe("cpu")
     assert not W.winograd_eligible(big, torch.zeros(1, 512, 64, 64, dtype=torch.float64))
     strided = Conv2d(512, 512, 3, stride=2, padding=1)
     one = Conv2d(512, 512, 1)

@@ -463,7 +463,7 @@ _SET_SPECS: tuple[MetricSpec, ...] = (
         name="kid",
         mode=FULL_REFERENCE,
         lower_better=True,
-        value_range=(0.0, math.inf),
+        value_range=(-math.inf, math.inf),  # the unbiased estimate falls below 0 for alike sets
         input_convention=_FEATURES_CONVENTION + "; unbiased MMD^2 with the polynomial kernel (x.y/2048 + 1)^3, "
         "averaged over 100 subsets of min(n, 1000) images drawn without replacement from each set (seeded; "
         "with n <= 1000 images in both sets every subset is the whole set); not scaled by 1000; can be "

@@ -56,6 +56,10 @@ POINTS = (Fraction(0), Fraction(1), Fraction(-1), Fraction(1, 2), Fraction(-2)) 
 # layers 1.22x at 64x64 and 128x128 but 0.93x at 32x32 (oneDNN's direct kernel is faster there), so
 # they need 64x64.
 MIN_CHANNELS = 128
+# With the fused blocks (:func:`resshift.models.winograd_native.conv`), layers with few channels gain too on
+# large maps: 3 -> 128 and 128 -> 3 at 256x256 took 0.52x and 0.41x the direct kernel's time, while at 64x64
+# the 3-, 6- and 160 -> 3-channel layers lost (0.44-0.87x; AVX-512 Zen 4, reports/resshift-speed.md).
+FEW_CHANNELS_MIN_PIXELS = 256 * 256
 RULES: dict[str, tuple[int, int]] = {  # CPU capability -> (min pixels per map, min pixels before a 2x upsampling)
     "AVX2": (16 * 16, 32 * 32),
     "AVX512": (16 * 16, 64 * 64),
@@ -169,9 +173,11 @@ def describe(device: torch.device | str) -> str:
     policy = _POLICY.get()
     if torch.device(device).type != "cpu" or policy == "never":
         return "direct"
+    few = (f", or any channels from {FEW_CHANNELS_MIN_PIXELS} pixels (fused blocks)"
+           if winograd_native.fused_available() else "")
     rule = "every 3x3 stride-1 convolution" if policy == "always" else (
         f">= {MIN_CHANNELS} channels in and out, >= {min_pixels()} pixels per map "
-        f"(>= {min_pixels(upsample=True)} before a 2x upsampling; {cpu_capability()} rule)")
+        f"(>= {min_pixels(upsample=True)} before a 2x upsampling; {cpu_capability()} rule){few}")
     points = ", ".join(str(p) for p in POINTS)
     return (f"winograd F({OUT_TILE}x{OUT_TILE}, {KERNEL}x{KERNEL}) on points ({points}, inf) where {rule}; "
             f"tile transforms: {winograd_native.status()}")
@@ -200,8 +206,9 @@ def winograd_eligible(conv: torch.nn.Conv2d, x: torch.Tensor, upsample: bool = F
     undilated convolution of a float32 CPU tensor outside autocast, and under the default policy both
     channel counts >= :data:`MIN_CHANNELS` and H*W >= :func:`min_pixels` per image (the size
     depends on the CPU family, :data:`RULES`), or >= ``min_pixels(upsample=True)`` for ``upsample=True``
-    (``conv`` after a 2x nearest upsampling of
-    ``x``, computed on ``x`` as sub-pixel phases); the shape rule above, see :func:`winograd_policy`."""
+    (``conv`` after a 2x nearest upsampling of ``x``, computed on ``x`` as sub-pixel phases); with fewer
+    channels, H*W >= :data:`FEW_CHANNELS_MIN_PIXELS` where the fused blocks are available (not for
+    upsampling). The shape rule above, see :func:`winograd_policy`."""
     policy = _POLICY.get()
     if policy == "never":
         return False
@@ -213,10 +220,10 @@ def winograd_eligible(conv: torch.nn.Conv2d, x: torch.Tensor, upsample: bool = F
     )
     if not fits or policy == "always":
         return fits
-    return (
-        min(conv.in_channels, conv.out_channels) >= MIN_CHANNELS
-        and x.shape[-2] * x.shape[-1] >= min_pixels(upsample)
-    )
+    pixels = x.shape[-2] * x.shape[-1]
+    if min(conv.in_channels, conv.out_channels) >= MIN_CHANNELS:
+        return pixels >= min_pixels(upsample)
+    return not upsample and pixels >= FEW_CHANNELS_MIN_PIXELS and winograd_native.fused_available()
 
 
 def band_rows(c_in: int, c_out: int, tiles_h: int, tiles_w: int, band_bytes: int | None = None) -> int:
