@@ -326,6 +326,12 @@ def test_fused_blocks_match_the_band_loop_float64_and_any_thread_split(monkeypat
     small = torch.randn(1, 16, 60, 60, generator=gen)  # 225 tiles: the band loop
     W.winograd_conv3x3(small, W.transform_weight(w), b)
     assert calls == []
+    monkeypatch.setattr(N, "WIDE_INPUT", 256)  # as shipped again
+    monkeypatch.setattr(N, "threads", lambda: 5)  # 272 tiles = 5 blocks of 64: one per thread
+    assert N.fused_applies(16, 272) and not N.fused_applies(N.WIDE_INPUT, 272)  # 3 blocks of 128 < 5
+    monkeypatch.setattr(N, "threads", lambda: 6)  # fewer blocks than threads: the band loop
+    W.winograd_conv3x3(x, W.transform_weight(w), b)
+    assert calls == [] and not N.fused_applies(16, 272)
 
 
 def test_fused_conv_checks_its_arguments_and_falls_back_without_mkl(monkeypatch):

@@ -16,15 +16,15 @@ matrices are built here in exact rational arithmetic and checked to satisfy the 
 identity exactly; ``Aᵀ`` and ``Bᵀ`` (integers and powers of two) are exact in float32, and ``G``
 (thirds, fifteenths, ...) is applied to the kernels in float64, the result rounded once to float32.
 
-Only layers where it is faster on CPU take this path: :func:`winograd_eligible` decides from the
-layer's shape and the CPU family PyTorch dispatches to (AVX2 or AVX-512; never from a timing), so a
-given network computes the same way on every machine of a family. Maps of at least
-:data:`~resshift.models.winograd_native.FUSED_MIN_TILES` tiles run as fused blocks (per block of tiles: the
-input transform, the 36 channel products by MKL's ``sgemm_``, the output transform, with the planes kept in
-cache; :func:`resshift.models.winograd_native.conv`); smaller maps run in bands of tile rows, the tile
-transforms as one compiled pass each around ``torch.bmm``, where a C compiler is available
-(:mod:`resshift.models.winograd_native`), else as PyTorch matrix products; :func:`describe` records the
-rule, the transforms and the blocks in a run's identity.
+Only layers where it is faster on CPU take this path: :func:`winograd_eligible` decides from the layer's shape
+and the CPU family PyTorch dispatches to (AVX2 or AVX-512; never from a timing), so a given network computes
+the same way on every machine of a family. Maps of at least
+:data:`~resshift.models.winograd_native.FUSED_MIN_TILES` tiles and a block per thread run as fused blocks (per
+block of tiles: the input transform, the 36 channel products by MKL's ``sgemm_``, the output transform, with
+the planes kept in cache; :func:`resshift.models.winograd_native.conv`); smaller maps run in bands of tile
+rows, the tile transforms as one compiled pass each around ``torch.bmm``, where a C compiler is available
+(:mod:`resshift.models.winograd_native`), else as PyTorch matrix products; :func:`describe` records the rule,
+the transforms and the blocks in a run's identity.
 """
 
 from __future__ import annotations
@@ -173,7 +173,7 @@ def describe(device: torch.device | str) -> str:
     policy = _POLICY.get()
     if torch.device(device).type != "cpu" or policy == "never":
         return "direct"
-    few = (f", or any channels from {FEW_CHANNELS_MIN_PIXELS} pixels (fused blocks)"
+    few = (f", or any channels from {FEW_CHANNELS_MIN_PIXELS} pixels where fused blocks apply"
            if winograd_native.fused_available() else "")
     rule = "every 3x3 stride-1 convolution" if policy == "always" else (
         f">= {MIN_CHANNELS} channels in and out, >= {min_pixels()} pixels per map "
@@ -207,8 +207,9 @@ def winograd_eligible(conv: torch.nn.Conv2d, x: torch.Tensor, upsample: bool = F
     channel counts >= :data:`MIN_CHANNELS` and H*W >= :func:`min_pixels` per image (the size
     depends on the CPU family, :data:`RULES`), or >= ``min_pixels(upsample=True)`` for ``upsample=True``
     (``conv`` after a 2x nearest upsampling of ``x``, computed on ``x`` as sub-pixel phases); with fewer
-    channels, H*W >= :data:`FEW_CHANNELS_MIN_PIXELS` where the fused blocks are available (not for
-    upsampling). The shape rule above, see :func:`winograd_policy`."""
+    channels, H*W >= :data:`FEW_CHANNELS_MIN_PIXELS` where the map runs as fused blocks
+    (:func:`resshift.models.winograd_native.fused_applies`; not for upsampling). The shape rule above, see
+    :func:`winograd_policy`."""
     policy = _POLICY.get()
     if policy == "never":
         return False
@@ -223,7 +224,8 @@ def winograd_eligible(conv: torch.nn.Conv2d, x: torch.Tensor, upsample: bool = F
     pixels = x.shape[-2] * x.shape[-1]
     if min(conv.in_channels, conv.out_channels) >= MIN_CHANNELS:
         return pixels >= min_pixels(upsample)
-    return not upsample and pixels >= FEW_CHANNELS_MIN_PIXELS and winograd_native.fused_available()
+    tiles = -(-x.shape[-2] // OUT_TILE) * -(-x.shape[-1] // OUT_TILE)
+    return not upsample and pixels >= FEW_CHANNELS_MIN_PIXELS and winograd_native.fused_applies(conv.in_channels, tiles)
 
 
 def band_rows(c_in: int, c_out: int, tiles_h: int, tiles_w: int, band_bytes: int | None = None) -> int:
@@ -335,13 +337,13 @@ def winograd_conv3x3(
     interleaved as pixel (2y + a, 2x + b) of one (N, C_out / 4, 2H, 2W) map (the sub-pixel form of
     an upsampling convolution). Raises ``ValueError`` when ``u`` does not fit ``x``.
 
-    Each image is computed on its own, so its output does not depend on the batch it came in. Float32
-    CPU maps outside autograd of at least ``FUSED_MIN_TILES`` tiles, where the compiled transforms and
-    MKL's ``sgemm_`` are available, run as fused blocks of tiles (:func:`resshift.models.winograd_native.conv`;
-    no zero-padded copy is made). Otherwise in bands of :func:`band_rows` tile rows: with the compiled
-    transforms each band is one input pass, ``torch.bmm`` and one output pass into the result
-    (:func:`_native_bands`); else tiles are gathered and scattered tile-major (6x6 and 4x4 values next to
-    each other in memory), the transposes this needs left to the matrix products.
+    Each image is computed on its own, so its output does not depend on the batch it came in. Float32 CPU maps
+    outside autograd for which :func:`resshift.models.winograd_native.fused_applies` (enough tiles; the
+    compiled transforms and MKL's ``sgemm_`` available) run as fused blocks of tiles
+    (:func:`resshift.models.winograd_native.conv`; no zero-padded copy is made). Otherwise in bands of
+    :func:`band_rows` tile rows: with the compiled transforms each band is one input pass, ``torch.bmm`` and
+    one output pass into the result (:func:`_native_bands`); else tiles are gathered and scattered tile-major
+    (6x6 and 4x4 values next to each other in memory), the transposes this needs left to the matrix products.
     """
     n, c_in, height, width = x.shape
     if u.dim() != 3 or u.shape[0] != IN_TILE * IN_TILE or u.shape[2] != c_in:
@@ -360,7 +362,7 @@ def winograd_conv3x3(
     native = (x.dtype == torch.float32 and x.device.type == "cpu" and u.dtype == torch.float32 and not needs_grad
               and winograd_native.available())
     bias_x = None if bias is None else bias.to(x.dtype)
-    if native and tiles_h * tiles_w >= winograd_native.FUSED_MIN_TILES and winograd_native.fused_available():
+    if native and winograd_native.fused_applies(c_in, tiles_h * tiles_w):
         x_c, u_c = x.contiguous(), u.contiguous()
         b_c = None if bias_x is None else bias_x.contiguous()
         for i in range(n):

@@ -442,8 +442,8 @@ def status() -> str:
     gemm, _, blas = _blas()
     if gemm is None:
         return f"{how}; fused blocks off ({blas})"
-    return (f"{how}; maps of >= {FUSED_MIN_TILES} tiles as fused blocks of {FUSED_BLOCK} tiles "
-            f"({2 * FUSED_BLOCK} from {WIDE_INPUT} input channels; {blas})")
+    return (f"{how}; maps of >= {FUSED_MIN_TILES} tiles and >= 1 block per thread as fused blocks of "
+            f"{FUSED_BLOCK} tiles ({2 * FUSED_BLOCK} from {WIDE_INPUT} input channels; {blas})")
 
 
 def _after_fork_in_child() -> None:
@@ -520,6 +520,13 @@ _FUSED_WORK = threading.local()
 def fused_block(c_in: int) -> int:
     """Tiles per block of :func:`conv` for ``c_in`` input channels (a function of the shape only)."""
     return 2 * FUSED_BLOCK if c_in >= WIDE_INPUT else FUSED_BLOCK
+
+
+def fused_applies(c_in: int, tiles: int) -> bool:
+    """Whether a map of ``tiles`` 4x4 output tiles with ``c_in`` input channels runs as fused blocks here:
+    :func:`fused_available`, at least :data:`FUSED_MIN_TILES` tiles, and at least one block per thread
+    (with fewer blocks than threads some threads would idle; the band loop's products use them all)."""
+    return (tiles >= FUSED_MIN_TILES and -(-tiles // fused_block(c_in)) >= threads() and fused_available())
 
 
 def _fused_workspace(numel: int) -> torch.Tensor:
