@@ -92,6 +92,10 @@ def test_malformed_average_blocks_and_empty_logs():
     twice = head + "PSNR: 25.0; SSIM: 0.4\n===== Average Metrics for [r] =====\nPSNR: 25.0; SSIM: 0.4\n"
     with pytest.raises(IqaLogError, match=r"x\.log:5: second average block for folder 'r' \(first at line 3\)"):
         parse_iqa_log(twice, "x.log")
+    iso = "2024-10-23 17:28:54,191 - INFO - r/a.png | PSNR: 25.0; SSIM: 0.4\n"  # another logger's format
+    with pytest.raises(IqaLogError, match=r"iso\.log:1: per-image line behind an unknown prefix "
+                                          r"'2024-10-23 17:28:54,191 - INFO -'"):
+        parse_iqa_log(iso, "iso.log")
     with pytest.raises(IqaLogError, match=r"empty\.log: no per-image lines"):
         parse_iqa_log("24-10-23 17:28:54.191 - INFO: ===== Configuration =====\n", "empty.log")
 

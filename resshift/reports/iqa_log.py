@@ -109,6 +109,12 @@ def _pairs(text: str, where: str) -> dict[str, float]:
     return out
 
 
+def _looks_like_pairs(text: str) -> bool:
+    """Whether ``text`` is ``NAME: value`` entries separated by ``;`` (whatever the values)."""
+    parts = [p for p in text.split(";") if p.strip()]
+    return bool(parts) and all(_PAIR.match(p) for p in parts)
+
+
 def parse_iqa_log(text: str, source: str | Path = "<log>") -> dict[str, IqaLogSection]:
     """Read a ``test_metrics.py`` log; return its sections by folder name, in log order.
 
@@ -119,8 +125,8 @@ def parse_iqa_log(text: str, source: str | Path = "<log>") -> dict[str, IqaLogSe
     Raises:
         IqaLogError: a per-image line or average block that cannot be read (not a number, not
             finite, a repeated column, columns that differ from the section's first line, an image
-            logged twice, an average block with no values after it), or a log with no per-image
-            line at all. The message names ``source`` and the 1-based line.
+            logged twice, an average block with no values after it, a per-image line behind a prefix
+            other than the log's timestamp), or a log with no per-image line at all. The message names ``source`` and the 1-based line.
     """
     sections: dict[str, IqaLogSection] = {}
     lines = text.splitlines()
@@ -155,8 +161,14 @@ def parse_iqa_log(text: str, source: str | Path = "<log>") -> dict[str, IqaLogSe
         if " | " not in line:
             continue  # configuration, progress and banner lines
         head, _, rest = line.partition(" | ")
-        if "/" not in head or ":" in head:
+        if "/" not in head:
             continue  # not a per-image line (an average line without its header leaves averages empty)
+        if ":" in head:
+            prefix, _, tail = head.rpartition(" ")
+            if "/" in tail and ":" not in tail and _looks_like_pairs(rest.split(" | ")[0]):
+                raise IqaLogError(f"{where}: per-image line behind an unknown prefix {prefix!r} (the log's lines "
+                                  "start 'YY-MM-DD HH:MM:SS.fff - LEVEL: ', or with the image path)")
+            continue  # an average line without its header, or configuration text
         path = PurePosixPath(head.strip())
         folder, file = str(path.parent), path.name
         metrics_text = rest.split(" | ")[0]
