@@ -401,6 +401,12 @@ def test_two_shards_gathered_give_the_unsharded_value(fid_run, tmp_path, monkeyp
     for name in ("fid", "kid"):
         assert merged["set_metrics"][name]["n_images"] == 2
         assert merged["set_metrics"][name]["value"] == pytest.approx(single["set_metrics"][name]["value"], rel=1e-6)
+    # the same folder resumed as one process: the two shards' features are taken over, none recomputed
+    resumed = run_module.run(_run_spec(tmp_path / "run"))
+    assert resumed["counts"]["features"] == {"done": 0, "skipped": 2, "failed": 0}
+    assert folder.shard_features(0, 1).names == sorted(parts[0].names + parts[1].names)
+    for name in ("fid", "kid"):
+        assert resumed["set_metrics"][name]["value"] == pytest.approx(merged["set_metrics"][name]["value"], rel=1e-6)
 
 
 def test_sets_without_hr_get_no_value_but_the_reason(weights_env, tmp_path):

@@ -126,7 +126,8 @@ def parse_iqa_log(text: str, source: str | Path = "<log>") -> dict[str, IqaLogSe
         IqaLogError: a per-image line or average block that cannot be read (not a number, not
             finite, a repeated column, columns that differ from the section's first line, an image
             logged twice, an average block with no values after it, a per-image line behind a prefix
-            other than the log's timestamp), or a log with no per-image line at all. The message names ``source`` and the 1-based line.
+            other than the log's timestamp), or a log with no per-image line at all. The message
+            names ``source`` and the 1-based line.
     """
     sections: dict[str, IqaLogSection] = {}
     lines = text.splitlines()

@@ -3,7 +3,8 @@
 1. :func:`record_features` (every shard, after the metrics phase): the Inception features of the SR
    image and the HR image of each image scored ok, kept in the shard's feature file
    (:mod:`resshift.runfolder.features`). Images that have features of the current convention and network
-   file are skipped, so a resumed run computes only what it lacks; the file is rewritten at most every
+   file in any shard's file are skipped, so a resumed run (with any number of shards) computes only what it
+   lacks; the file is rewritten at most every
    :data:`FLUSH_SECONDS` and at the end, so a killed run loses at most that much work.
 2. :func:`set_metric_values` (rank 0, after the barrier): the features of every shard merged by image
    name (the gathering step of a sharded run), then each set-level metric computed once over the images
@@ -54,19 +55,23 @@ def record_features(spec: Any, dataset: Any, set_metrics: Mapping[str, Any], bat
     names = [r["name"] for r in folder.rows("sr") if r.get("status") == "ok" and r["name"] in shard]
     previous = folder.shard_features(spec.rank, spec.world_size)
     current = empty_features(extractor.version, extractor.weights_sha256, extractor.dim)
-    same = previous is not None and (previous.version, previous.weights_sha256) == (
-        current.version, current.weights_sha256)
-    if previous is not None and same:
-        keep = [n for n in previous.names if n in set(names)]
-        current = RunFeatures(keep, *previous.rows(keep), current.version, current.weights_sha256)
-    elif previous is not None and len(previous):
+    key = (current.version, current.weights_sha256)
+    if previous is not None and len(previous) and (previous.version, previous.weights_sha256) != key:
         log.info("%s: features of %d images made with another convention or network file are recomputed",
                  spec.run_dir.name, len(previous))
-    have = set(current.names)
+    # features of this convention from every shard file, whatever the world size that wrote it: a run resumed
+    # with another number of shards takes over what the old shards computed
+    known = folder.features(*key)
+    wanted = set(names)
+    keep = [n for n in known.names if n in wanted]
+    if keep:
+        current = RunFeatures(keep, *known.rows(keep), current.version, current.weights_sha256)
+    have = set(keep)
     pending = [n for n in names if n not in have]
     counts = {"done": 0, "skipped": len(names) - len(pending), "failed": 0}
     if not pending:
-        changed = len(previous) != len(current) or bool(previous.failed) if previous is not None else bool(names)
+        changed = (previous is None and bool(names)) or previous is not None and (
+            (previous.version, previous.weights_sha256) != key or set(previous.names) != have or bool(previous.failed))
         if changed:
             folder.write_features(spec.rank, spec.world_size, current)
         return counts
