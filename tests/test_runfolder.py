@@ -245,3 +245,24 @@ def test_old_run_folder_without_visual_records_shows_methods_and_says_so(moved_a
         assert set(images[name]["files"]) == {"m0"}
         assert images[name]["note"].startswith("LR and GT not shown: the run folders hold no visual record")
     assert f"LR and GT are not shown for {len(inputs)} of {len(inputs)} images" in text
+
+
+def test_shard_array_files_round_trip_and_name_the_file_they_cannot_read(tmp_path):
+    import numpy as np
+
+    from resshift.runfolder.arrays import read_arrays, write_arrays
+
+    path = write_arrays(tmp_path / "records" / "x-0-of-1.npz", names=np.array(["a", "b"]),
+                        v=np.arange(6.0).reshape(2, 3))
+    data = read_arrays(path, "test file", ("names", "v"))
+    assert data["names"].tolist() == ["a", "b"] and data["v"].tolist() == [[0, 1, 2], [3, 4, 5]]
+    with pytest.raises(ValueError, match=r"x-0-of-1\.npz: cannot read the test file \(KeyError"):
+        read_arrays(path, "test file", ("names", "w"))
+    broken = tmp_path / "records" / "y-0-of-1.npz"
+    broken.write_bytes(b"PK\x03\x04 not a zip")
+    with pytest.raises(ValueError, match=r"y-0-of-1\.npz: cannot read the spectra file"):
+        read_arrays(broken, "spectra file", ("names",))
+    pickled = tmp_path / "records" / "z-0-of-1.npz"
+    np.savez(pickled, names=np.array([{"a": 1}], dtype=object))  # an object array needs unpickling: refused
+    with pytest.raises(ValueError, match=r"z-0-of-1\.npz: cannot read the feature file \(ValueError"):
+        read_arrays(pickled, "feature file", ("names",))

@@ -19,14 +19,13 @@ set-level value. This module only reads and writes the files; the statistics are
 
 from __future__ import annotations
 
-import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from resshift.atomic import atomic_path
+from resshift.runfolder.arrays import read_arrays, write_arrays
 
 
 @dataclass
@@ -63,27 +62,25 @@ def empty_features(version: str, weights_sha256: str, dim: int) -> RunFeatures:
 
 def write_features(path: Path, features: RunFeatures) -> Path:
     """Write one shard's feature file atomically (a reader sees the old file or the new one)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     failed = sorted(features.failed.items())
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, names=np.array(list(features.names), dtype=str), sr=features.sr.astype(np.float32),
-                 hr=features.hr.astype(np.float32), version=np.array(features.version),
-                 weights_sha256=np.array(features.weights_sha256),
-                 failed_names=np.array([n for n, _ in failed], dtype=str),
-                 failed_reasons=np.array([r for _, r in failed], dtype=str))
-    return path
+    return write_arrays(path, names=np.array(list(features.names), dtype=str), sr=features.sr.astype(np.float32),
+                        hr=features.hr.astype(np.float32), version=np.array(features.version),
+                        weights_sha256=np.array(features.weights_sha256),
+                        failed_names=np.array([n for n, _ in failed], dtype=str),
+                        failed_reasons=np.array([r for _, r in failed], dtype=str))
 
 
 def read_features_file(path: Path) -> RunFeatures:
     """One feature file; one that cannot be read or is inconsistent raises ``ValueError`` naming it."""
+    data = read_arrays(path, "feature file", ("names", "sr", "hr", "version", "weights_sha256", "failed_names",
+                                              "failed_reasons"))
     try:
-        with np.load(path, allow_pickle=False) as data:
-            names = [str(n) for n in data["names"].tolist()]
-            failed = dict(zip((str(n) for n in data["failed_names"].tolist()),
-                              (str(r) for r in data["failed_reasons"].tolist()), strict=True))
-            return RunFeatures(names, np.asarray(data["sr"], np.float32), np.asarray(data["hr"], np.float32),
-                               str(data["version"]), str(data["weights_sha256"]), failed)
-    except (OSError, KeyError, EOFError, ValueError, zipfile.BadZipFile) as err:
+        names = [str(n) for n in data["names"].tolist()]
+        failed = dict(zip((str(n) for n in data["failed_names"].tolist()),
+                          (str(r) for r in data["failed_reasons"].tolist()), strict=True))
+        return RunFeatures(names, data["sr"].astype(np.float32, copy=False), data["hr"].astype(np.float32, copy=False),
+                           str(data["version"]), str(data["weights_sha256"]), failed)
+    except ValueError as err:
         raise ValueError(f"{path}: cannot read the feature file ({type(err).__name__}: {err})") from err
 
 

@@ -14,14 +14,13 @@ statistics are computed in :mod:`resshift.metrics.spectral`.
 
 from __future__ import annotations
 
-import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from resshift.atomic import atomic_path
+from resshift.runfolder.arrays import read_arrays, write_arrays
 
 REFERENCES = ("gt", "lrup")
 REFERENCE_LABELS = {"gt": "GT", "lrup": "bicubic-upsampled LR input (no GT)"}
@@ -63,20 +62,15 @@ def write_spectra(path: Path, names: Sequence[str], band_edges: np.ndarray, vers
     ``names[i]``."""
     if len(names) != len(rows) or not rows:
         raise ValueError(f"{path}: {len(names)} names for {len(rows)} spectra (need the same, at least one)")
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, names=np.array(list(names)), band_edges=np.asarray(band_edges), version=np.array(version),
-                 power_sr=np.stack([r[0] for r in rows]), power_gt=np.stack([r[1] for r in rows]),
-                 power_lrup=np.stack([r[2] for r in rows]))
-    return path
+    return write_arrays(path, names=np.array(list(names)), band_edges=np.asarray(band_edges),
+                        version=np.array(version), power_sr=np.stack([r[0] for r in rows]),
+                        power_gt=np.stack([r[1] for r in rows]), power_lrup=np.stack([r[2] for r in rows]))
 
 
 def _load_shard(path: Path) -> tuple[np.ndarray, list[str], np.ndarray, np.ndarray, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return (data["band_edges"], [str(n) for n in data["names"].tolist()], data["power_sr"],
-                    data["power_gt"], data["power_lrup"])
-    except (OSError, KeyError, EOFError, ValueError, zipfile.BadZipFile) as err:
-        raise ValueError(f"{path}: cannot read the spectra file ({type(err).__name__}: {err})") from err
+    data = read_arrays(path, "spectra file", ("band_edges", "names", "power_sr", "power_gt", "power_lrup"))
+    return (data["band_edges"], [str(n) for n in data["names"].tolist()], data["power_sr"], data["power_gt"],
+            data["power_lrup"])
 
 
 def read_spectra(files: Sequence[Path]) -> RunSpectra | None:
