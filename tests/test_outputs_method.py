@@ -79,6 +79,35 @@ def test_same_numbers_as_running_the_method(bicubic_run: Path, tmp_path: Path) -
     assert table.loc["bicubic", "ms_per_image"] > 0
 
 
+def test_each_scored_method_is_its_own_family_in_reports(bicubic_run: Path, tmp_path: Path) -> None:
+    """Two methods' outputs scored here are two lines and two colours in the figures, not one 'outputs'
+    family joined across them; the suite's own runs keep their method as the family."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from resshift.reports.plots import family_lines, method_colours
+    from resshift.reports.results import per_image_table, runs_table
+
+    runs = [bicubic_run]
+    for label, nfe in (("A-elsewhere", 1), ("B-elsewhere", 4)):
+        folder = _copy_outputs(bicubic_run, tmp_path / f"sr-{label}")
+        spec = RunSpec(run_dir=tmp_path / label, method="outputs", dataset="embedded", metrics=METRICS,
+                       method_params={"root": str(folder), "nfe": nfe}, setting={"label": label})
+        run(spec)
+        runs.append(spec.run_dir)
+    table = runs_table(runs)
+    assert sorted(table["family"]) == ["A-elsewhere", "B-elsewhere", "bicubic"]
+    assert set(table["method_name"]) == {"bicubic", "outputs"}
+    assert set(per_image_table(runs)["family"]) == {"A-elsewhere", "B-elsewhere", "bicubic"}
+    assert len(method_colours(table)) == 3
+    fig, ax = plt.subplots()
+    family_lines(ax, table, "nfe", "psnr", sorted(table["protocol"].unique()), method_colours(table))
+    assert len(ax.lines) == 3  # one per family: A and B are not one line from NFE 1 to NFE 4
+    plt.close(fig)
+
+
 @pytest.mark.slow
 def test_report_shows_timing_na(bicubic_run: Path, tmp_path: Path) -> None:
     from resshift.reports import write_report

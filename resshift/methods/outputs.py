@@ -31,6 +31,10 @@ from resshift.methods.params import OutputsParams
 from resshift.methods.registry import register_method
 from resshift.provenance import file_sha256
 
+#: The registry name of a method that scores outputs made elsewhere (``resshift score``); each such run is its own
+#: method family in reports, named by its label.
+METHOD_NAME = "outputs"
+
 log = logging.getLogger(__name__)
 
 _LISTED = 20  # names shown in a note before "... (+N more)"
@@ -54,7 +58,7 @@ class OutputsFolder(SRMethod):
         resshift.data.loader.DatasetError: two files under ``root`` share one name (``a.png``, ``a.jpg``).
     """
 
-    name = "outputs"
+    name = METHOD_NAME
     measures_time = False
     max_batch = 1  # each image fails or passes on its own
     stochastic = False
@@ -162,6 +166,6 @@ class OutputsFolder(SRMethod):
         }
 
 
-@register_method("outputs", OutputsParams)
+@register_method(METHOD_NAME, OutputsParams)
 def _build(params: OutputsParams) -> OutputsFolder:
     return OutputsFolder(params=params)

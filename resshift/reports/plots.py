@@ -3,7 +3,7 @@ distributions and a visual comparison grid of zoomed crops.
 
 Every figure uses constrained layout, puts its legend outside the axes, draws metrics whose registry
 spec has ``log_scale`` (ratios spread over orders of magnitude) on a log axis, and gives each method
-(family, ``method_name``) one colour across all figures (:func:`method_colours`); protocols are
+(family: :func:`families`) one colour across all figures (:func:`method_colours`); protocols are
 told apart by marker.
 """
 
@@ -27,11 +27,20 @@ FONT = {"font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fonts
         "xtick.labelsize": 8, "ytick.labelsize": 8}
 
 
+def families(df: pd.DataFrame) -> pd.Series:
+    """The method family of each row: the results tables' ``family`` column
+    (:func:`resshift.reports.results.method_family`), else ``method_name``, else ``method``."""
+    for column in ("family", "method_name", "method"):
+        if column in df.columns:
+            return df[column].astype(str)
+    return pd.Series("", index=df.index, dtype=str)
+
+
 def method_colours(df: pd.DataFrame) -> dict[str, tuple[float, float, float, float]]:
-    """One colour per method family (``method_name``), in name order, from the tab10/tab20 palettes."""
-    families = sorted({str(f) for f in df.get("method_name", pd.Series(dtype=str)).dropna()})
-    cmap = plt.get_cmap("tab10" if len(families) <= 10 else "tab20")
-    return {f: cmap(i % cmap.N) for i, f in enumerate(families)}
+    """One colour per method family (:func:`families`), in name order, from the tab10/tab20 palettes."""
+    families_ = sorted(set(families(df).dropna())) if len(df) else []
+    cmap = plt.get_cmap("tab10" if len(families_) <= 10 else "tab20")
+    return {f: cmap(i % cmap.N) for i, f in enumerate(families_)}
 
 
 def _log_scale(metric: str) -> bool:
@@ -87,7 +96,7 @@ def family_lines(ax: plt.Axes, data: pd.DataFrame, x: str, y: str, protocols: li
     ``x`` order; x = 0 (NFE of a method without network) is drawn at 0.5 for log axes."""
     for i, protocol in enumerate(protocols):
         block = data[data["protocol"] == protocol]
-        for family, sub in block.groupby("method_name"):
+        for family, sub in block.groupby(families(block)):
             sub = sub.dropna(subset=[y]).sort_values(x)
             if sub.empty:
                 continue
@@ -128,8 +137,7 @@ def quality_vs(df: pd.DataFrame, x: str, out_dir: Path, stem: str, xlabel: str,
             if _log_scale(metric):
                 ax.set_yscale("log")
             ax.grid(alpha=0.3)
-        outside_legend(fig, {f: c for f, c in colours.items() if f in set(data["method_name"].astype(str))},
-                       protocols)
+        outside_legend(fig, {f: c for f, c in colours.items() if f in set(families(data))}, protocols)
         return save_figure(fig, out_dir, stem)
 
 
@@ -143,7 +151,7 @@ def per_image_distributions(per_image: pd.DataFrame, out_dir: Path,
     metrics = [m for m in metrics if pd.api.types.is_numeric_dtype(per_image[m]) and per_image[m].notna().any()]
     if not metrics:
         return []
-    family = per_image["method_name"].astype(str) if "method_name" in per_image.columns else per_image["method"]
+    family = families(per_image)
     colours = colours or {f: plt.get_cmap("tab10")(i % 10) for i, f in enumerate(sorted(set(family)))}
     datasets = sorted(per_image["dataset"].unique())
     with plt.rc_context(FONT):

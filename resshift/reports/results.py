@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from resshift.methods.outputs import METHOD_NAME as SCORED_OUTPUTS
 from resshift.reports.stability import seed_group_key
 from resshift.runfolder import RunFolder, find_run_dirs, find_skipped
 
@@ -78,6 +79,7 @@ def runs_table(run_dirs: list[Path]) -> pd.DataFrame:
             "run": str(run_dir),
             "method": setting.get("label", s["method"]),
             "method_name": s["method"],
+            "family": method_family(s["method"], setting.get("label")),
             "reference": (s.get("method_info") or {}).get("reference") or setting.get("reference"),
             "dataset": s["dataset"],
             "protocol": s.get("protocol_id") or s["dataset"],
@@ -125,8 +127,16 @@ def runs_table(run_dirs: list[Path]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def method_family(method_name: str, label: str | None) -> str:
+    """The family a run is drawn and coloured with in reports: its method's registry name (the runs of one
+    method at several NFE form one line), except for outputs made elsewhere and scored here, where each
+    label is a method of its own (two brought methods are never joined into one line)."""
+    return str(label) if method_name == SCORED_OUTPUTS and label else str(method_name)
+
+
 def per_image_table(run_dirs: list[Path]) -> pd.DataFrame:
-    """All per-image rows of the given runs, with method (label), method_name, dataset and run columns added."""
+    """All per-image rows of the given runs, with method (label), method_name, family
+    (:func:`method_family`), dataset and run columns added."""
     frames = []
     for run_dir in run_dirs:
         folder = RunFolder(run_dir)
@@ -134,9 +144,11 @@ def per_image_table(run_dirs: list[Path]) -> pd.DataFrame:
         df = folder.per_image()
         if df is None:
             continue
-        df.insert(0, "method", (s.get("setting") or {}).get("label", s["method"]))
+        label = (s.get("setting") or {}).get("label")
+        df.insert(0, "method", label or s["method"])
         df.insert(1, "method_name", s["method"])
-        df.insert(2, "dataset", s["dataset"])
-        df.insert(3, "run", str(run_dir))
+        df.insert(2, "family", method_family(s["method"], label))
+        df.insert(3, "dataset", s["dataset"])
+        df.insert(4, "run", str(run_dir))
         frames.append(df)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -29,6 +29,7 @@ from resshift.metrics.registry import KIND_SPECTRAL, METRICS  # noqa: E402
 from resshift.metrics.spectral import mean_band_ratio  # noqa: E402
 from resshift.reports.plots import (  # noqa: E402
     FONT,
+    families,
     family_lines,
     legend_below,
     method_colours,
@@ -148,7 +149,8 @@ def spectral_markdown(df: pd.DataFrame, per_image: pd.DataFrame,
                   "verdict"]
         out += [f"### {protocol}", "", f"Spectrum ratio reference: {ref_label}.", "",
                 "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-        for _, row in block.sort_values(["method_name", "nfe"], na_position="first").iterrows():
+        for _, row in block.assign(_family=families(block)).sort_values(["_family", "nfe"],
+                                                                      na_position="first").iterrows():
             run = str(row["run"])
             n_below = below.get(run)
             f_half = peak = "n/a"
@@ -200,7 +202,8 @@ def _describe_run(row: pd.Series, col: str, below: dict[str, tuple[int, int]],
 def _trend_lines(block: pd.DataFrame, col: str) -> list[str]:
     """One sentence per method family that ran at two or more NFE values."""
     lines = []
-    for family, sub in block.dropna(subset=[col, "nfe"]).groupby("method_name"):
+    block = block.dropna(subset=[col, "nfe"])
+    for family, sub in block.groupby(families(block)):
         sub = sub.groupby("nfe", as_index=False)[col].mean().sort_values("nfe")
         if len(sub) < 2:
             continue
@@ -279,18 +282,19 @@ def spectrum_ratio_figure(df: pd.DataFrame, curves: dict[str, tuple[str, np.ndar
                                  layout="constrained")
         handles = {}
         for ax, protocol in zip(axes[0], protocols, strict=True):
-            block = df[df["protocol"] == protocol].sort_values(["method_name", "nfe"], na_position="first")
+            block = df[df["protocol"] == protocol]
+            block = block.assign(_family=families(block)).sort_values(["_family", "nfe"], na_position="first")
             ref = "gt"
             for _, row in block.iterrows():
                 if str(row["run"]) not in curves:
                     continue
                 ref, centres, curve = curves[str(row["run"])]
                 ok = np.isfinite(curve) & (centres > 0)
-                family = block[block["method_name"] == row["method_name"]]
+                family = block[block["_family"] == row["_family"]]
                 style = styles[list(family["run"]).index(row["run"]) % len(styles)]
                 label = f"{row['method']} (NFE {_nfe_text(row['nfe'])})"
                 (line,) = ax.plot(centres[ok], curve[ok], ls=style, lw=1.4,
-                                  color=colours.get(str(row["method_name"]), "black"), label=label)
+                                  color=colours.get(str(row["_family"]), "black"), label=label)
                 handles.setdefault(label, line)
             _ratio_axes(ax)
             ax.set_xscale("log")
@@ -325,8 +329,7 @@ def hf_ratio_vs_nfe(df: pd.DataFrame, out_dir: Path, stem: str = "hf_ratio_vs_nf
             ax.set_xlabel("NFE (network evaluations per image)")
             ref = "GT" if col == "hf-ratio" else "bicubic-up LR"
             ax.set_title(f"{col}: HF energy SR / {ref}")
-        outside_legend(fig, {f: c for f, c in colours.items() if f in set(data["method_name"].astype(str))},
-                       protocols)
+        outside_legend(fig, {f: c for f, c in colours.items() if f in set(families(data))}, protocols)
         return save_figure(fig, out_dir, stem)
 
 
