@@ -24,20 +24,25 @@ BOUND = 8e-6
 
 @pytest.fixture(params=["fused", "compiled", "torch"])
 def transforms(request, monkeypatch):
-    """Run a test with the fused blocks (every map, blocks of 5 tiles so that they cross tile rows), with
-    the compiled one-pass tile transforms around ``torch.bmm`` (the band loop), and with the PyTorch ones."""
+    """Run a test with the fused blocks (every map, blocks of 5 tiles so that they cross tile rows; the
+    test must have run them), with the compiled one-pass tile transforms around ``torch.bmm`` (the band
+    loop), and with the PyTorch ones."""
+    calls = []
     if request.param == "fused":
         if not N.fused_available():
             pytest.skip(f"fused Winograd blocks not available here: {N.status()}")
         monkeypatch.setattr(N, "FUSED_MIN_TILES", 1)
         monkeypatch.setattr(N, "FUSED_BLOCK", 5)
+        real_conv = N.conv
+        monkeypatch.setattr(N, "conv", lambda *a, **k: calls.append(1) or real_conv(*a, **k))
     elif request.param == "compiled":
         if not N.available():
             pytest.skip(f"compiled Winograd transforms not available here: {N.status()}")
         monkeypatch.setattr(N, "fused_available", lambda: False)
     else:
         monkeypatch.setattr(N, "available", lambda: False)
-    return request.param
+    yield request.param
+    assert calls or request.param != "fused", "the fused blocks never ran in this test"
 
 
 def _scaled_error(actual: torch.Tensor, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> float:
@@ -327,11 +332,10 @@ def test_fused_blocks_match_the_band_loop_float64_and_any_thread_split(monkeypat
     W.winograd_conv3x3(small, W.transform_weight(w), b)
     assert calls == []
     monkeypatch.setattr(N, "WIDE_INPUT", 256)  # as shipped again
-    monkeypatch.setattr(N, "threads", lambda: 5)  # 272 tiles = 5 blocks of 64: one per thread
-    assert N.fused_applies(16, 272) and not N.fused_applies(N.WIDE_INPUT, 272)  # 3 blocks of 128 < 5
-    monkeypatch.setattr(N, "threads", lambda: 6)  # fewer blocks than threads: the band loop
-    W.winograd_conv3x3(x, W.transform_weight(w), b)
-    assert calls == [] and not N.fused_applies(16, 272)
+    monkeypatch.setattr(N, "threads", lambda: 9)  # more threads than the 5 blocks: still fused, same bits
+    assert N.fused_applies(272) and not N.fused_applies(N.FUSED_MIN_TILES - 1)
+    assert torch.equal(W.winograd_conv3x3(x, W.transform_weight(w), b), W.winograd_conv3x3(
+        x, W.transform_weight(w), b)) and calls == [1, 1]
 
 
 def test_fused_conv_checks_its_arguments_and_falls_back_without_mkl(monkeypatch):
@@ -344,8 +348,22 @@ def test_fused_conv_checks_its_arguments_and_falls_back_without_mkl(monkeypatch)
         N.conv(torch.zeros(4, 12, 12, dtype=torch.float64), u, None, torch.empty(8, 12, 12))
     with pytest.raises(ValueError, match="must be a contiguous float32"):
         N.conv(torch.zeros(4, 12, 12).transpose(1, 2), u, None, torch.empty(8, 12, 12))
-    with pytest.raises(ValueError, match="bias of 3 values for 8 channels"):
+    with pytest.raises(ValueError, match="bias of 3 values .* for 8 channels"):
         N.conv(torch.zeros(4, 12, 12), u, torch.zeros(3), torch.empty(8, 12, 12))
+    with pytest.raises(ValueError, match="needs 8 contiguous float32 CPU values"):
+        N.conv(torch.zeros(4, 12, 12), u, torch.zeros(8, device="meta"), torch.empty(8, 12, 12))
+    with pytest.raises(ValueError, match=r"weights \(36,\) \(36, K, C\) .* must be non-empty 3-D tensors"):
+        N.conv(torch.zeros(4, 12, 12), torch.zeros(36), None, torch.empty(8, 12, 12))
+    with pytest.raises(ValueError, match="must be non-empty 3-D tensors"):  # no input channel: no BLAS call
+        N.conv(torch.zeros(0, 12, 12), torch.zeros(36, 8, 0), None, torch.empty(8, 12, 12))
+    with pytest.raises(MemoryError, match="out of memory"):
+        N._check(3)  # the OR of two threads' codes
+    with pytest.raises(RuntimeError, match="column stride"):
+        N._check(2)
+    assert len(N._openmp_runtimes()) <= 1 and N._openmp_note() == ""  # one runtime here: PyTorch's
+    monkeypatch.setattr(N, "_openmp_runtimes", lambda: ("libgomp.so.1", "libomp.so"))
+    assert "two OpenMP runtimes loaded (libgomp.so.1, libomp.so)" in N.status()
+    monkeypatch.undo()
     monkeypatch.setattr(N, "_blas", lambda: (None, None, "no BLAS sgemm_ exported by libtorch_cpu.so"))
     assert not N.fused_available()
     assert N.status().endswith("; fused blocks off (no BLAS sgemm_ exported by libtorch_cpu.so)")
@@ -430,11 +448,13 @@ def _child_transform() -> list[float]:
     planes = N.input_transform(padded, 0, 3, 3, torch.empty(36, 64, 9)).flatten().tolist()
     if not N.fused_available():
         return planes
-    out = torch.empty(8, 12, 12)  # the fused blocks too: their threads run MKL's sgemm_
-    N.conv(padded[:, 1:12, 1:12].contiguous(), planes_weights(), None, out)
+    x, u = fork_inputs()
+    out = torch.empty(8, 36, 36)  # the fused blocks too (81 tiles: two blocks, two threads in the parent)
+    N.conv(x, u, None, out)
     return planes + out.flatten().tolist()
 
 
-@functools.cache  # made in the parent (the first call), before the fork: the child computes no einsum
-def planes_weights() -> torch.Tensor:
-    return W.transform_weight(torch.arange(8 * 64 * 9, dtype=torch.float32).reshape(8, 64, 3, 3) / 5000)
+@functools.cache  # made in the parent (the first call), before the fork: the child runs no PyTorch operation
+def fork_inputs() -> tuple[torch.Tensor, torch.Tensor]:  # that could go parallel (einsum, large elementwise)
+    x = torch.arange(64 * 36 * 36, dtype=torch.float32).reshape(64, 36, 36) / 1e5
+    return x, W.transform_weight(torch.arange(8 * 64 * 9, dtype=torch.float32).reshape(8, 64, 3, 3) / 5000)

@@ -19,10 +19,10 @@ identity exactly; ``Aᵀ`` and ``Bᵀ`` (integers and powers of two) are exact i
 Only layers where it is faster on CPU take this path: :func:`winograd_eligible` decides from the layer's shape
 and the CPU family PyTorch dispatches to (AVX2 or AVX-512; never from a timing), so a given network computes
 the same way on every machine of a family. Maps of at least
-:data:`~resshift.models.winograd_native.FUSED_MIN_TILES` tiles and a block per thread run as fused blocks (per
-block of tiles: the input transform, the 36 channel products by MKL's ``sgemm_``, the output transform, with
-the planes kept in cache; :func:`resshift.models.winograd_native.conv`); smaller maps run in bands of tile
-rows, the tile transforms as one compiled pass each around ``torch.bmm``, where a C compiler is available
+:data:`~resshift.models.winograd_native.FUSED_MIN_TILES` tiles run as fused blocks (per block of tiles: the
+input transform, the 36 channel products by MKL's ``sgemm_``, the output transform, with the planes kept in
+cache; :func:`resshift.models.winograd_native.conv`); smaller maps run in bands of tile rows, the tile
+transforms as one compiled pass each around ``torch.bmm``, where a C compiler is available
 (:mod:`resshift.models.winograd_native`), else as PyTorch matrix products; :func:`describe` records the rule,
 the transforms and the blocks in a run's identity.
 """
@@ -173,7 +173,7 @@ def describe(device: torch.device | str) -> str:
     policy = _POLICY.get()
     if torch.device(device).type != "cpu" or policy == "never":
         return "direct"
-    few = (f", or any channels from {FEW_CHANNELS_MIN_PIXELS} pixels where fused blocks apply"
+    few = (f", or any channels from {FEW_CHANNELS_MIN_PIXELS} pixels, not before a 2x upsampling (fused blocks)"
            if winograd_native.fused_available() else "")
     rule = "every 3x3 stride-1 convolution" if policy == "always" else (
         f">= {MIN_CHANNELS} channels in and out, >= {min_pixels()} pixels per map "
@@ -225,7 +225,7 @@ def winograd_eligible(conv: torch.nn.Conv2d, x: torch.Tensor, upsample: bool = F
     if min(conv.in_channels, conv.out_channels) >= MIN_CHANNELS:
         return pixels >= min_pixels(upsample)
     tiles = -(-x.shape[-2] // OUT_TILE) * -(-x.shape[-1] // OUT_TILE)
-    return not upsample and pixels >= FEW_CHANNELS_MIN_PIXELS and winograd_native.fused_applies(conv.in_channels, tiles)
+    return not upsample and pixels >= FEW_CHANNELS_MIN_PIXELS and winograd_native.fused_applies(tiles)
 
 
 def band_rows(c_in: int, c_out: int, tiles_h: int, tiles_w: int, band_bytes: int | None = None) -> int:
@@ -362,7 +362,7 @@ def winograd_conv3x3(
     native = (x.dtype == torch.float32 and x.device.type == "cpu" and u.dtype == torch.float32 and not needs_grad
               and winograd_native.available())
     bias_x = None if bias is None else bias.to(x.dtype)
-    if native and winograd_native.fused_applies(c_in, tiles_h * tiles_w):
+    if native and winograd_native.fused_applies(tiles_h * tiles_w):
         x_c, u_c = x.contiguous(), u.contiguous()
         b_c = None if bias_x is None else bias_x.contiguous()
         for i in range(n):

@@ -16,7 +16,8 @@ For maps of at least :data:`FUSED_MIN_TILES` tiles, :func:`conv` fuses the three
 :func:`fused_block` tiles: the input pass reads rows of the unpadded map (the zero border is made in a
 6-row strip), the channel products are MKL's ``sgemm_`` on one thread (the BLAS PyTorch's own products use,
 reached through the symbols ``libtorch_cpu`` exports), the output pass writes the block's outputs; each
-thread takes a run of blocks. The block's planes and products (a few MiB) stay in cache, where the band
+thread takes a run of blocks. The block's planes and products (2.4 MiB at 128 channels, 19 MiB at 512: in
+the core's L2 or the shared L3) stay in cache, where the band
 loop writes and reads them through memory, and the map is never copied into a zero-padded buffer: at
 128 channels 256x256 the convolution took about half the band loop's time (``reports/resshift-speed.md``).
 
@@ -40,6 +41,7 @@ import ctypes
 import hashlib
 import os
 import platform
+import re
 import shutil
 import subprocess
 import tempfile
@@ -376,7 +378,8 @@ def _library() -> tuple[ctypes.CDLL | None, str]:
                 proc = subprocess.run([cc, *CFLAGS, str(src), "-o", str(built)], capture_output=True, text=True,
                                       timeout=300)
                 if proc.returncode != 0:
-                    return None, f"{cc} failed ({proc.returncode}): {proc.stderr.strip()[-400:]}"
+                    return None, (f"{cc} failed ({proc.returncode}; the compiled passes need a C compiler with "
+                                  f"OpenMP, -fopenmp): {proc.stderr.strip()[-400:]}")
                 os.replace(built, target)  # atomic: a concurrent build of the same key writes the same file
         except (OSError, subprocess.SubprocessError) as err:  # unwritable cache, compiler not runnable, time-out
             return None, f"cannot build in {target.parent}: {err}"
@@ -421,6 +424,29 @@ def _blas() -> tuple[int | None, int | None, str]:
     return gemm, threads, "MKL sgemm_"
 
 
+_OPENMP = re.compile(r"/(lib(?:gomp|iomp5|omp)[^/]*\.so[^/]*)$")
+
+
+@cache
+def _openmp_runtimes() -> tuple[str, ...]:
+    """The OpenMP runtime libraries mapped into this process once the library is loaded (Linux; empty
+    elsewhere). One is PyTorch's; a second means the compiled passes run on threads of their own."""
+    try:
+        maps = Path("/proc/self/maps").read_text().splitlines()
+    except OSError:
+        return ()
+    return tuple(sorted({m.group(1) for line in maps if (m := _OPENMP.search(line.split()[-1] if line.split()
+                                                                          else ""))}))
+
+
+def _openmp_note() -> str:
+    """``""`` where one OpenMP runtime serves PyTorch and the compiled passes, else what is loaded."""
+    runtimes = _openmp_runtimes()
+    if len(runtimes) <= 1:
+        return ""
+    return f"; two OpenMP runtimes loaded ({', '.join(runtimes)}): the passes run on threads of their own"
+
+
 def fused_available() -> bool:
     """Whether :func:`conv` can run here: the compiled transforms and PyTorch's MKL ``sgemm_``."""
     return available() and _blas()[0] is not None
@@ -441,9 +467,9 @@ def status() -> str:
         return f"PyTorch matrix products ({how})"
     gemm, _, blas = _blas()
     if gemm is None:
-        return f"{how}; fused blocks off ({blas})"
-    return (f"{how}; maps of >= {FUSED_MIN_TILES} tiles and >= 1 block per thread as fused blocks of "
-            f"{FUSED_BLOCK} tiles ({2 * FUSED_BLOCK} from {WIDE_INPUT} input channels; {blas})")
+        return f"{how}{_openmp_note()}; fused blocks off ({blas})"
+    return (f"{how}{_openmp_note()}; maps of >= {FUSED_MIN_TILES} tiles as fused blocks of {FUSED_BLOCK} tiles "
+            f"({2 * FUSED_BLOCK} from {WIDE_INPUT} input channels; {blas})")
 
 
 def _after_fork_in_child() -> None:
@@ -464,9 +490,12 @@ def threads() -> int:
 
 
 def _check(rc: int) -> None:
+    """Raise for the OR of the threads' return codes: bit 1 = out of memory for a row buffer, bit 2 = an
+    output column stride other than 1 or 2 (the argument checks here make the latter unreachable)."""
+    if rc & 1:
+        raise MemoryError(f"Winograd transform: out of memory for its row buffer (code {rc})")
     if rc:
-        raise MemoryError(f"Winograd transform failed (code {rc}: 1 = out of memory for its row buffer, "
-                          "2 = column stride not 1 or 2)")
+        raise RuntimeError(f"Winograd transform: output column stride not 1 or 2 (code {rc})")
 
 
 def input_transform(padded: torch.Tensor, ty0: int, ty1: int, tiles_w: int, out: torch.Tensor) -> torch.Tensor:
@@ -511,8 +540,8 @@ FUSED_BLOCK = 64  # tiles per block of :func:`conv` (twice that from WIDE_INPUT 
 # Measured per shape of the v3 chain (2 threads, AMD EPYC Zen 4), blocks of 128 tiles against 64: 0.90-0.94x
 # the time with 256 to 512 input channels, 1.08-1.10x with 128 (``reports/resshift-speed.md``).
 WIDE_INPUT = 256
-# Maps with fewer tiles keep the band loop: with under two blocks per thread the products are too short
-# (``benchmarks/cpu_speed.py`` per-shape table; at 32x32, 64 tiles, the fused form took 1.5x the band loop).
+# Maps with fewer tiles keep the band loop: 64x64 maps (256 tiles) were as fast either way, at 32x32 (64 tiles,
+# one block) the fused form took 1.5x the band loop's time (2 threads, ``benchmarks/cpu_speed.py``).
 FUSED_MIN_TILES = 4 * FUSED_BLOCK
 _FUSED_WORK = threading.local()
 
@@ -522,11 +551,12 @@ def fused_block(c_in: int) -> int:
     return 2 * FUSED_BLOCK if c_in >= WIDE_INPUT else FUSED_BLOCK
 
 
-def fused_applies(c_in: int, tiles: int) -> bool:
-    """Whether a map of ``tiles`` 4x4 output tiles with ``c_in`` input channels runs as fused blocks here:
-    :func:`fused_available`, at least :data:`FUSED_MIN_TILES` tiles, and at least one block per thread
-    (with fewer blocks than threads some threads would idle; the band loop's products use them all)."""
-    return (tiles >= FUSED_MIN_TILES and -(-tiles // fused_block(c_in)) >= threads() and fused_available())
+def fused_applies(tiles: int) -> bool:
+    """Whether a map of ``tiles`` 4x4 output tiles runs as fused blocks here: :func:`fused_available` and at
+    least :data:`FUSED_MIN_TILES` tiles. A fact of the shape and the build, never of the thread count (the
+    path, hence the bits, must not change with ``--threads``); with more threads than blocks some threads
+    idle (measured on 2 threads only)."""
+    return tiles >= FUSED_MIN_TILES and fused_available()
 
 
 def _fused_workspace(numel: int) -> torch.Tensor:
@@ -548,7 +578,7 @@ def conv(x: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None, out: torch
     (36, K, C) from :func:`resshift.models.winograd.transform_weight`; writes ``conv2d(x, w, bias,
     padding=1)`` into ``out``, a contiguous (K, 4·⌈H/4⌉, 4·⌈W/4⌉) map, or with ``phases=True`` the
     (K / 4, 8·⌈H/4⌉, 8·⌈W/4⌉) map of :func:`output_transform`. Each thread takes a run of blocks and,
-    per block, makes the 36 planes of its tiles (a few MiB, kept in cache), multiplies them by ``u`` with
+    per block, makes the 36 planes of its tiles (2.4-19 MiB: kept in cache), multiplies them by ``u`` with
     MKL's ``sgemm_`` (one thread each) and writes the outputs: the planes never go to memory as a whole.
     The tiles of a block are the same whatever the batch or thread count, and each output pixel's
     products come from one block, so the result does not depend on either. Raises ``RuntimeError``
@@ -561,16 +591,21 @@ def conv(x: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None, out: torch
     for name, t in (("input", x), ("weights", u), ("output", out)):
         if t.dtype != torch.float32 or t.device.type != "cpu" or not t.is_contiguous():
             raise ValueError(f"fused Winograd convolution: {name} must be a contiguous float32 CPU tensor")
+    if x.dim() != 3 or u.dim() != 3 or out.dim() != 3 or min(x.shape) < 1 or min(u.shape) < 1:
+        raise ValueError(f"fused Winograd convolution: input {tuple(x.shape)} (C, H, W), weights {tuple(u.shape)} "
+                         f"(36, K, C) and output {tuple(out.shape)} must be non-empty 3-D tensors")
     channels, height, width = x.shape
     tiles_h, tiles_w = -(-height // 4), -(-width // 4)
     k = u.shape[1]
     scale = 2 if phases else 1
-    if (u.dim() != 3 or u.shape[0] != 36 or u.shape[2] != channels or (phases and k % 4)
+    if (u.shape[0] != 36 or u.shape[2] != channels or (phases and k % 4)
             or tuple(out.shape) != (k // 4 if phases else k, scale * 4 * tiles_h, scale * 4 * tiles_w)):
         raise ValueError(f"fused Winograd convolution: input {tuple(x.shape)}, weights {tuple(u.shape)} and "
                          f"output {tuple(out.shape)} do not fit (phases={phases})")
-    if bias is not None and (not bias.is_contiguous() or bias.numel() != k or bias.dtype != torch.float32):
-        raise ValueError(f"fused Winograd convolution: bias of {bias.numel()} values for {k} channels")
+    if bias is not None and (not bias.is_contiguous() or bias.numel() != k or bias.dtype != torch.float32
+                             or bias.device.type != "cpu"):
+        raise ValueError(f"fused Winograd convolution: bias of {bias.numel()} values ({bias.dtype}, "
+                         f"{bias.device}) for {k} channels: needs {k} contiguous float32 CPU values")
     block = fused_block(channels)
     each = 12 * (4 * block + 2) + 36 * (channels + k) * block + 24 * block
     n_threads = threads()
