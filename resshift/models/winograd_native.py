@@ -41,7 +41,6 @@ import ctypes
 import hashlib
 import os
 import platform
-import re
 import shutil
 import subprocess
 import tempfile
@@ -408,43 +407,70 @@ def _blas() -> tuple[int | None, int | None, str]:
     The channel products of :func:`conv` are MKL's, the library PyTorch's own CPU matrix products use,
     reached through the symbols PyTorch's x86-64 builds export from ``libtorch_cpu`` (no second BLAS
     is installed or loaded). A build without them (another platform or BLAS) keeps the band loop."""
-    lib_dir = Path(torch.__file__).parent / "lib"
-    names = [p for p in sorted(lib_dir.glob("libtorch_cpu.*")) if p.suffix in (".so", ".dylib")]
-    if not names:
-        return None, None, f"no libtorch_cpu in {lib_dir}"
+    handle = _torch_cpu_library()
+    if handle is None:
+        return None, None, f"no loadable libtorch_cpu in {Path(torch.__file__).parent / 'lib'}"
+    name = Path(handle._name).name  # noqa: SLF001 - the path it was loaded from
     try:
-        handle = ctypes.CDLL(str(names[0]))
         gemm = ctypes.cast(handle.sgemm_, ctypes.c_void_p).value
-    except (OSError, AttributeError) as err:
-        return None, None, f"no BLAS sgemm_ exported by {names[0].name} ({err})"
+    except AttributeError as err:
+        return None, None, f"no BLAS sgemm_ exported by {name} ({err})"
     try:  # MKL: one thread per call inside our own worker threads (its per-thread setting, restored after)
         threads = ctypes.cast(handle.MKL_Set_Num_Threads_Local, ctypes.c_void_p).value
     except AttributeError:
-        return None, None, f"{names[0].name} exports sgemm_ but not MKL_Set_Num_Threads_Local (not MKL)"
+        return None, None, f"{name} exports sgemm_ but not MKL_Set_Num_Threads_Local (not MKL)"
     return gemm, threads, "MKL sgemm_"
 
 
-_OPENMP = re.compile(r"/(lib(?:gomp|iomp5|omp)[^/]*\.so[^/]*)$")
+@cache
+def _torch_cpu_library() -> ctypes.CDLL | None:
+    """PyTorch's ``libtorch_cpu`` (already loaded by ``import torch``), or None."""
+    lib_dir = Path(torch.__file__).parent / "lib"
+    for path in sorted(lib_dir.glob("libtorch_cpu.*")):
+        if path.suffix in (".so", ".dylib"):
+            try:
+                return ctypes.CDLL(str(path))
+            except OSError:
+                return None
+    return None
+
+
+class _DlInfo(ctypes.Structure):
+    _fields_ = [("dli_fname", ctypes.c_char_p), ("dli_fbase", ctypes.c_void_p), ("dli_sname", ctypes.c_char_p),
+                ("dli_saddr", ctypes.c_void_p)]
+
+
+def _defining_file(handle: ctypes.CDLL, symbol: str) -> str | None:
+    """The file that defines ``symbol`` as ``handle``'s library resolves it (``dladdr``), or None."""
+    try:
+        address = ctypes.cast(getattr(handle, symbol), ctypes.c_void_p).value
+        info = _DlInfo()
+        if not address or not ctypes.CDLL(None).dladdr(ctypes.c_void_p(address), ctypes.byref(info)):
+            return None
+        return os.path.realpath(info.dli_fname.decode()) if info.dli_fname else None
+    except (AttributeError, OSError, ValueError):
+        return None
 
 
 @cache
-def _openmp_runtimes() -> tuple[str, ...]:
-    """The OpenMP runtime libraries mapped into this process once the library is loaded (Linux; empty
-    elsewhere). One is PyTorch's; a second means the compiled passes run on threads of their own."""
-    try:
-        maps = Path("/proc/self/maps").read_text().splitlines()
-    except OSError:
-        return ()
-    return tuple(sorted({m.group(1) for line in maps if (m := _OPENMP.search(line.split()[-1] if line.split()
-                                                                          else ""))}))
+def _openmp_runtimes() -> tuple[str | None, str | None]:
+    """(the OpenMP runtime file the compiled library runs on, the one PyTorch runs on), each None where it
+    cannot be told (no ``dladdr``, no library). Other packages may load runtimes of their own; only these
+    two matter here."""
+    lib = _library()[0]
+    torch_lib = _torch_cpu_library()
+    ours = _defining_file(lib, "omp_get_thread_num") if lib is not None else None
+    theirs = _defining_file(torch_lib, "omp_get_thread_num") if torch_lib is not None else None
+    return ours, theirs
 
 
 def _openmp_note() -> str:
-    """``""`` where one OpenMP runtime serves PyTorch and the compiled passes, else what is loaded."""
-    runtimes = _openmp_runtimes()
-    if len(runtimes) <= 1:
+    """``""`` where the compiled passes run on PyTorch's OpenMP runtime (or it cannot be told), else both."""
+    ours, theirs = _openmp_runtimes()
+    if ours is None or theirs is None or ours == theirs:
         return ""
-    return f"; two OpenMP runtimes loaded ({', '.join(runtimes)}): the passes run on threads of their own"
+    return (f"; OpenMP runtime {Path(ours).name} is not PyTorch's ({Path(theirs).name}): the passes run on "
+            "threads of their own")
 
 
 def fused_available() -> bool:
