@@ -384,7 +384,7 @@ def test_compiled_transforms_check_their_arguments():
         N.input_transform(padded, 0, 3, 2, torch.empty(36, 4, 6))  # 3 tile rows need 14 padded rows
     with pytest.raises(ValueError, match="do not fit"):
         N.output_transform(torch.zeros(36, 4, 4), 0, 2, 2, None, torch.empty(4, 4, 8))
-    with pytest.raises(ValueError, match="bias of 3 values for 4 channels"):
+    with pytest.raises(ValueError, match=r"output transform: bias of 3 values \(torch.float32, cpu\) for 4 channels"):
         N.output_transform(torch.zeros(36, 4, 4), 0, 2, 2, torch.zeros(3), torch.empty(4, 8, 8))
     with pytest.raises(ArithmeticError, match="not exact"):
         N._term(Fraction(1, 3), "x")

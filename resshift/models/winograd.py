@@ -30,7 +30,6 @@ the transforms and the blocks in a run's identity.
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Iterator
 from contextvars import ContextVar
 from fractions import Fraction
@@ -253,22 +252,6 @@ def _zero_padded(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return out
 
 
-_WORK = threading.local()
-
-
-def _workspace(numel: int, dtype: torch.dtype) -> torch.Tensor:
-    """A flat CPU buffer of at least ``numel`` elements, kept per thread and reused by every call (grown,
-    never shrunk: the planes and products of one band, each about :data:`NATIVE_BAND_BYTES`, more when a
-    single tile row of a very wide map exceeds it). A fresh
-    allocation of that size per call costs its page faults every time, as much as the transforms."""
-    buf = getattr(_WORK, "buf", None)
-    if buf is None or buf.dtype != dtype or buf.numel() < numel:
-        with torch.inference_mode(False):
-            buf = torch.empty(numel, dtype=dtype)
-        _WORK.buf = buf
-    return buf[:numel]
-
-
 def _native_bands(padded: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None, full: torch.Tensor,
                   rows: int, tiles_h: int, tiles_w: int, phases: bool) -> None:
     """The band loop of :func:`winograd_conv3x3` with the compiled one-pass transforms
@@ -277,7 +260,7 @@ def _native_bands(padded: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | No
     c_out = u.shape[1]
     planes = IN_TILE * IN_TILE
     v_size = planes * c_in * rows * tiles_w
-    work = _workspace(v_size + planes * c_out * rows * tiles_w, padded.dtype)
+    work = winograd_native.workspace(v_size + planes * c_out * rows * tiles_w, padded.dtype)
     v_buf, m_buf = work[:v_size], work[v_size:]
     for i in range(n):
         for r0 in range(0, tiles_h, rows):

@@ -515,6 +515,18 @@ def threads() -> int:
     return 1 if _FORKED else max(1, torch.get_num_threads())
 
 
+def _bias_pointer(bias: torch.Tensor | None, channels: int, where: str) -> int | None:
+    """The address of ``bias`` for the C passes (None for no bias); ``ValueError`` unless it is ``channels``
+    contiguous float32 CPU values."""
+    if bias is None:
+        return None
+    if (not bias.is_contiguous() or bias.numel() != channels or bias.dtype != torch.float32
+            or bias.device.type != "cpu"):
+        raise ValueError(f"{where}: bias of {bias.numel()} values ({bias.dtype}, {bias.device}) for {channels} "
+                         f"channels: needs {channels} contiguous float32 CPU values")
+    return bias.data_ptr()
+
+
 def _check(rc: int) -> None:
     """Raise for the OR of the threads' return codes: bit 1 = out of memory for a row buffer, bit 2 = an
     output column stride other than 1 or 2 (the argument checks here make the latter unreachable)."""
@@ -553,11 +565,9 @@ def output_transform(m: torch.Tensor, ty0: int, ty1: int, tiles_w: int, bias: to
             or out.shape[1] < scale * 4 * ty1 or out.shape[2] < scale * 4 * tiles_w):
         raise ValueError(f"output transform: products {tuple(m.shape)}, rows {ty0}..{ty1}, {tiles_w} tiles "
                          f"per row do not fit out {tuple(out.shape)} (phases={phases})")
-    if bias is not None and (not bias.is_contiguous() or bias.numel() != channels or bias.dtype != torch.float32):
-        raise ValueError(f"output transform: bias of {bias.numel()} values for {channels} channels")
+    b = _bias_pointer(bias, channels, "output transform")
     plane = out.shape[1] * out.shape[2]
     row_stride = scale * out.shape[2]
-    b = None if bias is None else bias.data_ptr()
     _check(lib.wino_output(m.data_ptr(), channels, tiles, ty0, ty1, tiles_w, b, out.data_ptr(), plane, row_stride,
                            scale, int(phases), threads()))
 
@@ -569,7 +579,7 @@ WIDE_INPUT = 256
 # Maps with fewer tiles keep the band loop: 64x64 maps (256 tiles) were as fast either way, at 32x32 (64 tiles,
 # one block) the fused form took 1.5x the band loop's time (2 threads, ``benchmarks/cpu_speed.py``).
 FUSED_MIN_TILES = 4 * FUSED_BLOCK
-_FUSED_WORK = threading.local()
+_WORK = threading.local()
 
 
 def fused_block(c_in: int) -> int:
@@ -585,15 +595,18 @@ def fused_applies(tiles: int) -> bool:
     return tiles >= FUSED_MIN_TILES and fused_available()
 
 
-def _fused_workspace(numel: int) -> torch.Tensor:
-    """The calling thread's buffer for :func:`conv` (one slice per OpenMP thread; grown, never shrunk:
-    reused, so no page faults per call; one per calling thread, so concurrent calls never share it)."""
-    buf = getattr(_FUSED_WORK, "buf", None)
-    if buf is None or buf.numel() < numel:
+def workspace(numel: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """A flat CPU buffer of at least ``numel`` elements, one per calling thread (concurrent calls never share
+    it), reused by every Winograd call of that thread: the band loop's planes and products
+    (:func:`resshift.models.winograd.winograd_conv3x3`) and :func:`conv`'s per-OpenMP-thread block buffers.
+    Grown, never shrunk: a fresh allocation of that size per call costs its page faults every time, as much
+    as the transforms. Only one convolution of a thread uses it at a time."""
+    buf = getattr(_WORK, "buf", None)
+    if buf is None or buf.dtype != dtype or buf.numel() < numel:
         with torch.inference_mode(False):
-            buf = torch.empty(numel, dtype=torch.float32)
-        _FUSED_WORK.buf = buf
-    return buf
+            buf = torch.empty(numel, dtype=dtype)
+        _WORK.buf = buf
+    return buf[:numel]
 
 
 def conv(x: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None, out: torch.Tensor,
@@ -628,15 +641,11 @@ def conv(x: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None, out: torch
             or tuple(out.shape) != (k // 4 if phases else k, scale * 4 * tiles_h, scale * 4 * tiles_w)):
         raise ValueError(f"fused Winograd convolution: input {tuple(x.shape)}, weights {tuple(u.shape)} and "
                          f"output {tuple(out.shape)} do not fit (phases={phases})")
-    if bias is not None and (not bias.is_contiguous() or bias.numel() != k or bias.dtype != torch.float32
-                             or bias.device.type != "cpu"):
-        raise ValueError(f"fused Winograd convolution: bias of {bias.numel()} values ({bias.dtype}, "
-                         f"{bias.device}) for {k} channels: needs {k} contiguous float32 CPU values")
+    b = _bias_pointer(bias, k, "fused Winograd convolution")
     block = fused_block(channels)
     each = 12 * (4 * block + 2) + 36 * (channels + k) * block + 24 * block
     n_threads = threads()
-    work = _fused_workspace(n_threads * each)
-    b = None if bias is None else bias.data_ptr()
+    work = workspace(n_threads * each)
     _check(lib.wino_conv(x.data_ptr(), channels, height, width, u.data_ptr(), k, b, out.data_ptr(),
                          out.shape[1] * out.shape[2], scale * out.shape[2], scale, int(phases), tiles_h, tiles_w,
                          block, work.data_ptr(), each, gemm, mkl_threads, n_threads))

@@ -152,7 +152,7 @@ def per_image_distributions(per_image: pd.DataFrame, out_dir: Path,
     if not metrics:
         return []
     family = families(per_image)
-    colours = colours or {f: plt.get_cmap("tab10")(i % 10) for i, f in enumerate(sorted(set(family)))}
+    colours = colours or method_colours(per_image)
     datasets = sorted(per_image["dataset"].unique())
     with plt.rc_context(FONT):
         fig, axes = _metric_grid(metrics, height=3.3)
