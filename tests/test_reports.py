@@ -178,16 +178,36 @@ def test_nfe_axis_labels_the_runs_nfe_and_no_minor_ticks() -> None:
     """NFE 0 and 1 alone once got crowded minor labels (6x10^-1 ... 9x10^-1) naming no run."""
     import matplotlib.pyplot as plt
 
-    from resshift.reports.plots import nfe_axis
+    from resshift.reports.plots import run_value_axis
 
     fig, ax = plt.subplots()
     try:
         ax.plot([0.5, 1.0, 15.0], [1.0, 2.0, 3.0])
-        nfe_axis(ax, pd.Series([0, 1, 15, 1, None]))
+        run_value_axis(ax, pd.Series([0, 1, 15, 1, None]), integer=True)
         fig.canvas.draw()
         assert ax.get_xscale() == "log"
         assert list(ax.get_xticks()) == [0.5, 1.0, 15.0]
         assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "1", "15"]
         assert all(t.get_text() == "" for t in ax.get_xticklabels(minor=True))
+    finally:
+        plt.close(fig)
+
+
+def test_runtime_axis_labels_the_runs_values_and_no_minor_ticks() -> None:
+    """Runs at 16.3 and 23.8 ms per image got the crowded minor labels 1.6x10^1 ... 2.4x10^1 over each other."""
+    import matplotlib.pyplot as plt
+
+    from resshift.reports.plots import run_value_axis
+
+    fig, ax = plt.subplots()
+    try:
+        ax.plot([16.3, 23.8], [1.0, 2.0])
+        run_value_axis(ax, pd.Series([16.3, 23.8, None, 16.31]))
+        fig.canvas.draw()
+        assert ax.get_xscale() == "log" and list(ax.get_xticks()) == [16.0, 24.0]
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["16", "24"]
+        assert all(t.get_text() == "" for t in ax.get_xticklabels(minor=True))
+        run_value_axis(ax, pd.Series([1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 21.0, 34.0]), most=4)
+        assert list(ax.get_xticks()) == [1.0, 3.0, 13.0, 34.0]  # at most 4, from the ends inwards
     finally:
         plt.close(fig)

@@ -104,13 +104,20 @@ def family_lines(ax: plt.Axes, data: pd.DataFrame, x: str, y: str, protocols: li
                     color=colours.get(str(family), "black"), ms=5, lw=1.3)
 
 
-def nfe_axis(ax: plt.Axes, nfe: pd.Series) -> None:
-    """A log NFE axis labelled with the NFE values the runs have (``0`` at 0.5, where
-    :func:`family_lines` draws it), without minor tick labels: a narrow range such as 0-1 otherwise
-    gets crowded ``6x10^-1`` labels that name no run."""
-    values = sorted({int(v) for v in nfe.dropna()})
+def run_value_axis(ax: plt.Axes, values: pd.Series, integer: bool = False, most: int = 6) -> None:
+    """A log x axis labelled at the values the runs have, without minor tick labels: a narrow range such as
+    NFE 0-1 or 16-24 ms per image otherwise gets crowded ``6x10^-1`` labels that name no run. ``integer``
+    (NFE): every value, ``0`` at 0.5 where :func:`family_lines` draws it; else (measured values such as
+    ms per image) the positive values to 2 significant digits, at most ``most`` of them spread over the
+    range."""
+    if integer:
+        ticks = sorted({int(v) for v in values.dropna()})
+    else:
+        ticks = sorted({float(f"{v:.2g}") for v in values.dropna() if v > 0})
+        if len(ticks) > most:
+            ticks = [ticks[round(i * (len(ticks) - 1) / (most - 1))] for i in range(most)]
     ax.set_xscale("log")
-    ax.set_xticks([max(v, 0.5) for v in values], [str(v) for v in values])
+    ax.set_xticks([max(v, 0.5) for v in ticks], [f"{v:g}" for v in ticks])
     ax.xaxis.set_minor_formatter(NullFormatter())
 
 
@@ -130,10 +137,8 @@ def quality_vs(df: pd.DataFrame, x: str, out_dir: Path, stem: str, xlabel: str,
             family_lines(ax, data, x, metric, protocols, colours)
             ax.set_title(f"{metric} {arrow(metric)}")
             ax.set_xlabel(xlabel)
-            if x == "nfe":
-                nfe_axis(ax, data[x])
-            elif logx:
-                ax.set_xscale("log")
+            if x == "nfe" or logx:
+                run_value_axis(ax, data[x], integer=x == "nfe")
             if _log_scale(metric):
                 ax.set_yscale("log")
             ax.grid(alpha=0.3)

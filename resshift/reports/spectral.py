@@ -33,8 +33,8 @@ from resshift.reports.plots import (  # noqa: E402
     family_lines,
     legend_below,
     method_colours,
-    nfe_axis,
     outside_legend,
+    run_value_axis,
     save_figure,
 )
 from resshift.runfolder import RunFolder, RunSpectra  # noqa: E402
@@ -325,7 +325,7 @@ def hf_ratio_vs_nfe(df: pd.DataFrame, out_dir: Path, stem: str = "hf_ratio_vs_nf
         for ax, col in zip(axes[0], cols, strict=True):
             family_lines(ax, data, "nfe", col, protocols, colours)
             _ratio_axes(ax)
-            nfe_axis(ax, data["nfe"])
+            run_value_axis(ax, data["nfe"], integer=True)
             ax.set_xlabel("NFE (network evaluations per image)")
             ref = "GT" if col == "hf-ratio" else "bicubic-up LR"
             ax.set_title(f"{col}: HF energy SR / {ref}")
