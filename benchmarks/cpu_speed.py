@@ -318,6 +318,90 @@ def winograd_table(shapes: dict[tuple[str, int, int, int, int], int], rounds: in
     return rows
 
 
+def layer_split(unet, vq, rounds: int = 3) -> dict[str, dict[str, float]]:
+    """Amdahl's split of the v3 chain (64x64 LR): the time of the 3x3 layers the shape rule gives to
+    Winograd (plain 3x3 convolutions, and nearest-x2 upsampling layers as a whole: the upsampling and its
+    convolution) and of everything else, on the reference path and on the fast path, timed with forward hooks
+    inside whole chains, alternately, median per part over ``rounds`` chains each after one warm-up.
+    Returns ``{"reference"|"fast": {"selected 3x3 layers"|"everything else"|"whole chain": seconds}}`` and
+    ``"selected_calls"``: ``{"reference"|"fast": calls of the selected layers in one chain}``."""
+    from resshift.methods.resshift_method import ResShiftSR, schedule_for
+    from resshift.models.fast import upsample_conv_fusable
+    from resshift.models.winograd import winograd_eligible
+
+    lq = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    selected, calls = [0.0], [0]
+    started: dict[int, float] = {}
+
+    def pre(module, args):
+        conv = getattr(module, "conv", module)
+        if winograd_eligible(conv, args[0], upsample=conv is not module):
+            started[id(module)] = time.perf_counter()
+
+    def post(module, args, output):
+        start = started.pop(id(module), None)
+        if start is not None:
+            selected[0] += time.perf_counter() - start
+            calls[0] += 1
+
+    handles = []
+    for net in (unet, vq):
+        upsampling = [m for m in net.modules() if type(m).__name__ == "Upsample"
+                      and isinstance(getattr(m, "conv", None), torch.nn.Conv2d) and upsample_conv_fusable(m.conv)]
+        inner = {id(m.conv) for m in upsampling}  # timed as part of their upsampling layer
+        plain = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d) and id(m) not in inner
+                 and m.kernel_size == (3, 3) and m.stride == (1, 1) and m.padding == (1, 1)]
+        for m in upsampling + plain:
+            handles += [m.register_forward_pre_hook(pre), m.register_forward_hook(post)]
+
+    def chain(fast: bool) -> Callable[[], dict[str, float]]:
+        method = ResShiftSR(unet, vq, schedule_for("v3"), fast=fast)
+
+        def run() -> dict[str, float]:
+            selected[0], calls[0] = 0.0, 0
+            start = time.perf_counter()
+            with torch.inference_mode():
+                method.sample_patches(lq, {"generators": [torch.Generator().manual_seed(1)]})
+            total = time.perf_counter() - start
+            return {"selected 3x3 layers": selected[0], "everything else": total - selected[0], "whole chain": total}
+        return run
+
+    runs: dict[str, list[dict[str, float]]] = {"reference": [], "fast": []}
+    selected_calls = {}
+    try:
+        paths = {"reference": chain(False), "fast": chain(True)}
+        for name, fn in paths.items():
+            fn()
+            selected_calls[name] = calls[0]
+        for _ in range(rounds):
+            for name, fn in paths.items():
+                runs[name].append(fn())
+    finally:
+        for h in handles:
+            h.remove()
+    split: dict = {name: {part: statistics.median(r[part] for r in rs) for part in rs[0]} for name, rs in runs.items()}
+    split["selected_calls"] = selected_calls
+    return split
+
+
+def print_layer_split(split: dict[str, dict[str, float]]) -> None:
+    ref, fast = split["reference"], split["fast"]
+    calls = split["selected_calls"]["fast"]
+    print(f"\nthe v3 chain split (Amdahl): the 3x3 layers the shape rule gives to Winograd ({calls} calls a chain; "
+          "upsampling layers whole) and everything else, reference vs fast path, medians")
+    print(f"{'part':24s} {'reference':>10s} {'fast':>8s} {'speed-up':>9s} {'share of ref':>13s}")
+    for part in ref:
+        print(f"{part:24s} {ref[part]:9.2f}s {fast[part]:7.2f}s {ref[part] / fast[part]:8.2f}x "
+              f"{ref[part] / ref['whole chain']:12.0%}")
+    need = ref["whole chain"] / 2 - fast["everything else"]
+    sel = ref["selected 3x3 layers"]
+    print(f"for 2x the reference with the rest as it is, the selected layers would need {need:.2f} s "
+          f"({sel / need:.2f}x their reference time)" if need > 0 else
+          "2x the reference is out of reach even with the selected layers at no cost")
+    bound = ref["whole chain"] / fast["everything else"]
+    print(f"with the selected layers at no cost, the chain would be {bound:.2f}x")
+
+
 def rule_variants(unet, vq, rounds: int = 3) -> dict[str, list[float]]:
     """The fast v3 chain (64x64 LR) with each shape rule (the AVX2 and the AVX-512 one, whatever this CPU
     is) and each form of the tile transforms (compiled one-pass C, PyTorch matrix products), timed
@@ -558,6 +642,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rule-variants", action="store_true",
                    help="also time the fast v3 chain with each CPU family's shape rule and each form of the tile "
                         "transforms, interleaved")
+    p.add_argument("--layer-split", action="store_true",
+                   help="also split the v3 chain into the 3x3 layers the shape rule gives to Winograd and the rest, "
+                        "on both paths (where the remaining time is, Amdahl's bound for the speed-up)")
     p.add_argument("--json", type=Path, default=None, help="write the report here")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -570,6 +657,10 @@ def main(argv: list[str] | None = None) -> int:
         print_breakdown(report["v3_breakdown"], report["ceilings"])
         report["winograd"] = winograd_table(conv3x3_shapes(unet, vq), rounds=max(1, round(5 * args.runs_scale)))
         print_winograd_table(report["winograd"])
+    if args.layer_split:
+        unet, vq = build_networks(args.tiny)
+        report["layer_split"] = layer_split(unet, vq, rounds=max(1, round(3 * args.runs_scale)))
+        print_layer_split(report["layer_split"])
     if args.rule_variants:
         unet, vq = build_networks(args.tiny)
         report["rule_variants"] = rule_variants(unet, vq, rounds=max(1, round(3 * args.runs_scale)))

@@ -256,6 +256,27 @@ def test_chain_breakdown_parts_add_up_to_the_chain():
     assert all(c["gflop_per_s"] > 0 and c["gflop"] == pytest.approx(19.327352832) for c in ceilings.values())
 
 
+def test_layer_split_parts_add_up_and_hooks_are_removed():
+    """The Amdahl split of the v3 chain on tiny networks: both paths time the same selected layers (as many calls
+    as the shape rule selects among the chain's 3x3 layers), the two parts of one round add up to the chain, and
+    no hook stays on the networks."""
+    bench = cpu_speed()
+    unet, vq = bench.build_networks(tiny=True)
+    from resshift.models import winograd
+
+    shapes = bench.conv3x3_shapes(unet, vq)
+    expected = sum(calls for (kind, c_in, c_out, h, w), calls in shapes.items()
+                   if winograd.winograd_eligible(torch.nn.Conv2d(c_in, c_out, 3, padding=1), torch.zeros(1, c_in, h, w),
+                                                 upsample=kind == "upsample"))
+    split = bench.layer_split(unet, vq, rounds=1)
+    assert expected > 0 and split["selected_calls"] == {"reference": expected, "fast": expected}
+    for path in ("reference", "fast"):
+        parts = split[path]
+        assert parts["selected 3x3 layers"] > 0 and parts["everything else"] > 0
+        assert parts["selected 3x3 layers"] + parts["everything else"] == pytest.approx(parts["whole chain"], rel=1e-12)
+    assert not any(m._forward_hooks or m._forward_pre_hooks for net in (unet, vq) for m in net.modules())
+
+
 @pytest.mark.slow
 def test_decode_of_a_256x256_latent_fits_in_8_gib():
     """Full-size VQ decode to a 1024x1024 image in a fresh process; peak RSS reported and bounded."""
