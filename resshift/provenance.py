@@ -105,6 +105,23 @@ def git_commit(root: str | Path = PROJECT_ROOT) -> dict[str, Any]:
     return {"commit": commit, "dirty": None if status is None else bool(status)}
 
 
+_code_hash: list[str] = []
+
+
+def code_sha256() -> str:
+    """SHA-256 of this package's Python sources (every ``resshift/**/*.py``, by relative path and bytes, in path
+    order), computed once per process: the code that made a run's numbers, whether or not it is a git checkout and
+    whether or not the checkout has uncommitted changes."""
+    with _hash_lock:
+        if not _code_hash:
+            package = Path(__file__).resolve().parent
+            h = hashlib.sha256()
+            for path in sorted(package.rglob("*.py")):
+                h.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+            _code_hash.append(h.hexdigest())
+        return _code_hash[0]
+
+
 def _cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

@@ -358,3 +358,55 @@ def test_resshift_sr_checks_options_before_loading_anything(tmp_path, capsys):
     assert err.count("not found in") == 2 and str(empty) in err  # UNet and VQ both listed at once
     assert cli_main(["sr", str(src), "-o", str(tmp_path / "o"), "--method", "bicubic", "--no-progress"]) == 0
     assert "wrote 1 image(s)" in capsys.readouterr().out
+
+
+def test_metrics_phase_failure_keeps_earlier_values_and_counts_as_failed(tmp_path):
+    """An HR file broken between sessions: the metrics phase fails on that image when a metric is added. Its
+    earlier values stay in its row, it counts as failed (n_failed, summary.failed) instead of silently
+    dropping to fewer scored images, and a later session with the file repaired scores it again."""
+    root = _paired(tmp_path / "set", {"a": 8, "b": 8, "c": 8})
+    first = run(_spec(tmp_path / "run", root, metrics=["psnr"]))
+    assert first["n_ok"] == 3 and first["n_failed"] == 0
+    good = (root / "hr" / "b.png").read_bytes()
+    (root / "hr" / "b.png").write_bytes(b"not a png")
+    broken = run(_spec(tmp_path / "run", root, metrics=["psnr", "ssim"]))
+    assert broken["n_failed"] == 1 and "b" in broken["failed"] and "metrics phase" in broken["failed"]["b"]
+    assert broken["metrics"]["psnr"]["n"] == 2 and broken["metrics"]["ssim"]["n"] == 2
+    row = next(r for r in RunFolder(tmp_path / "run").rows("metrics") if r["name"] == "b")
+    assert row["status"] == "failed" and set(row["values"]) == {"psnr"}  # the earlier value is kept
+    per_image = pd.read_csv(tmp_path / "run" / "per_image.csv").set_index("name")
+    assert per_image.loc["b", "status"] == "failed"
+    (root / "hr" / "b.png").write_bytes(good)
+    repaired = run(_spec(tmp_path / "run", root, metrics=["psnr"]))  # psnr is there: the failure alone re-scores
+    assert repaired["n_failed"] == 0 and repaired["metrics"]["psnr"]["n"] == 3
+    assert repaired["metrics"]["psnr"]["mean"] == pytest.approx(first["metrics"]["psnr"]["mean"], abs=1e-12)
+
+
+def test_resume_under_other_code_or_packages_is_refused(tmp_path, monkeypatch):
+    """A session after an update of the package's sources or of a package that computes the numbers would mix
+    its rows with the earlier ones: refused, naming what changed; nothing in the folder is rewritten."""
+    import resshift.provenance as provenance
+
+    root = _paired(tmp_path / "set", {"a": 8, "b": 8})
+    run_dir = tmp_path / "run"
+    first = run(_spec(run_dir, root, metrics=["psnr"]))
+    rows = (run_dir / "records" / "sr-0-of-1.jsonl").read_bytes()
+    real_versions = provenance.package_versions()
+    changes = {"code.resshift_sources_sha256": ("code_sha256", lambda: "0" * 64),
+               "code.packages.torch": ("package_versions", lambda: {**real_versions, "torch": "0.0.1"})}
+    for key, (attribute, fake) in changes.items():
+        with monkeypatch.context() as m:
+            m.setattr(provenance, attribute, fake)
+            with pytest.raises(RunIdentityError, match="made by other code") as err:
+                run(_spec(run_dir, root, metrics=["psnr", "ssim"]))
+        assert key in str(err.value)
+    assert (run_dir / "records" / "sr-0-of-1.jsonl").read_bytes() == rows
+    again = run(_spec(run_dir, root, metrics=["psnr", "ssim"]))  # the same code: resumes
+    assert again["fingerprint"] == first["fingerprint"] and again["counts"]["sr"]["skipped"] == 2
+    other_root = run(_spec(tmp_path / "run2", root, metrics=["psnr"]))  # the fingerprint names the configuration
+    assert other_root["fingerprint"] == first["fingerprint"]
+    record = json.loads((run_dir / "identity.json").read_text())
+    del record["code"]  # a folder from before the code was recorded
+    (run_dir / "identity.json").write_text(json.dumps(record))
+    with pytest.raises(RunIdentityError, match="not recorded"):
+        run(_spec(run_dir, root, metrics=["psnr"]))

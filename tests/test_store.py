@@ -53,3 +53,36 @@ def test_write_json_is_atomic(tmp_path: Path) -> None:
     p = write_json(tmp_path / "x" / "s.json", {"b": 1, "a": [1, 2]})
     assert json.loads(p.read_text()) == {"a": [1, 2], "b": 1}
     assert not list(p.parent.glob("*.part"))
+
+
+def test_newest_row_wins_across_shard_files(tmp_path: Path) -> None:
+    """A run sharded over two processes, then resumed as one: the one-process rows are newer, although
+    ``sr-0-of-1`` sorts before ``sr-0-of-2``; the newest row of each image wins, whichever file holds it."""
+    from resshift.runfolder import RunFolder
+
+    folder = RunFolder(tmp_path)
+    folder.row_store("sr", 0, 2).append({"name": "a", "status": "failed", "error": "unreadable"})
+    folder.row_store("sr", 1, 2).append({"name": "b", "status": "ok"})
+    folder.row_store("metrics", 0, 2).append({"name": "b", "status": "ok", "values": {"psnr": 30.0}})
+    folder.row_store("sr", 0, 1).append({"name": "a", "status": "ok"})
+    folder.row_store("metrics", 0, 1).append({"name": "b", "status": "ok", "values": {"psnr": 30.0, "ssim": 0.9}})
+    assert [(r["name"], r["status"]) for r in folder.rows("sr")] == [("a", "ok"), ("b", "ok")]
+    assert folder.done("sr") == {"a", "b"}
+    assert folder.rows("metrics")[0]["values"] == {"psnr": 30.0, "ssim": 0.9}
+    # and the other way round: a later failure in a file that sorts first is not hidden by an older ok row
+    folder.row_store("sr", 1, 2).append({"name": "b", "status": "failed", "error": "SR output not finite"})
+    assert folder.done("sr") == {"a"}
+
+
+def test_rows_without_a_time_keep_file_order_and_lose_to_stamped_rows(tmp_path: Path) -> None:
+    """Rows written before rows carried ``written_ns``: file-name then line order, older than any stamped row."""
+    from resshift.runfolder import RunFolder
+
+    folder = RunFolder(tmp_path)
+    records = tmp_path / "records"
+    records.mkdir()
+    (records / "sr-0-of-1.jsonl").write_text('{"name": "a", "status": "ok", "v": 1}\n{"name": "c", "status": "ok"}\n')
+    (records / "sr-0-of-2.jsonl").write_text('{"name": "a", "status": "ok", "v": 2}\n')
+    assert folder.rows("sr")[0]["v"] == 2
+    folder.row_store("sr", 0, 1).append({"name": "c", "status": "failed", "error": "x"})
+    assert folder.done("sr") == {"a"}

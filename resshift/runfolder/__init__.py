@@ -168,18 +168,23 @@ class RunFolder:
         return any(self.records_dir.glob("*.jsonl"))
 
     def rows(self, kind: str) -> list[dict[str, Any]]:
-        """Rows of ``kind`` (``sr`` or ``metrics``) of every shard, the last row per image winning, by name."""
+        """Rows of ``kind`` (``sr`` or ``metrics``) of every shard file, sorted by name: per image the row written
+        last (``written_ns``), whichever file holds it (a resume with another number of processes writes its rows
+        into other files than the session before). Rows without a time (written before rows carried one) count as
+        older than any stamped row, and among themselves in file-name and line order."""
         if kind not in ("sr", "metrics"):
             raise ValueError(f"rows are merged by image for 'sr' and 'metrics', not {kind!r}")
-        merged: dict[str, dict[str, Any]] = {}
+        merged: dict[str, tuple[int, dict[str, Any]]] = {}
         for path in sorted(self.records_dir.glob(f"{kind}-*.jsonl")):
             for row in RowStore(path).rows():
-                merged[row["name"]] = row
-        return [merged[k] for k in sorted(merged)]
+                written = row.get("written_ns", -1)
+                if row["name"] not in merged or written >= merged[row["name"]][0]:
+                    merged[row["name"]] = (written, row)
+        return [merged[k][1] for k in sorted(merged)]
 
     def done(self, kind: str) -> set[str]:
-        """Names whose latest row of ``kind`` in any shard has status ok."""
-        return set().union(*(RowStore(p).done() for p in self.records_dir.glob(f"{kind}-*.jsonl")))
+        """Names whose latest row of ``kind`` (:meth:`rows`) has status ok."""
+        return {r["name"] for r in self.rows(kind) if r.get("status", "ok") == "ok"}
 
     # ------------------------------------------------------------------------------------ identity, manifests
     def identity(self) -> dict[str, Any] | None:

@@ -4,13 +4,17 @@ Each row is one strict JSON object (no NaN or Infinity: writing one raises) on o
 with a single ``write`` and flushed to disk. A process killed mid-write can leave at most one
 partial line at the end; opening the store repairs
 that by cutting the file back to its last complete line, so no finished row is lost and none is
-duplicated. Rows are keyed (by image name); :meth:`RowStore.done` tells a rerun what to skip.
+duplicated. Rows are keyed (by image name); :meth:`RowStore.done` tells a rerun what to skip. Each row
+records when it was written (``written_ns``, nanoseconds since the epoch), so that the rows of one image in
+the files of several shards (a run resumed with another number of processes) are ordered by time, not by
+file name (:meth:`resshift.runfolder.RunFolder.rows`).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -64,9 +68,10 @@ class RowStore:
         return {r[self.key_field] for r in self.rows() if r.get(status_field, ok_value) == ok_value}
 
     def append(self, row: dict[str, Any]) -> None:
-        """Write one row durably (single write, flush, fsync)."""
+        """Write one row durably (single write, flush, fsync), stamped with ``written_ns`` (the time of writing)."""
         if self.key_field not in row:
             raise KeyError(f"row has no {self.key_field!r} field: {row}")
+        row = {**row, "written_ns": time.time_ns()}
         line = json.dumps(row, sort_keys=True, default=_json_default, allow_nan=False) + "\n"
         with open(self.path, "a", encoding="utf-8") as fh:
             fh.write(line)

@@ -4,7 +4,11 @@ A run folder belongs to one configuration. Its identity is the method (registere
 asked for, and ``method.describe()``: every resolved parameter with its default, checkpoint SHA-256),
 the data set (name, card SHA-256, protocol id, parameters with any folder made absolute), the image
 selection (``limit``, ``select``), the run seed, the device type and the precision. The metric list is
-not part of it: adding a metric to a finished run extends that run.
+not part of it: adding a metric to a finished run extends that run. Beside it, a folder records the code that
+made its rows (the SHA-256 of the package's Python sources and the versions of the packages that compute the
+numbers, :data:`resshift.provenance.TRACKED_PACKAGES`): a session under other code is refused too, instead of
+mixing its rows with the earlier ones. The code is not part of the fingerprint, which names one configuration
+across code versions (what a regression check compares).
 
 * The Hydra app names the folder ``<label>__<dataset>__<config fingerprint>`` (:func:`config_fingerprint`,
   computed from the config alone, 8 hex digits), so another seed, root, limit or parameter goes to
@@ -122,12 +126,13 @@ def differences(old: Any, new: Any, prefix: str = "") -> list[str]:
     return [] if old == new else [f"{prefix}: {old!r} -> {new!r}"]
 
 
-def claim(run_dir: Path, identity: Mapping[str, Any]) -> str:
-    """Bind ``run_dir`` to ``identity`` (first start) or check that it is bound to it (resume).
+def claim(run_dir: Path, identity: Mapping[str, Any], code: Mapping[str, Any] | None = None) -> str:
+    """Bind ``run_dir`` to ``identity`` and ``code`` (first start) or check that it is bound to them (resume).
 
-    Returns the identity's fingerprint. Raises :class:`RunIdentityError` naming every difference when
-    the folder already belongs to another identity, or when it holds rows but no identity record
-    (a folder written before run identities existed).
+    Returns the identity's fingerprint. Raises :class:`RunIdentityError` naming every difference when the folder
+    already belongs to another identity, or (``code`` given) holds rows made by other code or by code it has no
+    record of (a folder written before the code was recorded), or when it holds rows but no identity record (a
+    folder written before run identities existed).
     """
     ident = canonical(identity)
     fp = fingerprint(ident)
@@ -142,13 +147,24 @@ def claim(run_dir: Path, identity: Mapping[str, Any]) -> str:
                 "them. What differs (stored -> now):\n  " + "\n  ".join(diff)
                 + "\nChoose another run.name or run.root for the new configuration, or delete the folder."
             )
+        if code is not None and stored.get("code") != canonical(code):
+            diff = (differences(stored["code"], canonical(code), "code") if stored.get("code") is not None
+                    else ["code: (not recorded: the folder was written by an older version) -> now recorded"])
+            raise RunIdentityError(
+                f"{run_dir}: this run folder holds results of the same configuration made by other code; resuming "
+                "would mix rows of two code versions. What differs (stored -> now):\n  " + "\n  ".join(diff)
+                + "\nRun into another run.root (or run.name) to compare the versions, or delete the folder."
+            )
         return fp
     if folder.has_rows():
         raise RunIdentityError(
             f"{run_dir}: holds result rows but no {path.name}, so nothing shows which configuration made "
             "them; move it away (or delete it) and run again."
         )
-    write_json(path, {"fingerprint": fp, "identity": ident})
+    record = {"fingerprint": fp, "identity": ident}
+    if code is not None:
+        record["code"] = canonical(code)
+    write_json(path, record)
     return fp
 
 

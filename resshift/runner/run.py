@@ -198,9 +198,10 @@ def run_metrics_phase(spec: RunSpec, dataset: Any, metrics: dict[str, Any],
     have = {r["name"]: r for r in folder.rows("metrics")}
     wanted = set(metrics)
     shard_names = set(dataset.names())
-    pending = [
+    pending = [  # a metric missing, or the last metrics session failed on the image
         n for n in sorted(sr_rows)
-        if n in shard_names and not wanted <= set(have.get(n, {}).get("values", {}))
+        if n in shard_names and (not wanted <= set(have.get(n, {}).get("values", {}))
+                                 or have.get(n, {}).get("status", "ok") != "ok")
     ]
     counts = {"done": 0, "skipped": len(sr_rows) - len(pending), "failed": 0}
     if not pending or not metrics:
@@ -209,8 +210,10 @@ def run_metrics_phase(spec: RunSpec, dataset: Any, metrics: dict[str, Any],
     from tqdm import tqdm
 
     def fail(name: str, err: Exception) -> None:
-        store.append({"name": name, "status": "failed", "values": {}, "error": f"{type(err).__name__}: {err}",
-                      "provenance": provenance})
+        # the values earlier sessions computed stay in the row (nothing finished is lost); the image counts as
+        # failed in the summary until a later session scores it
+        store.append({"name": name, "status": "failed", "values": dict(have.get(name, {}).get("values", {})),
+                      "error": f"{type(err).__name__}: {err}", "provenance": provenance})
         counts["failed"] += 1
 
     def loaded(names: Sequence[str]) -> Iterator[tuple[str, torch.Tensor, torch.Tensor | None, torch.Tensor]]:
@@ -304,11 +307,12 @@ def summarize(spec: RunSpec, metric_specs: dict[str, Any], unavailable: dict[str
         if mr:
             row.update(mr.get("values", {}))
             row.update(_flat_provenance(mr.get("provenance")))
-            if mr.get("status") != "ok":
-                row["error"] = mr.get("error", "")
+            if mr.get("status") != "ok" and r.get("status") == "ok":  # the metrics phase failed on this image
+                row["status"] = "failed"
+                row["error"] = f"metrics phase: {mr.get('error', '')}"
             if mr.get("metric_errors"):
                 row["metric_errors"] = "; ".join(f"{k}: {v}" for k, v in sorted(mr["metric_errors"].items()))
-        if r.get("status") == "ok":
+        if row["status"] == "ok":
             for name in metric_specs:
                 if name in unavailable or (mr and name in mr.get("values", {})):
                     continue
@@ -423,6 +427,15 @@ def run_identity(spec: RunSpec, method: Any, dataset: Any) -> dict[str, Any]:
     return ident
 
 
+def run_code() -> dict[str, Any]:
+    """The code that computes a run's numbers: the SHA-256 of the package's Python sources and the versions of the
+    packages that change numbers (checked on resume beside the identity, see :func:`resshift.runner.identity.claim`;
+    not part of the fingerprint, so that a regression check compares one configuration across code versions)."""
+    from resshift.provenance import code_sha256, package_versions
+
+    return {"resshift_sources_sha256": code_sha256(), "packages": package_versions()}
+
+
 def run(spec: RunSpec) -> dict[str, Any]:
     """Run (or resume) one evaluation and return its summary (``{}`` on ranks other than 0).
 
@@ -461,7 +474,7 @@ def _run_locked(spec: RunSpec) -> dict[str, Any]:
         dataset = dataset.shard(spec.rank, spec.world_size)
     method = build_method(spec.method, device=spec.device, dtype=spec.dtype, **spec.method_params)
     method.expect_images(all_names, dataset.names())
-    fingerprint = claim(spec.run_dir, run_identity(spec, method, dataset))
+    fingerprint = claim(spec.run_dir, run_identity(spec, method, dataset), run_code())
     provenance = collect_provenance(device=spec.device)
     manifest = {
         "config": spec.config,
