@@ -361,14 +361,15 @@ def test_resshift_sr_checks_options_before_loading_anything(tmp_path, capsys):
 
 
 def test_metrics_phase_failure_keeps_earlier_values_and_counts_as_failed(tmp_path):
-    """An HR file broken between sessions: the metrics phase fails on that image when a metric is added. Its
-    earlier values stay in its row, it counts as failed (n_failed, summary.failed) instead of silently
-    dropping to fewer scored images, and a later session with the file repaired scores it again."""
+    """An SR output broken in the run folder between sessions: the metrics phase fails on that image when a metric
+    is added. Its earlier values stay in its row, it counts as failed (n_failed, summary.failed) instead of
+    silently dropping to fewer scored images, and a later session with the file repaired scores it again."""
     root = _paired(tmp_path / "set", {"a": 8, "b": 8, "c": 8})
     first = run(_spec(tmp_path / "run", root, metrics=["psnr"]))
     assert first["n_ok"] == 3 and first["n_failed"] == 0
-    good = (root / "hr" / "b.png").read_bytes()
-    (root / "hr" / "b.png").write_bytes(b"not a png")
+    sr_b = tmp_path / "run" / "sr" / "b.png"
+    good = sr_b.read_bytes()
+    sr_b.write_bytes(b"not a png")
     broken = run(_spec(tmp_path / "run", root, metrics=["psnr", "ssim"]))
     assert broken["n_failed"] == 1 and "b" in broken["failed"] and "metrics phase" in broken["failed"]["b"]
     assert broken["metrics"]["psnr"]["n"] == 2 and broken["metrics"]["ssim"]["n"] == 2
@@ -376,7 +377,7 @@ def test_metrics_phase_failure_keeps_earlier_values_and_counts_as_failed(tmp_pat
     assert row["status"] == "failed" and set(row["values"]) == {"psnr"}  # the earlier value is kept
     per_image = pd.read_csv(tmp_path / "run" / "per_image.csv").set_index("name")
     assert per_image.loc["b", "status"] == "failed"
-    (root / "hr" / "b.png").write_bytes(good)
+    sr_b.write_bytes(good)
     repaired = run(_spec(tmp_path / "run", root, metrics=["psnr"]))  # psnr is there: the failure alone re-scores
     assert repaired["n_failed"] == 0 and repaired["metrics"]["psnr"]["n"] == 3
     assert repaired["metrics"]["psnr"]["mean"] == pytest.approx(first["metrics"]["psnr"]["mean"], abs=1e-12)
@@ -410,3 +411,29 @@ def test_resume_under_other_code_or_packages_is_refused(tmp_path, monkeypatch):
     (run_dir / "identity.json").write_text(json.dumps(record))
     with pytest.raises(RunIdentityError, match="not recorded"):
         run(_spec(run_dir, root, metrics=["psnr"]))
+
+
+def test_resume_refuses_input_files_changed_on_disk(tmp_path):
+    """The identity holds a digest of every selected LR and HR file: an HR replaced on disk (outputs made from the
+    old pair would be scored against the new one) or a file added that moves what ``limit`` selects is refused,
+    naming the image; the unchanged set resumes."""
+    root = _paired(tmp_path / "set", {"b": 8, "c": 8, "d": 8})
+    run_dir = tmp_path / "run"
+    first = run(_spec(run_dir, root, metrics=["psnr"], limit=2))
+    good = (root / "hr" / "c.png").read_bytes()
+    _paired(tmp_path / "other", {"c": 8}, seed=9)
+    (root / "hr" / "c.png").write_bytes((tmp_path / "other" / "hr" / "c.png").read_bytes())
+    with pytest.raises(RunIdentityError, match="another configuration") as err:
+        run(_spec(run_dir, root, metrics=["psnr", "ssim"], limit=2))
+    assert "images.inputs.c.hr" in str(err.value) and "images.inputs.b" not in str(err.value)
+    (root / "hr" / "c.png").write_bytes(good)
+    _paired(tmp_path / "extra", {"a": 8})  # sorts first: limit=2 now selects a and b
+    for sub in ("lr", "hr"):
+        (root / sub / "a.png").write_bytes((tmp_path / "extra" / sub / "a.png").read_bytes())
+    with pytest.raises(RunIdentityError, match="another configuration") as err:
+        run(_spec(run_dir, root, metrics=["psnr"], limit=2))
+    assert "images.inputs.a: (absent)" in str(err.value) and "images.inputs.c" in str(err.value)
+    (root / "lr" / "a.png").unlink()
+    (root / "hr" / "a.png").unlink()
+    again = run(_spec(run_dir, root, metrics=["psnr"], limit=2))
+    assert again["fingerprint"] == first["fingerprint"] and again["counts"]["sr"]["skipped"] == 2

@@ -9,6 +9,7 @@ name, protocol id, reader notes such as a dropped alpha channel).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -173,6 +174,21 @@ class SRDataset:
         if missing:
             raise KeyError(f"data set {self.card.name!r} has no item(s) {', '.join(sorted(missing)[:5])}")
         return SRDataset(self.card, [it for it in self._items if it.name in wanted], self.root)
+
+    def input_digests(self) -> dict[str, dict[str, str]]:
+        """What each item's inputs hold: ``{name: {"lr": d, "hr": d}}`` (``hr`` absent without HR), ``d`` the first
+        16 hex digits of the file's SHA-256 (:func:`resshift.provenance.file_sha256`, cached per path, size and
+        modification time), or of ``describe()`` for an in-memory source. A file replaced on disk changes its
+        digest; part of a run's identity, so rows made from the old file are never mixed with the new one's."""
+        from resshift.provenance import file_sha256
+
+        def digest(ref: Any) -> str:
+            if isinstance(ref, Path):
+                return file_sha256(ref)[:16]
+            return hashlib.sha256(ref.describe().encode("utf-8")).hexdigest()[:16]
+
+        return {it.name: {"lr": digest(it.lr), **({"hr": digest(it.hr)} if it.hr is not None else {})}
+                for it in self._items}
 
     def shard(self, rank: int, world: int) -> SRDataset:
         """Items ``rank, rank + world, ...`` of the sorted list; shards are disjoint and cover the set."""

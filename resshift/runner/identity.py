@@ -3,7 +3,8 @@
 A run folder belongs to one configuration. Its identity is the method (registered name, the parameters
 asked for, and ``method.describe()``: every resolved parameter with its default, checkpoint SHA-256),
 the data set (name, card SHA-256, protocol id, parameters with any folder made absolute), the image
-selection (``limit``, ``select``), the run seed, the device type and the precision. The metric list is
+selection (``limit``, ``select``, and the digest of every selected LR and HR file: a file replaced, added or
+removed on disk changes it), the run seed, the device type and the precision. The metric list is
 not part of it: adding a metric to a finished run extends that run. Beside it, a folder records the code that
 made its rows (the SHA-256 of the package's Python sources and the versions of the packages that compute the
 numbers, :data:`resshift.provenance.TRACKED_PACKAGES`): a session under other code is refused too, instead of
@@ -110,8 +111,12 @@ def config_fingerprint(**kwargs: Any) -> str:
     return fingerprint(config_identity(**kwargs))[:8]
 
 
-def differences(old: Any, new: Any, prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ between two identities, as ``key: old -> new`` lines."""
+def differences(old: Any, new: Any, prefix: str = "", most: int | None = 12) -> list[str]:
+    """Dotted keys whose values differ between two identities, as ``key: old -> new`` lines (the first ``most``
+    and a count of the others, e.g. when a whole data set's files changed)."""
+    if most is not None:
+        lines = differences(old, new, prefix, None)
+        return lines if len(lines) <= most else [*lines[:most], f"... and {len(lines) - most} more"]
     if isinstance(old, Mapping) and isinstance(new, Mapping):
         out: list[str] = []
         for key in sorted(set(old) | set(new), key=str):
@@ -121,7 +126,7 @@ def differences(old: Any, new: Any, prefix: str = "") -> list[str]:
             elif key not in new:
                 out.append(f"{sub}: {old[key]!r} -> (absent)")
             else:
-                out.extend(differences(old[key], new[key], sub))
+                out.extend(differences(old[key], new[key], sub, None))
         return out
     return [] if old == new else [f"{prefix}: {old!r} -> {new!r}"]
 

@@ -416,7 +416,8 @@ def render_summary_md(summary: dict[str, Any]) -> str:
 
 
 def run_identity(spec: RunSpec, method: Any, dataset: Any) -> dict[str, Any]:
-    """Everything that determines this run's outputs (see :mod:`resshift.runner.identity`)."""
+    """Everything that determines this run's outputs (see :mod:`resshift.runner.identity`); ``dataset``: the whole
+    selection (before sharding), whose input files' digests are part of it."""
     from resshift.runner.identity import config_identity
 
     ident = config_identity({"name": spec.method, "params": spec.method_params},
@@ -424,6 +425,7 @@ def run_identity(spec: RunSpec, method: Any, dataset: Any) -> dict[str, Any]:
                             limit=spec.limit, select=spec.select, device=spec.device, dtype=spec.dtype)
     ident["method"]["resolved"] = method.describe()
     ident["dataset"].update(card_sha256=dataset.card.card_sha256, protocol_id=dataset.card.protocol_id)
+    ident["images"]["inputs"] = dataset.input_digests()
     return ident
 
 
@@ -470,11 +472,12 @@ def _run_locked(spec: RunSpec) -> dict[str, Any]:
         dataset = dataset.select(image_names(spec.select))
     if spec.limit:
         dataset = dataset.select(dataset.names()[: int(spec.limit)])
+    selection = dataset
     if spec.world_size > 1:
         dataset = dataset.shard(spec.rank, spec.world_size)
     method = build_method(spec.method, device=spec.device, dtype=spec.dtype, **spec.method_params)
     method.expect_images(all_names, dataset.names())
-    fingerprint = claim(spec.run_dir, run_identity(spec, method, dataset), run_code())
+    fingerprint = claim(spec.run_dir, run_identity(spec, method, selection), run_code())
     provenance = collect_provenance(device=spec.device)
     manifest = {
         "config": spec.config,
