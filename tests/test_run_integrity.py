@@ -437,3 +437,18 @@ def test_resume_refuses_input_files_changed_on_disk(tmp_path):
     (root / "hr" / "a.png").unlink()
     again = run(_spec(run_dir, root, metrics=["psnr"], limit=2))
     assert again["fingerprint"] == first["fingerprint"] and again["counts"]["sr"]["skipped"] == 2
+
+
+def test_a_refused_session_does_not_rewrite_the_folders_hydra_record(tmp_path):
+    """Hydra writes its config record before the identity check: each start gets its own folder under .hydra, so
+    a session refused for another configuration leaves the record of the session that made the rows as it was."""
+    first = _app(tmp_path, "method=bicubic", "dataset=embedded", "limit=1", "metrics=[psnr]", "run.name=fixed")
+    assert first.returncode == 0, first.stderr[-2000:]
+    run_dir = tmp_path / "runs" / "fixed"
+    before = {p: p.read_bytes() for p in (run_dir / ".hydra").rglob("*.yaml")}
+    assert any(p.name == "overrides.yaml" and b"limit=1" in data for p, data in before.items())
+    refused = _app(tmp_path, "method=bicubic", "dataset=embedded", "limit=1", "metrics=[psnr]", "run.name=fixed",
+                   "seed=7")
+    assert refused.returncode == 2 and "another configuration" in refused.stderr
+    assert all(p.read_bytes() == data for p, data in before.items())
+    assert len(list((run_dir / ".hydra").iterdir())) == 2  # the refused start's record is beside, not over it
