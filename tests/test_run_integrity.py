@@ -452,3 +452,27 @@ def test_a_refused_session_does_not_rewrite_the_folders_hydra_record(tmp_path):
     assert refused.returncode == 2 and "another configuration" in refused.stderr
     assert all(p.read_bytes() == data for p, data in before.items())
     assert len(list((run_dir / ".hydra").iterdir())) == 2  # the refused start's record is beside, not over it
+
+
+def test_report_lists_run_folders_whose_summary_lacks_rows(tmp_path):
+    """A run folder named for a report that holds rows but no summary (a first session killed), or rows written
+    after its summary (a later session stopped before it), is listed with the reason instead of being left out
+    or shown as complete without a word; a report over such a folder alone names it in its error."""
+    from resshift.reports import write_report
+    from resshift.runfolder import RowStore
+
+    root = _paired(tmp_path / "set", {"a": 8, "b": 8})
+    runs = tmp_path / "runs"
+    run(_spec(runs / "done", root, metrics=["psnr"]))
+    run(_spec(runs / "killed", root, metrics=["psnr"], seed=2))
+    (runs / "killed" / "summary.json").unlink()
+    run(_spec(runs / "stale", root, metrics=["psnr"], seed=3))
+    os.utime(runs / "stale" / "summary.json", ns=(1, 1))
+    RowStore(runs / "stale" / "records" / "sr-0-of-1.jsonl").append({"name": "a", "status": "ok"})
+    text = write_report([runs], tmp_path / "report").read_text()
+    section = text.split("## Incomplete runs", 1)[1]
+    assert "killed: rows of 2 image(s) but no summary.json" in section
+    assert "stale: rows written after its summary.json" in section and "/done" not in section
+    assert "Incomplete runs" in (tmp_path / "report" / "report.html").read_text()
+    with pytest.raises(FileNotFoundError, match="rows of 2 image"):
+        write_report([runs / "killed"], tmp_path / "report2")

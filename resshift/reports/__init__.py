@@ -12,7 +12,7 @@ import torch
 from resshift.reports.html import render_html
 from resshift.reports.plots import comparison_grid, method_colours, per_image_distributions, quality_vs
 from resshift.reports.reference import compare_with_reference, reference_numbers
-from resshift.reports.results import find_run_dirs, find_skipped, per_image_table, runs_table
+from resshift.reports.results import find_incomplete, find_run_dirs, find_skipped, per_image_table, runs_table
 from resshift.reports.spectral import frequency_section
 from resshift.reports.stability import stability_markdown, stability_table, with_stability
 from resshift.reports.statistics import METHOD_TEXT, against_best, pairwise_table, with_intervals
@@ -74,8 +74,10 @@ def write_report(paths: list[str | Path], out_dir: str | Path, title: str = "Eva
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     run_dirs = find_run_dirs(list(paths))
+    incomplete = [f"{i['path']}: {i['reason']}" for i in find_incomplete(list(paths))]
     if not run_dirs:
-        raise FileNotFoundError(f"no finished runs (summary.json) under: {', '.join(map(str, paths))}")
+        raise FileNotFoundError(f"no finished runs (summary.json) under: {', '.join(map(str, paths))}"
+                                + "".join(f"\n  {line}" for line in incomplete))
     portable = _Portable([Path(p) for p in paths])
     df = runs_table(run_dirs)
     per_image = per_image_table(run_dirs)
@@ -156,10 +158,14 @@ def write_report(paths: list[str | Path], out_dir: str | Path, title: str = "Eva
     if skipped:
         lines += ["", "## Skipped runs", "", "Data sets that could be neither found nor built here:", ""]
         lines += [f"- {s}" for s in skipped]
+    if incomplete:
+        lines += ["", "## Incomplete runs", "", "Run folders whose summary does not show all their rows (resume "
+                  "them to complete the tables):", ""]
+        lines += [f"- {s}" for s in incomplete]
     report = write("report.md", "\n".join(lines) + "\n")
     html = render_html(title, df, pairwise, per_image, views,
                        {"reference": reference_md, "frequency": "\n".join(freq_lines),
                         "stability": "\n".join(stability_lines)},
-                       [p for p in figures if p.suffix == ".png"], skipped, METHOD_TEXT)
+                       [p for p in figures if p.suffix == ".png"], skipped, METHOD_TEXT, incomplete)
     write("report.html", html)
     return report

@@ -235,11 +235,11 @@ def per_image_payload(df: pd.DataFrame, per_image: pd.DataFrame) -> dict[str, An
 
 def render_html(title: str, df: pd.DataFrame, pairwise: pd.DataFrame, per_image: pd.DataFrame,
                 views: dict[str, Any], sections: dict[str, str], figures: list[Path], skipped: list[str],
-                stats_text: str) -> str:
+                stats_text: str, incomplete: list[str] | None = None) -> str:
     """The page. ``df``: runs table with interval and vs-best columns; ``sections``: Markdown of the
     published-number comparison (``reference``), the frequency analysis (``frequency``) and the seed
     stability (``stability``); ``figures``: PNG files in the report folder; ``skipped``: lines about runs
-    whose data set was unavailable."""
+    whose data set was unavailable; ``incomplete``: lines about run folders whose summary lacks rows."""
     from resshift.metrics import METRICS
 
     metrics = {n: {"arrow": s.arrow, "decimals": s.decimals, "better": s.better, "description": s.description}
@@ -308,6 +308,9 @@ def render_html(title: str, df: pd.DataFrame, pairwise: pd.DataFrame, per_image:
     parts += ["</div>", "<h2 id='provenance'>Provenance</h2>", _provenance_table(df)]
     if skipped:
         parts += ["<h2>Skipped runs</h2><ul>" + "".join(f"<li>{escape(s)}</li>" for s in skipped) + "</ul>"]
+    if incomplete:
+        parts += ["<h2>Incomplete runs</h2><p>Run folders whose summary does not show all their rows (resume them "
+                  "to complete the tables):</p><ul>" + "".join(f"<li>{escape(s)}</li>" for s in incomplete) + "</ul>"]
     parts.append("</main>")
     payload = json.dumps(data, allow_nan=False).replace("</", "<\\/")
     return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"

@@ -10,9 +10,9 @@ import pandas as pd
 
 from resshift.methods.outputs import METHOD_NAME as SCORED_OUTPUTS
 from resshift.reports.stability import seed_group_key
-from resshift.runfolder import RunFolder, find_run_dirs, find_skipped
+from resshift.runfolder import RunFolder, find_incomplete, find_run_dirs, find_skipped
 
-__all__ = ["find_run_dirs", "find_skipped", "per_image_table", "runs_table", "timing_conditions"]
+__all__ = ["find_incomplete", "find_run_dirs", "find_skipped", "per_image_table", "runs_table", "timing_conditions"]
 
 
 def timing_conditions(timing: dict[str, Any]) -> str:

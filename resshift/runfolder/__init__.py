@@ -351,6 +351,32 @@ def find_run_dirs(paths: Iterable[str | Path]) -> list[Path]:
     return sorted(found)
 
 
+def find_incomplete(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
+    """Run folders at or below each path whose summary does not show all their rows: rows but no summary (a first
+    session that did not finish, or is still running), or per-image rows written after the summary (a later
+    session stopped before its summary). ``[{"path": Path, "reason": str}]``, sorted by path."""
+    found: dict[Path, dict[str, Any]] = {}
+    for p in map(Path, paths):
+        if not p.is_dir():
+            continue
+        records = [p / "records"] if (p / "records").is_dir() else sorted(r for r in p.glob("**/records") if r.is_dir())
+        for rec in records:
+            folder = RunFolder(rec.parent)
+            row_files = [f for kind in ("sr", "metrics") for f in rec.glob(f"{kind}-*-of-*.jsonl")]
+            if not row_files:
+                continue
+            images = len(folder.rows("sr"))
+            if not folder.has_summary():
+                reason = f"rows of {images} image(s) but no {SUMMARY_JSON} (a session that did not finish)"
+            elif max(f.stat().st_mtime_ns for f in row_files) > folder.summary_file.stat().st_mtime_ns:
+                reason = (f"rows written after its {SUMMARY_JSON} (a session stopped before its summary): the "
+                          "tables show the summary of the session before")
+            else:
+                continue
+            found[rec.parent.resolve()] = {"path": rec.parent.resolve(), "reason": reason}
+    return [found[k] for k in sorted(found)]
+
+
 def find_skipped(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
     """The skip records (runs whose data set was unavailable) at or below each path, except in folders
     that hold a finished run."""
@@ -362,4 +388,5 @@ def find_skipped(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
 
 
 __all__ = ["RowStore", "RunFeatures", "RunFolder", "RunSpectra", "SUMMARY_FIELDS", "SUMMARY_REQUIRED",
-           "SUMMARY_SCHEMA_VERSION", "VisualCrops", "VisualRecord", "find_run_dirs", "find_skipped", "write_json"]
+           "SUMMARY_SCHEMA_VERSION", "VisualCrops", "VisualRecord", "find_incomplete", "find_run_dirs", "find_skipped",
+           "write_json"]
