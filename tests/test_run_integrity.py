@@ -476,3 +476,18 @@ def test_report_lists_run_folders_whose_summary_lacks_rows(tmp_path):
     assert "Incomplete runs" in (tmp_path / "report" / "report.html").read_text()
     with pytest.raises(FileNotFoundError, match="rows of 2 image"):
         write_report([runs / "killed"], tmp_path / "report2")
+
+
+def test_adding_a_metric_computes_only_that_metric(tmp_path):
+    """A metric added to a finished run is computed alone: the values already in the rows are kept as they are
+    (a stored PSNR set to a marker value survives the session that adds SSIM)."""
+    from resshift.runfolder import RowStore
+
+    root = _paired(tmp_path / "set", {"a": 8, "b": 8})
+    run(_spec(tmp_path / "run", root, metrics=["psnr"]))
+    store = RowStore(tmp_path / "run" / "records" / "metrics-0-of-1.jsonl")
+    for row in RunFolder(tmp_path / "run").rows("metrics"):
+        store.append({**row, "values": {"psnr": 1.25}})
+    summary = run(_spec(tmp_path / "run", root, metrics=["psnr", "ssim"]))
+    assert summary["metrics"]["psnr"]["mean"] == 1.25 and summary["metrics"]["ssim"]["n"] == 2
+    assert summary["counts"]["metrics"] == {"done": 2, "skipped": 0, "failed": 0}

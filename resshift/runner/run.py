@@ -185,12 +185,12 @@ def _score_one_metric(metric: Any, sr: torch.Tensor, ref: torch.Tensor | None,
 
 def run_metrics_phase(spec: RunSpec, dataset: Any, metrics: dict[str, Any],
                       provenance: dict[str, Any] | None = None, batch_size: int = 8) -> dict[str, int]:
-    """Compute every available metric for SR outputs that lack them, in batches of equal-size
-    images; each row carries ``provenance``. Returns counts.
+    """Compute the available metrics each SR output lacks (all of them after a failed metrics session), in
+    batches of equal-size images; each row carries ``provenance``. Returns counts.
 
     Metrics fail one at a time: an exception (or a non-finite value) in one metric for one image is
     recorded in that image's ``metric_errors`` and the other metrics are still computed. Values a
-    previous session computed for metrics not asked for now are kept in the new row.
+    previous session computed are kept in the new row (those not recomputed, and those not asked for now).
     """
     folder = spec.folder
     store = folder.row_store("metrics", spec.rank, spec.world_size)
@@ -239,15 +239,26 @@ def run_metrics_phase(spec: RunSpec, dataset: Any, metrics: dict[str, Any],
             if metric.spec.mode == "FR" and hr is None:
                 skipped[mname] = "no HR image"
                 continue
+            # only the images that lack this metric (a metric added to a finished run costs only itself); all of
+            # them after a failed metrics session
+            todo = [i for i, n in enumerate(names)
+                    if mname not in have.get(n, {}).get("values", {}) or have.get(n, {}).get("status", "ok") != "ok"]
+            if not todo:
+                continue
             ref = {"FR": hr, "LR": lr}.get(metric.spec.mode)  # LR mode: reference = upsampled LR input
-            got, bad = _score_one_metric(metric, sr, ref, names)
+            if len(todo) < len(names):
+                index = torch.tensor(todo, device=sr.device)
+                got, bad = _score_one_metric(metric, sr[index], None if ref is None else ref[index],
+                                             [names[i] for i in todo])
+            else:
+                got, bad = _score_one_metric(metric, sr, ref, names)
             for name, value in got.items():
                 values[name][mname] = value
             for name, reason in bad.items():
                 errors[name][mname] = reason
                 log.warning("%s: %s on %s failed: %s", spec.run_dir.name, mname, name, reason)
         for name in names:
-            kept = {k: v for k, v in have.get(name, {}).get("values", {}).items() if k not in metrics}
+            kept = {k: v for k, v in have.get(name, {}).get("values", {}).items() if k not in errors[name]}
             row: dict[str, Any] = {"name": name, "status": "ok", "values": {**kept, **values[name]},
                                    "provenance": provenance}
             if errors[name]:
