@@ -145,6 +145,8 @@ def test_sharded_run_equals_single_process(tmp_path: Path) -> None:
     merged = {r["name"]: r["values"]["psnr"] for r in RunFolder(run_dir).rows("metrics")}
     ref = {r["name"]: r["values"]["psnr"] for r in single.folder.rows("metrics")}
     assert merged == ref
+    counts = json.loads((run_dir / "summary.json").read_text())["counts"]  # both shards' images, not rank 0's
+    assert counts["sr"] == counts["metrics"] == {"done": 5, "skipped": 0, "failed": 0}
     for name in ref:
         a = np.asarray(Image.open(single.sr_dir / f"{name}.png"))
         b = np.asarray(Image.open(run_dir / "sr" / f"{name}.png"))

@@ -114,7 +114,7 @@ def run_sr_phase(spec: RunSpec, method: Any, dataset: Any, timer: Any) -> dict[s
     store = folder.row_store("sr", spec.rank, spec.world_size)
     finished = folder.done("sr")
     names = [n for n in dataset.names() if n not in finished]
-    counts = {"done": 0, "skipped": len(finished), "failed": 0}
+    counts = {"done": 0, "skipped": len(dataset.names()) - len(names), "failed": 0}  # of this shard's images
     if not names:
         return counts
     from tqdm import tqdm
@@ -203,7 +203,7 @@ def run_metrics_phase(spec: RunSpec, dataset: Any, metrics: dict[str, Any],
         if n in shard_names and (not wanted <= set(have.get(n, {}).get("values", {}))
                                  or have.get(n, {}).get("status", "ok") != "ok")
     ]
-    counts = {"done": 0, "skipped": len(sr_rows) - len(pending), "failed": 0}
+    counts = {"done": 0, "skipped": len(shard_names & set(sr_rows)) - len(pending), "failed": 0}
     if not pending or not metrics:
         return counts
     device = torch.device(spec.device)
@@ -537,6 +537,7 @@ def _run_locked(spec: RunSpec) -> dict[str, Any]:
         _barrier()
         if spec.rank != 0:
             return {}
+        counts = _launch_counts(spec)
     if spectra:
         write_spectra_summary(spec.run_dir)
     # Set-level values, once per run, from the features every shard wrote (gathered on rank 0).
@@ -573,6 +574,23 @@ def _timing_from_rows(spec: RunSpec, context: dict[str, Any]) -> dict[str, Any]:
         out.update(n_images=int(lat.size), median_s=float(np.median(lat)), p90_s=float(np.percentile(lat, 90)),
                    mean_s=float(lat.mean()), min_s=float(lat.min()), max_s=float(lat.max()))
     return out
+
+
+def _launch_counts(spec: RunSpec) -> dict[str, dict[str, int]]:
+    """The counts of this session summed over its shards: each rank's newest ``sessions`` row (every rank appends
+    one before the barrier rank 0 waits at)."""
+    total: dict[str, dict[str, int]] = {}
+    for rank in range(spec.world_size):
+        rows = spec.folder.row_store("sessions", rank, spec.world_size).rows()
+        if not rows:
+            raise RuntimeError(f"{spec.run_dir}: no session record of shard {rank} of {spec.world_size} after the "
+                               "barrier")
+        newest = max(rows, key=lambda r: r.get("written_ns", -1))
+        for phase, counts in newest.get("counts", {}).items():
+            for key, value in counts.items():
+                total.setdefault(phase, {}).setdefault(key, 0)
+                total[phase][key] += int(value)
+    return total
 
 
 def _previous_timing(spec: RunSpec) -> dict[str, Any]:
