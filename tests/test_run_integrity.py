@@ -491,3 +491,23 @@ def test_adding_a_metric_computes_only_that_metric(tmp_path):
     summary = run(_spec(tmp_path / "run", root, metrics=["psnr", "ssim"]))
     assert summary["metrics"]["psnr"]["mean"] == 1.25 and summary["metrics"]["ssim"]["n"] == 2
     assert summary["counts"]["metrics"] == {"done": 2, "skipped": 0, "failed": 0}
+
+
+def test_timing_pools_only_latencies_of_the_same_conditions(tmp_path):
+    """A run interrupted after some images and resumed with another thread count: the summary's latency statistics
+    come from the images timed under the newest session's conditions alone, the others counted as left out, and
+    the conditions are in the summary even when the earlier session wrote none."""
+    from resshift.reports.results import timing_conditions
+
+    root = _paired(tmp_path / "set", {"a": 8, "b": 8, "c": 8, "d": 8})
+    run_dir = tmp_path / "run"
+    run(_spec(run_dir, root, metrics=["psnr"], threads=1))
+    rows = (run_dir / "records" / "sr-0-of-1.jsonl").read_text().splitlines(keepends=True)
+    (run_dir / "records" / "sr-0-of-1.jsonl").write_text("".join(rows[:2]))  # killed after two images
+    (run_dir / "summary.json").unlink()
+    summary = run(_spec(run_dir, root, metrics=["psnr"], threads=2))
+    timing = summary["timing"]
+    assert timing["conditions"]["threads"] == 2 and timing["conditions"]["batch_size"] == 1
+    assert timing["n_images"] == 2 and timing["n_other_conditions"] == 2
+    assert "2 threads" in timing_conditions(timing) and "2 image(s) timed under other conditions" in \
+        timing_conditions(timing)

@@ -18,7 +18,7 @@ __all__ = ["find_incomplete", "find_run_dirs", "find_skipped", "per_image_table"
 def timing_conditions(timing: dict[str, Any]) -> str:
     """The conditions of a run's timing in one line: what was timed and on what (device, dtype, batch,
     threads, images timed, warm-up excluded)."""
-    ctx = timing.get("context") or {}
+    ctx = {**(timing.get("context") or {}), **(timing.get("conditions") or {})}  # the rows' conditions first
     parts = [str(timing.get("device") or ctx.get("device_name") or "unknown device")]
     if ctx.get("dtype"):
         parts.append(str(ctx["dtype"]))
@@ -28,6 +28,8 @@ def timing_conditions(timing: dict[str, Any]) -> str:
         parts.append(f"{ctx['threads']} threads")
     if timing.get("n_images") is not None:
         parts.append(f"median of {timing['n_images']} images")
+    if timing.get("n_other_conditions"):
+        parts.append(f"{timing['n_other_conditions']} image(s) timed under other conditions left out")
     if timing.get("warmup_batches_excluded"):
         parts.append(f"{timing['warmup_batches_excluded']} warm-up batch(es) excluded")
     text = ", ".join(parts)

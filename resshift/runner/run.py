@@ -121,6 +121,7 @@ def run_sr_phase(spec: RunSpec, method: Any, dataset: Any, timer: Any) -> dict[s
 
     measured = getattr(method, "measures_time", True)  # False: outputs made elsewhere, latency n/a
     batch_size = min(spec.batch_size, getattr(method, "max_batch", None) or spec.batch_size)
+    conditions = latency_conditions(spec, batch_size)
     progress = tqdm(total=len(names), desc=f"SR {spec.method} on {spec.dataset}", unit="img", leave=False)
     visuals: dict[str, VisualCrops] = {}
     outcomes = super_resolve(_inputs(dataset, names, int(getattr(method, "scale", 4)), visuals), method,
@@ -142,6 +143,8 @@ def run_sr_phase(spec: RunSpec, method: Any, dataset: Any, timer: Any) -> dict[s
                             tuple(out.sr.shape[-2:]), crops.size)
             row.update(status="ok", lr_hw=list(out.lr_hw or ()), sr_hw=list(out.sr.shape[-2:]), batch=out.batch,
                        latency_s=out.seconds, batch_seconds=out.batch_seconds, timed=out.timed)
+            if measured:
+                row["timing_conditions"] = conditions
             facts = method.image_facts(out.name)
             if facts:
                 row["facts"] = facts
@@ -558,18 +561,37 @@ def _run_locked(spec: RunSpec) -> dict[str, Any]:
     return summarize(spec, specs, unavailable, extra, set_values, set_gaps)
 
 
-def _timing_from_rows(spec: RunSpec, context: dict[str, Any]) -> dict[str, Any]:
-    """Latency statistics over every timed image of the run (all shards, all resumed sessions).
+def latency_conditions(spec: RunSpec, batch_size: int) -> dict[str, Any]:
+    """What a latency depends on beyond the method: the device (its name: the GPU model or the CPU), the
+    threads, the batch size and the precision. Recorded in each timed SR row."""
+    from resshift.provenance import device_info
 
-    ``context`` (device, precision, threads, peak memory of the last session that timed anything)
-    is kept; the statistics are recomputed from the per-image rows so a resumed run reports the
-    whole set, not only the images of its last session.
+    return {"device": device_info(spec.device).get("name"), "threads": torch.get_num_threads(),
+            "batch_size": int(batch_size), "dtype": spec.dtype}
+
+
+def _timing_from_rows(spec: RunSpec, context: dict[str, Any]) -> dict[str, Any]:
+    """Latency statistics over the timed images of the run (all shards, all resumed sessions) measured under the
+    conditions of the newest timed row (:func:`latency_conditions`): a session resumed with other threads, batch
+    size or device does not pool its latencies with the earlier ones; the count left out is
+    ``n_other_conditions``.
+
+    ``context`` (device, precision, threads, peak memory of the last session that timed anything) is kept, and
+    the conditions are given as ``conditions`` (so they survive a session killed before its summary); the
+    statistics are recomputed from the per-image rows so a resumed run reports the whole set, not only the
+    images of its last session.
     """
     import numpy as np
 
-    lat = np.array([r["latency_s"] for r in spec.folder.rows("sr")
-                    if r.get("status") == "ok" and r.get("timed", True)], dtype=float)
+    timed = [r for r in spec.folder.rows("sr") if r.get("status") == "ok" and r.get("timed", True)]
+    reference = max(timed, key=lambda r: r.get("written_ns", -1)).get("timing_conditions") if timed else None
+    lat = np.array([r["latency_s"] for r in timed if r.get("timing_conditions") == reference], dtype=float)
     out = dict(context)
+    if reference is not None:
+        out["conditions"] = reference
+        out.setdefault("device", reference.get("device"))
+    if len(timed) > lat.size:
+        out["n_other_conditions"] = len(timed) - int(lat.size)
     if lat.size:
         out.update(n_images=int(lat.size), median_s=float(np.median(lat)), p90_s=float(np.percentile(lat, 90)),
                    mean_s=float(lat.mean()), min_s=float(lat.min()), max_s=float(lat.max()))
