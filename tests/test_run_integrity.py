@@ -511,3 +511,23 @@ def test_timing_pools_only_latencies_of_the_same_conditions(tmp_path):
     assert timing["n_images"] == 2 and timing["n_other_conditions"] == 2
     assert "2 threads" in timing_conditions(timing) and "2 image(s) timed under other conditions" in \
         timing_conditions(timing)
+
+
+def test_a_sweep_reports_and_fails_on_its_own_runs_only(tmp_path):
+    """run.root holds an earlier run with a failed image; a sweep into the same root reports its own two runs and
+    exits 0 (it reported the earlier run too and exited 1 naming it); a sweep that loses an image exits 1."""
+    root = _paired(tmp_path / "in", {"a": 8, "b": 8})
+    (root / "lr" / "b.png").write_bytes(b"garbage")
+    earlier = _app(tmp_path, "method=bicubic", "dataset=paired-folder", f"dataset.params.root={root}",
+                   "metrics=[psnr]")
+    assert earlier.returncode == 1
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+    sweep = subprocess.run([sys.executable, "-m", "resshift.runner.app", "-m", "method=bicubic", "dataset=embedded",
+                            "limit=1", "metrics=[psnr]", "seed=1,2", f"run.root={tmp_path / 'runs'}",
+                            "hardware.warmup=0"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert sweep.returncode == 0, sweep.stderr[-2000:]
+    report = (tmp_path / "runs" / "report" / "report.md").read_text()
+    assert "Runs: 2." in report and "paired-folder" not in report
+    lossy = _app(tmp_path, "-m", "method=bicubic", "dataset=paired-folder", f"dataset.params.root={root}",
+                 "metrics=[psnr]", "seed=3,4", "report=false")
+    assert lossy.returncode == 1 and lossy.stderr.count("image(s) failed in") == 2
