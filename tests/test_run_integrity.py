@@ -531,3 +531,23 @@ def test_a_sweep_reports_and_fails_on_its_own_runs_only(tmp_path):
     lossy = _app(tmp_path, "-m", "method=bicubic", "dataset=paired-folder", f"dataset.params.root={root}",
                  "metrics=[psnr]", "seed=3,4", "report=false")
     assert lossy.returncode == 1 and lossy.stderr.count("image(s) failed in") == 2
+
+
+def test_two_users_folders_are_two_protocols(tmp_path):
+    """The generic paired-folder card names no data: runs on two folders with the same file names but other images
+    get protocol ids of their own (the card's plus a digest of the inputs), so the report never pairs their images
+    by name; runs on one folder share one protocol whatever their limit."""
+    from resshift.reports import write_report
+
+    a = _paired(tmp_path / "A", {"x": 8, "y": 8, "z": 8}, seed=1)
+    b = _paired(tmp_path / "B", {"x": 8, "y": 8, "z": 8}, seed=2)
+    runs = tmp_path / "runs"
+    on_a = run(_spec(runs / "a", a, metrics=["psnr"]))
+    on_b = run(_spec(runs / "b", b, metrics=["psnr"]))
+    on_a2 = run(_spec(runs / "a2", a, metrics=["psnr"], limit=2, setting={"label": "again"}))
+    assert on_a["protocol_id"].startswith("paired-folder@") and on_a["protocol_id"] != on_b["protocol_id"]
+    assert on_a2["protocol_id"] == on_a["protocol_id"]
+    write_report([runs / "a", runs / "b"], tmp_path / "report")
+    assert (tmp_path / "report" / "pairwise.csv").read_text().strip() == ""  # nothing paired across the folders
+    embedded = run(_spec(runs / "e", a, dataset="embedded", dataset_params={}, metrics=["psnr"], limit=1))
+    assert embedded["protocol_id"] == "embedded-bicubic-x4"  # a card with data of its own keeps its id

@@ -96,6 +96,12 @@ class DatasetCard:
     card_sha256: str = ""
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
+    @property
+    def generic(self) -> bool:
+        """True for a card that names no data of its own (no mirror, sources, manifest, Hugging Face, embedded or
+        builder entry, e.g. ``paired-folder``): its protocol id alone does not tell two users' folders apart."""
+        return not (self.mirror or self.sources or self.manifest or self.huggingface or self.embedded or self.builder)
+
     def with_overrides(self, **overrides: Any) -> DatasetCard:
         """A copy with top-level fields or layout fields (``lr``, ``hr``, ``lr_suffix``...) replaced.
 

@@ -20,6 +20,7 @@ same run folder skips images whose rows are finished; a killed run loses at most
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import math
 from collections.abc import Iterator, Sequence
@@ -429,16 +430,29 @@ def render_summary_md(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_identity(spec: RunSpec, method: Any, dataset: Any) -> dict[str, Any]:
+def protocol_id(dataset: Any) -> str:
+    """The protocol id of a run on ``dataset`` (the whole set, before any selection): the card's, and for a generic
+    card (``paired-folder``, ``folder``: no data of its own) followed by ``@`` and 8 hex digits of the digests of
+    all its input files, so runs on two users' folders are never tabled, ranked or paired by image name as one
+    protocol, while runs on one folder (any ``limit``/``select``) are."""
+    card = dataset.card
+    if not card.generic:
+        return card.protocol_id
+    digest = hashlib.sha256(json.dumps(dataset.input_digests(), sort_keys=True).encode("utf-8")).hexdigest()
+    return f"{card.protocol_id}@{digest[:8]}"
+
+
+def run_identity(spec: RunSpec, method: Any, dataset: Any, protocol: str | None = None) -> dict[str, Any]:
     """Everything that determines this run's outputs (see :mod:`resshift.runner.identity`); ``dataset``: the whole
-    selection (before sharding), whose input files' digests are part of it."""
+    selection (before sharding), whose input files' digests are part of it; ``protocol``: the run's protocol id
+    (default: the card's)."""
     from resshift.runner.identity import config_identity
 
     ident = config_identity({"name": spec.method, "params": spec.method_params},
                             {"name": spec.dataset, "params": spec.dataset_params}, seed=spec.seed,
                             limit=spec.limit, select=spec.select, device=spec.device, dtype=spec.dtype)
     ident["method"]["resolved"] = method.describe()
-    ident["dataset"].update(card_sha256=dataset.card.card_sha256, protocol_id=dataset.card.protocol_id)
+    ident["dataset"].update(card_sha256=dataset.card.card_sha256, protocol_id=protocol or dataset.card.protocol_id)
     ident["images"]["inputs"] = dataset.input_digests()
     return ident
 
@@ -482,6 +496,7 @@ def _run_locked(spec: RunSpec) -> dict[str, Any]:
         torch.set_num_threads(int(spec.threads))
     dataset = open_dataset(spec.dataset, **spec.dataset_params)
     all_names = dataset.names()
+    protocol = protocol_id(dataset)
     if spec.select:
         dataset = dataset.select(image_names(spec.select))
     if spec.limit:
@@ -491,13 +506,13 @@ def _run_locked(spec: RunSpec) -> dict[str, Any]:
         dataset = dataset.shard(spec.rank, spec.world_size)
     method = build_method(spec.method, device=spec.device, dtype=spec.dtype, **spec.method_params)
     method.expect_images(all_names, dataset.names())
-    fingerprint = claim(spec.run_dir, run_identity(spec, method, selection), run_code())
+    fingerprint = claim(spec.run_dir, run_identity(spec, method, selection, protocol), run_code())
     provenance = collect_provenance(device=spec.device)
     manifest = {
         "config": spec.config,
         "fingerprint": fingerprint,
         "method": method.describe(),
-        "dataset": {"name": spec.dataset, "protocol_id": dataset.card.protocol_id,
+        "dataset": {"name": spec.dataset, "protocol_id": protocol,
                     "card_sha256": dataset.card.card_sha256},
         "provenance": provenance,
     }
@@ -522,7 +537,7 @@ def _run_locked(spec: RunSpec) -> dict[str, Any]:
     metrics, unavailable = build_metrics(list(spec.metrics), device=spec.device)
     set_metrics = {name: m for name, m in metrics.items() if m.spec.set_level}
     image_metrics = {name: m for name, m in metrics.items() if name not in set_metrics}
-    row_prov = row_provenance(protocol_id=dataset.card.protocol_id, card_sha256=dataset.card.card_sha256,
+    row_prov = row_provenance(protocol_id=protocol, card_sha256=dataset.card.card_sha256,
                               method=spec.setting.get("label", spec.method),
                               checkpoint_sha256=manifest["method"].get("checkpoint_sha256"), environment=provenance)
     row_prov["fingerprint"] = fingerprint
@@ -548,7 +563,7 @@ def _run_locked(spec: RunSpec) -> dict[str, Any]:
     specs = {name: get_spec(name) for name in spec.metrics}
     extra = {
         "fingerprint": fingerprint,
-        "protocol_id": dataset.card.protocol_id,
+        "protocol_id": protocol,
         "protocol_subset_of": dict(dataset.card.subset_of) or None,
         "card_sha256": dataset.card.card_sha256,
         "nfe": manifest["method"].get("nfe"),
