@@ -142,9 +142,13 @@ def run_sr(args: argparse.Namespace) -> int:
     except (ValueError, KeyError, OSError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    report = super_resolve_files(
-        files, args.output, method, root=root, seed=args.seed, bs=args.bs, progress=not args.no_progress
-    )
+    try:
+        report = super_resolve_files(
+            files, args.output, method, root=root, seed=args.seed, bs=args.bs, progress=not args.no_progress
+        )
+    except ValueError as err:  # checked before anything is written (e.g. an output over an input)
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     for path, note in report.notes:
         if "NOT fully opaque" in note or "EXIF" in note:
             print(f"note: {path}: {note}", file=sys.stderr)

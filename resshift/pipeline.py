@@ -60,7 +60,8 @@ def super_resolve_files(
 
     ``key`` is the file's path relative to ``root`` (its folder when ``root`` is None) without the
     extension; it also seeds the image's noise. Two files with one key (``a.png``, ``a.jpg``): the
-    second is a failure. Raises ``ValueError`` for ``bs < 1``.
+    second is a failure. Raises ``ValueError`` for ``bs < 1`` and, before anything is written, when an output
+    would overwrite an input file (``-o`` the input folder).
     """
     from tqdm.auto import tqdm
 
@@ -75,6 +76,12 @@ def super_resolve_files(
             report.failures.append((path, f"output name {key}.png already used by {paths[key]}"))
             continue
         paths[key] = path
+    inputs_by_path = {p.resolve(): p for p in paths.values()}
+    clobbered = [inputs_by_path[(out_dir / f"{key}.png").resolve()] for key in paths
+                 if (out_dir / f"{key}.png").resolve() in inputs_by_path]
+    if clobbered:  # checked before anything is written: an output over an input would destroy it
+        raise ValueError(f"{clobbered[0]}: an output would overwrite this input ({len(clobbered)} such); choose "
+                         "another output folder")
 
     def inputs() -> Iterator[LRImage | LoadFailure]:
         for key, path in paths.items():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -551,3 +552,27 @@ def test_two_users_folders_are_two_protocols(tmp_path):
     assert (tmp_path / "report" / "pairwise.csv").read_text().strip() == ""  # nothing paired across the folders
     embedded = run(_spec(runs / "e", a, dataset="embedded", dataset_params={}, metrics=["psnr"], limit=1))
     assert embedded["protocol_id"] == "embedded-bicubic-x4"  # a card with data of its own keeps its id
+
+
+def test_what_cannot_run_is_refused_before_anything_is_written(tmp_path, capsys):
+    """A limit below 1, an unknown metric, a label that is a path, a run folder among the inputs: refused with the
+    setting named, before the method runs or a run folder is made; `resshift sr -o` into its input folder refuses
+    before any input is overwritten."""
+    from resshift.runner.run import RunSpecError
+
+    root = _paired(tmp_path / "set", {"a": 8, "b": 8})
+    cases = {"limit=": dict(limit=0), "limit=-1": dict(limit=-1), "unknown metric 'foo'": dict(metrics=["psnr", "foo"]),
+             "a plain name": dict(setting={"label": "../../escape"}),
+             "inside the dataset folder": dict(run_dir=root / "runs" / "x")}
+    for expected, change in cases.items():
+        kw = {"run_dir": tmp_path / "run", **change}
+        with pytest.raises(RunSpecError, match=re.escape(expected)):
+            run(_spec(root=root, **kw))
+        assert not (tmp_path / "run").exists() and not (root / "runs").exists()
+    proc = _app(tmp_path, "method=bicubic", "dataset=embedded", "metrics=[psnr,foo]", "run.name=never")
+    assert proc.returncode == 2 and "unknown metric 'foo'" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "runs" / "never").exists()
+    before = (root / "lr" / "a.png").read_bytes()
+    assert cli_main(["sr", str(root / "lr"), "-o", str(root / "lr"), "--method", "bicubic"]) == 2
+    assert "would overwrite this input" in capsys.readouterr().err
+    assert (root / "lr" / "a.png").read_bytes() == before

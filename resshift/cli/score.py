@@ -37,8 +37,13 @@ def spec_for(args: argparse.Namespace):
         dataset, dataset_params = args.dataset, ({"root": args.root} if args.root else {})
     else:
         raise SystemExit("say what to score against: --dataset NAME (a data-set card) or --gt GT_DIR --lr LR_DIR")
-    label = args.label or Path(args.sr_dir).resolve().name
-    metrics = [m for m in args.metrics.split(",") if m] if args.metrics else _default_metrics()
+    sr_dir = Path(args.sr_dir).expanduser()
+    if not sr_dir.is_dir():
+        raise SystemExit(f"error: {sr_dir}: no such folder of SR images")
+    label = args.label or sr_dir.resolve().name
+    if args.metrics is not None and not [m for m in args.metrics.split(",") if m.strip()]:
+        raise SystemExit("error: --metrics names no metric; leave it out for the default list")
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else _default_metrics()
     params = {"root": str(Path(args.sr_dir).expanduser().resolve()), "suffix": args.suffix, "nfe": args.nfe,
               "source": args.source}
     spec = RunSpec(
@@ -61,14 +66,17 @@ def spec_for(args: argparse.Namespace):
 
 
 def _score(args: argparse.Namespace) -> int:
+    from resshift.data.cards import CardError
+    from resshift.data.loader import DatasetError
+    from resshift.data.sources import DatasetNotAvailable
     from resshift.runner.identity import RunFolderBusy, RunIdentityError
-    from resshift.runner.run import run
+    from resshift.runner.run import RunSpecError, run
 
-    spec = spec_for(args)
     try:
+        spec = spec_for(args)
         summary = run(spec)
-    except (RunIdentityError, RunFolderBusy) as err:  # e.g. the folder holds scores of other files
-        print(f"error: {err}", file=sys.stderr)
+    except (RunIdentityError, RunFolderBusy, RunSpecError, CardError, DatasetError, DatasetNotAvailable) as err:
+        print(f"error: {err}", file=sys.stderr)  # e.g. the folder holds scores of other files, a missing folder
         return 2
     print(spec.folder.summary_md_file.read_text(encoding="utf-8"))
     if args.report:

@@ -136,22 +136,43 @@ def record_skipped(run_dir: Path, spec: RunSpec, reason: str) -> Path:
     return path
 
 
+def _discard_unused(run_dir: Path) -> None:
+    """Remove a run folder that this refused session made and nothing else uses: it holds nothing but Hydra's
+    records (``.hydra/``, the job's log) and the lock files of this process. Any other content (rows, identity,
+    outputs) keeps it."""
+    import shutil
+
+    log_name = f"{HydraConfig.get().job.name}.log" if HydraConfig.initialized() else None
+    try:
+        entries = list(run_dir.iterdir())
+    except OSError:
+        return
+    if all(e.name in (".hydra", log_name) or e.name.startswith(".run.lock") for e in entries):
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
 def _run_one(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
     """Run (or resume) the configuration ``cfg`` in ``run_dir`` and print its summary; None when the run
     was skipped (data set unavailable, ``skip_unavailable``) or this is not rank 0. Exits with 2 when the
     run cannot start (the folder holds another configuration or is in use)."""
     spec = spec_from_config(cfg, run_dir)
+    from resshift.data.cards import CardError
+    from resshift.data.loader import DatasetError
     from resshift.data.sources import DatasetNotAvailable
+    from resshift.runner.run import RunSpecError
 
     try:
         summary = run(spec)
     except DatasetNotAvailable as err:
         if not cfg.get("skip_unavailable", False):
-            raise
+            print(f"error: {err}", file=sys.stderr)
+            _discard_unused(run_dir)
+            sys.exit(2)
         record_skipped(run_dir, spec, str(err))
         return None
-    except (RunIdentityError, RunFolderBusy) as err:
+    except (RunIdentityError, RunFolderBusy, RunSpecError, CardError, DatasetError) as err:
         print(f"error: {err}", file=sys.stderr)
+        _discard_unused(run_dir)
         sys.exit(2)
     RunFolder(run_dir).clear_skipped()  # a set that was skipped before is there now
     if spec.rank != 0:  # rank 0 merges the shards and reports

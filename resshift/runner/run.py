@@ -466,15 +466,60 @@ def run_code() -> dict[str, Any]:
     return {"resshift_sources_sha256": code_sha256(), "packages": package_versions()}
 
 
+class RunSpecError(ValueError):
+    """A run asked for something that cannot be run: the message names the setting and what is wrong."""
+
+
+def check_spec(spec: RunSpec) -> None:
+    """Check what a run is asked for before anything is read, built or written: ``limit`` at least 1 (or unset),
+    batch size at least 1, warm-up not negative, every metric name registered, a label that is a plain name (it
+    becomes part of folder names), and a run folder that is not one of the input folders nor inside one (the
+    outputs written there would land among the inputs). Raises :class:`RunSpecError`."""
+    from resshift.metrics import get_spec
+
+    if spec.limit is not None and (isinstance(spec.limit, bool) or not isinstance(spec.limit, int) or spec.limit < 1):
+        raise RunSpecError(f"limit={spec.limit!r}: give a number of images >= 1, or leave it unset for all of them")
+    if int(spec.batch_size) < 1:
+        raise RunSpecError(f"batch size {spec.batch_size}: give at least 1")
+    if int(spec.warmup) < 0:
+        raise RunSpecError(f"warm-up {spec.warmup}: give 0 or more batches")
+    if not spec.metrics:
+        raise RunSpecError("no metric asked for: give at least one metric name")
+    unknown = []
+    for name in spec.metrics:
+        try:
+            get_spec(name)
+        except KeyError as err:
+            unknown.append(str(err.args[0]) if err.args else name)
+    if unknown:
+        raise RunSpecError("; ".join(unknown))
+    label = str(spec.setting.get("label") or spec.method)
+    if "/" in label or "\\" in label or label in (".", "..") or label != label.strip() or not label:
+        raise RunSpecError(f"label {label!r}: a method label is a plain name (no '/', '\\', '.' or '..'), it "
+                           "becomes part of run folder names")
+    run_dir = spec.run_dir.expanduser().resolve()
+    inputs = [("dataset", k, v) for k, v in spec.dataset_params.items() if k in ("root", "lr", "hr", "path") and v]
+    inputs += [("method", "root", spec.method_params["root"])] if spec.method_params.get("root") else []
+    for owner, key, value in inputs:
+        folder = Path(str(value)).expanduser().resolve()
+        if run_dir == folder or folder in run_dir.parents:
+            raise RunSpecError(f"run folder {run_dir} is {'the' if run_dir == folder else 'inside the'} {owner} "
+                               f"folder {folder} ({owner} {key}): the run would write among its inputs; choose "
+                               "another output folder")
+
+
 def run(spec: RunSpec) -> dict[str, Any]:
     """Run (or resume) one evaluation and return its summary (``{}`` on ranks other than 0).
 
     Raises:
+        RunSpecError: the spec asks for something that cannot be run (:func:`check_spec`), before anything is
+            written.
         resshift.runner.identity.RunIdentityError: the folder holds results of another configuration.
         resshift.runner.identity.RunFolderBusy: another process works in the folder.
     """
     from resshift.runner.identity import lock_run_folder
 
+    check_spec(spec)
     spec.run_dir.mkdir(parents=True, exist_ok=True)
     with lock_run_folder(spec.run_dir, spec.rank, spec.world_size):
         return _run_locked(spec)
