@@ -576,3 +576,32 @@ def test_what_cannot_run_is_refused_before_anything_is_written(tmp_path, capsys)
     assert cli_main(["sr", str(root / "lr"), "-o", str(root / "lr"), "--method", "bicubic"]) == 2
     assert "would overwrite this input" in capsys.readouterr().err
     assert (root / "lr" / "a.png").read_bytes() == before
+
+
+def test_a_session_with_other_metrics_extends_the_summary(tmp_path):
+    """A finished run with psnr, resumed asking for ssim alone: the summary (and the report built from it) keeps
+    psnr beside the new ssim, as the rows do; psnr is not recomputed."""
+    root = _paired(tmp_path / "set", {"a": 8, "b": 8})
+    first = run(_spec(tmp_path / "run", root, metrics=["psnr"]))
+    second = run(_spec(tmp_path / "run", root, metrics=["ssim"]))
+    assert set(second["metrics"]) == {"psnr", "ssim"}
+    assert second["metrics"]["psnr"] == first["metrics"]["psnr"]
+    assert second["counts"]["metrics"]["done"] == 2
+
+
+def test_reader_notes_of_scored_output_files_are_recorded(tmp_path):
+    """An output file brought for scoring that is RGBA and not fully opaque: scored after the alpha is dropped, as
+    LR inputs are, and its row says so (``sr: alpha channel dropped (NOT fully opaque)``)."""
+    root = _paired(tmp_path / "set", {"a": 8, "b": 8}, exact=True)
+    sr = tmp_path / "sr"
+    sr.mkdir()
+    for name in ("a", "b"):
+        rgb = np.asarray(Image.open(root / "hr" / f"{name}.png").convert("RGB"))
+        alpha = np.full(rgb.shape[:2], 255 if name == "a" else 128, np.uint8)
+        Image.fromarray(np.dstack([rgb, alpha]), "RGBA").save(sr / f"{name}.png")
+    out = tmp_path / "scored"
+    assert cli_main(["score", str(sr), "--gt", str(root / "hr"), "--lr", str(root / "lr"), "--metrics", "psnr",
+                     "-o", str(out)]) == 0
+    notes = pd.read_csv(out / "per_image.csv").set_index("name")["notes"].fillna("")
+    assert "sr: alpha channel dropped (NOT fully opaque)" in notes["b"]
+    assert "NOT fully opaque" not in notes["a"]

@@ -74,6 +74,11 @@ class SRMethod(ABC):
         """Per-image provenance for the SR row of ``name`` (default: none)."""
         return {}
 
+    def output_notes(self, name: str) -> list[str]:
+        """Notes on how the output of ``name`` was obtained, for its row (default: none; a method that reads its
+        outputs from files gives the reader's notes: alpha dropped, EXIF orientation applied, ...)."""
+        return []
+
     def resolve_params(self, params: MethodParams | None, config: Mapping[str, Any]) -> MethodParams:
         """``params`` (an instance of :attr:`Params` or a subclass), else :attr:`Params` filled from the
         keyword ``config``; unknown keys raise :class:`~resshift.methods.params.UnknownParameterError`."""

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from resshift.io import read_image
+from resshift.io import read_image_with_info
 from resshift.methods.base import SRMethod
 from resshift.methods.params import OutputsParams
 from resshift.methods.registry import register_method
@@ -84,6 +84,7 @@ class OutputsFolder(SRMethod):
         if not self.files:
             raise FileNotFoundError(f"{self.root}: no image files in the outputs folder")
         self.hashes = {key: file_sha256(path) for key, path in self.files.items()}
+        self._notes: dict[str, list[str]] = {}  # the reader's notes per image name, filled as files are read
         listing = "".join(f"{self.files[k].relative_to(self.root).as_posix()}\t{self.hashes[k]}\n"
                           for k in sorted(self.files))
         self.digest = hashlib.sha256(listing.encode("utf-8")).hexdigest()
@@ -120,7 +121,8 @@ class OutputsFolder(SRMethod):
         path = self._path(name)
         if file_sha256(path) != self.hashes[name + self.suffix]:
             raise ValueError(f"{path}: file changed after the run started (SHA-256 differs); rerun")
-        image = read_image(path)
+        image, info = read_image_with_info(path)
+        self._notes[name] = [f"sr: {note}" for note in info.notes]
         want = (int(lr_hw[0]) * self.scale, int(lr_hw[1]) * self.scale)
         if tuple(image.shape[-2:]) != want:
             raise ValueError(
@@ -138,6 +140,11 @@ class OutputsFolder(SRMethod):
 
     def upscale(self, lr: torch.Tensor, generators: Sequence[torch.Generator] | None = None) -> torch.Tensor:
         raise TypeError("the outputs method reads files by image name: call upscale_named(names, lr)")
+
+    def output_notes(self, name: str) -> list[str]:
+        """The reader's notes on the file scored for ``name`` (``sr: alpha channel dropped (NOT fully opaque)``,
+        ``sr: EXIF orientation 3 applied``, ...), as for the LR inputs."""
+        return list(self._notes.get(name, []))
 
     def image_facts(self, name: str) -> dict[str, Any]:
         """The file scored for ``name`` (path relative to ``root``) and its SHA-256."""

@@ -149,6 +149,7 @@ def run_sr_phase(spec: RunSpec, method: Any, dataset: Any, timer: Any) -> dict[s
             facts = method.image_facts(out.name)
             if facts:
                 row["facts"] = facts
+            row["notes"] = [*(row["notes"] or []), *method.output_notes(out.name)]
             counts["done"] += 1
         else:
             log.error("%s: %s failed: %s", spec.run_dir.name, out.name, out.error)
@@ -530,7 +531,7 @@ def _run_locked(spec: RunSpec) -> dict[str, Any]:
 
     from resshift.data import open_dataset
     from resshift.methods import build_method
-    from resshift.metrics import build_metrics, get_spec
+    from resshift.metrics import build_metrics, get_spec, metric_names
     from resshift.provenance import collect_provenance, row_provenance
     from resshift.runner.identity import claim, image_names
     from resshift.runner.set_metrics import record_features, set_metric_values
@@ -605,7 +606,11 @@ def _run_locked(spec: RunSpec) -> dict[str, Any]:
         write_spectra_summary(spec.run_dir)
     # Set-level values, once per run, from the features every shard wrote (gathered on rank 0).
     set_values, set_gaps = set_metric_values(spec.folder, set_metrics)
-    specs = {name: get_spec(name) for name in spec.metrics}
+    # the metrics of this session and those earlier sessions of the run computed (adding a metric extends the run:
+    # the summary covers every metric the rows hold values of)
+    earlier = {k for r in spec.folder.rows("metrics") for k in r.get("values", {})} - set(spec.metrics)
+    known = set(metric_names())
+    specs = {name: get_spec(name) for name in [*spec.metrics, *sorted(earlier & known)]}
     extra = {
         "fingerprint": fingerprint,
         "protocol_id": protocol,
