@@ -605,3 +605,28 @@ def test_reader_notes_of_scored_output_files_are_recorded(tmp_path):
     notes = pd.read_csv(out / "per_image.csv").set_index("name")["notes"].fillna("")
     assert "sr: alpha channel dropped (NOT fully opaque)" in notes["b"]
     assert "NOT fully opaque" not in notes["a"]
+
+
+def test_compare_refuses_a_baseline_that_is_no_runs_table_and_never_matches_one_run_twice(tmp_path, capsys):
+    """A baseline CSV without runs (or without the key columns) is an error, not "no regression"; with two
+    baseline runs of one label, a new run answers only for the one with its fingerprint: the other is MISSING
+    (it was compared with the same new run and reported as changed)."""
+    junk = tmp_path / "junk.csv"
+    junk.write_text("a,b\n")
+    root = _paired(tmp_path / "set", {"a": 8, "b": 8})
+    run(_spec(tmp_path / "runs" / "one", root, metrics=["psnr"], setting={"label": "X"}))
+    run(_spec(tmp_path / "runs" / "two", root, metrics=["psnr"], seed=2, setting={"label": "X"}))
+    assert cli_main(["compare", str(junk), str(tmp_path / "runs")]) == 2
+    assert "not a runs table" in capsys.readouterr().err
+    assert cli_main(["compare", str(tmp_path / "nothing"), str(tmp_path / "runs")]) == 2
+    assert "not a run folder" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert cli_main(["compare", str(tmp_path / "empty"), str(tmp_path / "runs")]) == 2
+    assert "no finished run" in capsys.readouterr().err
+    assert cli_main(["report", str(tmp_path / "empty"), "-o", str(tmp_path / "rep")]) == 2
+    assert capsys.readouterr().err.startswith("error: no finished runs")
+    baseline = load_results(tmp_path / "runs")
+    new = baseline[baseline["run"].astype(str).str.endswith("one")]
+    result = compare_results(baseline, new, max_runtime_ratio=None)
+    statuses = result.table.groupby("status").size().to_dict()
+    assert result.failed and statuses.get("MISSING") == 1 and "CONFIG CHANGED" not in statuses

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
+
+#: What a report or comparison of unusable input raises (a missing folder, no finished run, an unreadable or
+#: unknown-schema summary, a baseline without runs): printed as ``error: ...`` with exit code 2.
+INPUT_ERRORS = (FileNotFoundError, ValueError, KeyError)
 
 
 def _report(args: argparse.Namespace) -> int:
     from resshift.reports import write_report
 
-    out = write_report(args.runs, args.out, title=args.title, view_limit=args.view_limit)
+    try:
+        out = write_report(args.runs, args.out, title=args.title, view_limit=args.view_limit)
+    except INPUT_ERRORS as err:
+        print(f"error: {err.args[0] if isinstance(err, KeyError) and err.args else err}", file=sys.stderr)
+        return 2
     print(out)
     print(out.with_name("report.html"))
     return 0
@@ -18,15 +27,22 @@ def _report(args: argparse.Namespace) -> int:
 def _compare(args: argparse.Namespace) -> int:
     from resshift.reports.compare import compare_results, load_results, save_baseline
 
-    if args.save_baseline:
-        print(save_baseline([args.new], args.baseline))
-        return 0
-    tolerances = {}
-    for item in args.tolerance or []:
-        name, _, value = item.partition("=")
-        tolerances[name] = float(value)
-    result = compare_results(load_results(args.baseline), load_results(args.new), tolerances=tolerances,
-                             max_runtime_ratio=args.max_runtime_ratio or None)
+    try:
+        if args.save_baseline:
+            print(save_baseline([args.new], args.baseline))
+            return 0
+        tolerances = {}
+        for item in args.tolerance or []:
+            name, _, value = item.partition("=")
+            try:
+                tolerances[name] = float(value)
+            except ValueError:
+                raise ValueError(f"--tolerance {item!r}: give METRIC=VALUE with a number") from None
+        result = compare_results(load_results(args.baseline), load_results(args.new), tolerances=tolerances,
+                                 max_runtime_ratio=args.max_runtime_ratio or None)
+    except INPUT_ERRORS as err:
+        print(f"error: {err.args[0] if isinstance(err, KeyError) and err.args else err}", file=sys.stderr)
+        return 2
     print(result.to_markdown())
     print("REGRESSION" if result.failed else "no regression")
     return 1 if result.failed else 0

@@ -54,12 +54,30 @@ def _finite_delta(new_value: float, old_value: float) -> float:
     return 0.0 if new_value == old_value else float(new_value) - float(old_value)
 
 
+#: Columns a runs table needs to be compared (the key of a run).
+KEY_COLUMNS = ("method", "dataset")
+
+
 def load_results(path: str | Path) -> pd.DataFrame:
-    """A runs table from a CSV file or from run folders."""
+    """A runs table from a CSV file or from run folders. Raises ``ValueError`` naming the file for a CSV that is
+    not a runs table (no rows, or without the ``method`` and ``dataset`` columns), ``FileNotFoundError`` for a
+    path that holds no finished run."""
     path = Path(path)
     if path.is_file() and path.suffix == ".csv":
-        return pd.read_csv(path)
-    return runs_table(find_run_dirs([path]))
+        try:
+            table = pd.read_csv(path)
+        except pd.errors.EmptyDataError:
+            raise ValueError(f"{path}: empty file, not a runs table") from None
+        missing = [c for c in KEY_COLUMNS if c not in table.columns]
+        if missing or table.empty:
+            raise ValueError(f"{path}: not a runs table ({'no column ' + ', '.join(missing) if missing else 'no rows'}"
+                             "; write one with `resshift compare BASELINE RUNS --save-baseline` or take a report's "
+                             "results.csv)")
+        return table
+    dirs = find_run_dirs([path])
+    if not dirs:
+        raise FileNotFoundError(f"{path}: no finished run (summary.json) there")
+    return runs_table(dirs)
 
 
 def save_baseline(paths: list[str | Path], out_csv: str | Path) -> Path:
@@ -91,12 +109,13 @@ def _identity_checks(b: pd.Series, n: pd.Series) -> list[tuple[str, str, object,
     return out
 
 
-def _counterpart(b: pd.Series, new: pd.DataFrame) -> pd.Series | None:
+def _counterpart(b: pd.Series, new: pd.DataFrame, shared: bool = False) -> pd.Series | None:
     """The new run that corresponds to baseline row ``b``: same label and data set, and the same
-    fingerprint where several runs share a label; the one candidate otherwise (its fingerprint is then
-    checked by :func:`_identity_checks`)."""
+    fingerprint where several runs share a label on either side (``shared``: other baseline rows have ``b``'s
+    label and data set), so that one new run never answers for two baseline runs; the one candidate otherwise
+    (its fingerprint is then checked by :func:`_identity_checks`)."""
     same = new[(new["method"] == b["method"]) & (new["dataset"] == b["dataset"])]
-    if len(same) > 1 and _present(b, "fingerprint") and "fingerprint" in same:
+    if (len(same) > 1 or shared) and _present(b, "fingerprint") and "fingerprint" in same:
         same = same[same["fingerprint"] == b["fingerprint"]]
     return same.iloc[0] if len(same) == 1 else None
 
@@ -107,9 +126,14 @@ def compare_results(baseline: pd.DataFrame, new: pd.DataFrame, tolerances: dict[
     tol = {**registry_tolerances(), **(tolerances or {})}
     rows = []
     failed = False
+    for frame, name in ((baseline, "baseline"), (new, "new results")):
+        missing = [c for c in KEY_COLUMNS if c not in frame.columns]
+        if missing:
+            raise ValueError(f"{name}: not a runs table (no column {', '.join(missing)})")
+    keys = list(zip(baseline["method"], baseline["dataset"], strict=True))
     for _, b in baseline.iterrows():
         key = (b["method"], b["dataset"])
-        n = _counterpart(b, new)
+        n = _counterpart(b, new, shared=keys.count(key) > 1)
         if n is None:
             rows.append({"method": key[0], "dataset": key[1], "quantity": "(run)", "baseline": float("nan"),
                          "new": float("nan"), "delta": float("nan"), "allowed": "present",
