@@ -21,19 +21,19 @@ def _fake_run(root: Path, label: str, method: str, protocol: str, metrics: dict[
 
     run_dir = root / f"{label}__{dataset}"
     run_dir.mkdir(parents=True)
+    values = per_image or {k: [v - 0.1, v + 0.1] for k, v in metrics.items()}
+    n = len(next(iter(values.values())))  # per_image.csv and summary.json agree, as a run writes them
     summary = {
         "method": method, "dataset": dataset, "protocol_id": protocol, "setting": {"label": label},
-        "n_images": 2, "n_ok": 2, "n_failed": 0, "nfe": nfe,
+        "n_images": n, "n_ok": n, "n_failed": 0, "nfe": nfe,
         "method_info": {"name": method, "nfe": nfe, "reference": reference},
-        "metrics": {k: {"mean": v, "std": 0.1, "n": 2, "lower_better": get_spec(k).lower_better}
+        "metrics": {k: {"mean": v, "std": 0.1, "n": n, "lower_better": get_spec(k).lower_better}
                     for k, v in metrics.items()},
         "unavailable": unavailable or {},
         "timing": {"median_s": ms / 1e3, "device": "cpu-x"},
         "protocol_subset_of": subset_of,
     }
     (run_dir / "summary.json").write_text(json.dumps(summary))
-    values = per_image or {k: [v - 0.1, v + 0.1] for k, v in metrics.items()}
-    n = len(next(iter(values.values())))
     pd.DataFrame({"name": [f"i{j}" for j in range(n)], "status": ["ok"] * n, "latency_s": [ms / 1e3] * n,
                   **values}).to_csv(run_dir / "per_image.csv", index=False)
     return run_dir

@@ -630,3 +630,23 @@ def test_compare_refuses_a_baseline_that_is_no_runs_table_and_never_matches_one_
     result = compare_results(baseline, new, max_runtime_ratio=None)
     statuses = result.table.groupby("status").size().to_dict()
     assert result.failed and statuses.get("MISSING") == 1 and "CONFIG CHANGED" not in statuses
+
+
+def test_report_refuses_a_per_image_csv_that_does_not_match_its_summary(tmp_path):
+    """per_image.csv edited by hand (values shifted, rows dropped): the report would give intervals and tests from
+    other numbers than its means; it refuses naming the file instead. The files as written pass."""
+    from resshift.reports import write_report
+
+    root = _paired(tmp_path / "set", {"a": 8, "b": 8, "c": 8})
+    run_dir = tmp_path / "runs" / "one"
+    run(_spec(run_dir, root, metrics=["psnr"]))
+    write_report([run_dir], tmp_path / "ok")
+    frame = pd.read_csv(run_dir / "per_image.csv")
+    frame["psnr"] += 10
+    frame.to_csv(run_dir / "per_image.csv", index=False)
+    with pytest.raises(ValueError, match="per_image.csv: psnr over 3 images"):
+        write_report([run_dir], tmp_path / "edited")
+    frame["psnr"] -= 10
+    frame.iloc[:2].to_csv(run_dir / "per_image.csv", index=False)
+    with pytest.raises(ValueError, match="2 scored images, its summary.json says 3"):
+        write_report([run_dir], tmp_path / "dropped")

@@ -136,6 +136,26 @@ def method_family(method_name: str, label: str | None) -> str:
     return str(label) if method_name == SCORED_OUTPUTS and label else str(method_name)
 
 
+def _check_against_summary(path: Path, per_image: pd.DataFrame, summary: dict) -> None:
+    """``per_image.csv`` must hold the rows ``summary.json`` was computed from (both are written together from the
+    run's rows): the same count of scored images and, per metric, the same count and mean (to 1e-9 relative).
+    Raises ``ValueError`` naming the file and the first difference (a hand-edited or mixed-up file would give the
+    report's intervals and tests from other numbers than its means)."""
+    ok = per_image[per_image["status"] == "ok"] if "status" in per_image else per_image
+    if len(ok) != int(summary.get("n_ok", len(ok))):
+        raise ValueError(f"{path}: {len(ok)} scored images, its summary.json says {summary.get('n_ok')}; the files do "
+                         "not belong together (edited by hand?): resume the run to write both again")
+    for name, entry in (summary.get("metrics") or {}).items():
+        values = pd.to_numeric(ok[name], errors="coerce").dropna() if name in ok else pd.Series(dtype=float)
+        mean = entry.get("mean")
+        if len(values) != int(entry.get("n", len(values))) or (
+                mean is not None and len(values) and abs(float(values.mean()) - mean) > 1e-9 * max(1.0, abs(mean))):
+            found = f"mean {values.mean()}" if len(values) else "no values"
+            raise ValueError(f"{path}: {name} over {len(values)} images, {found}; its summary.json says "
+                             f"{entry.get('n')} images, mean {mean}; the files do not belong together (edited by "
+                             "hand?): resume the run to write both again")
+
+
 def per_image_table(run_dirs: list[Path]) -> pd.DataFrame:
     """All per-image rows of the given runs, with method (label), method_name, family
     (:func:`method_family`), dataset and run columns added."""
@@ -146,6 +166,7 @@ def per_image_table(run_dirs: list[Path]) -> pd.DataFrame:
         df = folder.per_image()
         if df is None:
             continue
+        _check_against_summary(folder.per_image_file, df, s)
         label = (s.get("setting") or {}).get("label")
         df.insert(0, "method", label or s["method"])
         df.insert(1, "method_name", s["method"])
