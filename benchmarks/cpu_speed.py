@@ -21,7 +21,9 @@ machine's fp32 GEMM and 3x3-convolution throughput measured in the same run, and
 convolution shape of that chain is timed on the direct kernel and as Winograd F(4x4, 3x3) (the basis
 of the fast path's shape rule, ``resshift.models.winograd``). ``--memory`` also
 measures the peak RSS of decoding a 256x256 latent (1024x1024 output) and ``--run-memory WxH`` that
-of a whole evaluation run on one WxH LR image, each in a fresh subprocess.
+of a whole evaluation run on one WxH LR image, each in a fresh subprocess. ``--layer-split`` times, inside
+whole v3 chains on both paths, the 3x3 layers the shape rule gives to Winograd and everything else, and
+prints Amdahl's bound: the speed-up those layers would need for the chain to run 2x the reference.
 """
 
 from __future__ import annotations
