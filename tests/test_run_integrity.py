@@ -650,3 +650,25 @@ def test_report_refuses_a_per_image_csv_that_does_not_match_its_summary(tmp_path
     frame.iloc[:2].to_csv(run_dir / "per_image.csv", index=False)
     with pytest.raises(ValueError, match="2 scored images, its summary.json says 3"):
         write_report([run_dir], tmp_path / "dropped")
+
+
+def test_a_copy_that_differs_from_the_cards_manifest_is_not_the_protocols_data(tmp_path):
+    """A data set whose card lists the SHA-256 of its files: a local copy with one GT file changed is refused,
+    naming the file and pointing to scoring it as one's own set, instead of being scored under the protocol."""
+    import yaml
+
+    from resshift.provenance import file_sha256
+    from resshift.runner.run import RunSpecError
+
+    root = _paired(tmp_path / "copy", {"a": 8, "b": 8})
+    card = tmp_path / "toy-protocol.yaml"
+    manifest = {f"{sub}/{n}.png": file_sha256(root / sub / f"{n}.png") for sub in ("lr", "hr") for n in "ab"}
+    card.write_text(yaml.safe_dump({"name": "toy-protocol", "protocol_id": "toy-protocol-x4", "kind": "paired",
+                                    "scale": 4, "layout": {"lr": "lr", "hr": "hr"}, "manifest": manifest}))
+    first = run(_spec(tmp_path / "run", root, dataset=str(card), metrics=["psnr"]))
+    assert first["protocol_id"] == "toy-protocol-x4"
+    _paired(tmp_path / "other", {"b": 8}, seed=4)
+    (root / "hr" / "b.png").write_bytes((tmp_path / "other" / "hr" / "b.png").read_bytes())
+    with pytest.raises(RunSpecError, match=r"differ from its card's manifest[\s\S]*hr/b\.png[\s\S]*your own set"):
+        run(_spec(tmp_path / "run2", root, dataset=str(card), metrics=["psnr"]))
+    assert not (tmp_path / "run2").exists()

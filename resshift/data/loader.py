@@ -190,6 +190,28 @@ class SRDataset:
         return {it.name: {"lr": digest(it.lr), **({"hr": digest(it.hr)} if it.hr is not None else {})}
                 for it in self._items}
 
+    def manifest_mismatches(self) -> list[str]:
+        """The files of this selection that the card's manifest lists under another SHA-256 (``path: why`` lines;
+        empty when the card has no manifest, or for in-memory sources). A copy of a protocol's data whose files
+        differ is not that protocol's data, whatever its folder is called."""
+        from resshift.provenance import file_sha256
+
+        if not self.card.manifest or self.root is None:
+            return []
+        out = []
+        for it in self._items:
+            for ref in (it.lr, it.hr):
+                if not isinstance(ref, Path):
+                    continue
+                try:
+                    rel = ref.resolve().relative_to(Path(self.root).resolve()).as_posix()
+                except ValueError:
+                    continue
+                want = self.card.manifest.get(rel)
+                if want is not None and file_sha256(ref) != want:
+                    out.append(f"{ref}: SHA-256 {file_sha256(ref)[:16]}... differs from the card's {want[:16]}...")
+        return out
+
     def shard(self, rank: int, world: int) -> SRDataset:
         """Items ``rank, rank + world, ...`` of the sorted list; shards are disjoint and cover the set."""
         if world < 1 or not 0 <= rank < world:

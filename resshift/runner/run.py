@@ -19,6 +19,7 @@ same run folder skips images whose rows are finished; a killed run loses at most
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -518,12 +519,24 @@ def run(spec: RunSpec) -> dict[str, Any]:
         resshift.runner.identity.RunIdentityError: the folder holds results of another configuration.
         resshift.runner.identity.RunFolderBusy: another process works in the folder.
     """
+    from resshift.data.cards import CardError
+    from resshift.data.loader import DatasetError
+    from resshift.data.sources import DatasetNotAvailable
     from resshift.runner.identity import lock_run_folder
 
     check_spec(spec)
+    created = not spec.run_dir.exists()
     spec.run_dir.mkdir(parents=True, exist_ok=True)
-    with lock_run_folder(spec.run_dir, spec.rank, spec.world_size):
-        return _run_locked(spec)
+    try:
+        with lock_run_folder(spec.run_dir, spec.rank, spec.world_size):
+            return _run_locked(spec)
+    except (RunSpecError, CardError, DatasetError, DatasetNotAvailable):
+        if created:  # refused before anything was written: leave no folder behind (only lock files are in it)
+            for lock in spec.run_dir.glob(".run.lock*"):
+                lock.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                spec.run_dir.rmdir()
+        raise
 
 
 def _run_locked(spec: RunSpec) -> dict[str, Any]:
@@ -548,6 +561,13 @@ def _run_locked(spec: RunSpec) -> dict[str, Any]:
     if spec.limit:
         dataset = dataset.select(dataset.names()[: int(spec.limit)])
     selection = dataset
+    mismatches = selection.manifest_mismatches()
+    if mismatches:  # a local copy that differs from the protocol's files is not the protocol's data
+        raise RunSpecError(
+            f"{len(mismatches)} file(s) of data set {spec.dataset!r} differ from its card's manifest "
+            f"({selection.card.path}), so this copy is not the protocol's data (resshift data verify lists all):\n  "
+            + "\n  ".join(mismatches[:5]) + ("\n  ..." if len(mismatches) > 5 else "")
+            + "\nScore your own images as your own set (resshift score --gt/--lr, dataset=paired-folder).")
     if spec.world_size > 1:
         dataset = dataset.shard(spec.rank, spec.world_size)
     method = build_method(spec.method, device=spec.device, dtype=spec.dtype, **spec.method_params)
