@@ -672,3 +672,23 @@ def test_a_copy_that_differs_from_the_cards_manifest_is_not_the_protocols_data(t
     with pytest.raises(RunSpecError, match=r"differ from its card's manifest[\s\S]*hr/b\.png[\s\S]*your own set"):
         run(_spec(tmp_path / "run2", root, dataset=str(card), metrics=["psnr"]))
     assert not (tmp_path / "run2").exists()
+
+
+def test_a_launch_with_another_number_of_processes_cannot_enter(tmp_path):
+    """While the ranks of a 2-process launch work in a folder, a rank of a 3-process launch (another process) is
+    refused; another rank of the same 2-process launch enters."""
+    code = ("import sys; from resshift.runner.identity import lock_run_folder as L\n"
+            "r, w = map(int, sys.argv[1:])\n"
+            f"with L({str(tmp_path)!r}, r, w): print('ENTERED')")
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+
+    def attempt(rank: int, world: int) -> str:
+        proc = subprocess.run([sys.executable, "-c", code, str(rank), str(world)], env=env, capture_output=True,
+                              text=True, timeout=60)
+        return "ENTERED" if "ENTERED" in proc.stdout else proc.stderr
+
+    with lock_run_folder(tmp_path, rank=0, world_size=2):
+        assert "another number of processes" in attempt(0, 3)
+        assert "another number of processes" in attempt(2, 3)
+        assert attempt(1, 2) == "ENTERED"
+    assert attempt(0, 3) == "ENTERED"  # released

@@ -173,13 +173,38 @@ def claim(run_dir: Path, identity: Mapping[str, Any], code: Mapping[str, Any] | 
     return fp
 
 
+#: Largest world size the launch lock tells apart (one byte of ``.run.lock-launch`` per world size).
+MAX_WORLD = 1 << 20
+
+
+def _hold_launch(run_dir: Path, world_size: int):
+    """For a rank of a ``torchrun`` launch of ``world_size`` processes: a shared POSIX record lock on byte
+    ``world_size`` of ``.run.lock-launch`` (the ranks of one launch share it), after checking that no process holds
+    any other byte (a launch of another size working in the folder: its ranks would take other shards of the same
+    images). Two launches of different sizes starting at once both refuse. Returns the open file (the lock lives
+    while it is open); raises :class:`RunFolderBusy`."""
+    fh = open(Path(run_dir) / ".run.lock-launch", "a+", encoding="utf-8")  # noqa: SIM115 - held for the duration
+    try:
+        fcntl.lockf(fh, fcntl.LOCK_SH | fcntl.LOCK_NB, 1, world_size)
+        for start, length in ((1, world_size - 1), (world_size + 1, MAX_WORLD - world_size)):
+            if length > 0:
+                fcntl.lockf(fh, fcntl.LOCK_EX | fcntl.LOCK_NB, length, start)
+                fcntl.lockf(fh, fcntl.LOCK_UN, length, start)
+    except (BlockingIOError, PermissionError):
+        fh.close()
+        raise RunFolderBusy(f"{run_dir}: a launch with another number of processes is working in this run folder; "
+                            "wait for it to finish") from None
+    return fh
+
+
 @contextmanager
 def lock_run_folder(run_dir: Path, rank: int = 0, world_size: int = 1) -> Iterator[None]:
     """Hold the run folder while working in it (advisory ``flock``; released when the process ends).
 
     A single process takes the folder exclusively. The ranks of one ``torchrun`` run take it shared
-    and each takes its own shard exclusively, so they work side by side while no other run can enter.
-    Raises :class:`RunFolderBusy` at once (no waiting) when the folder is taken.
+    and each takes its own shard exclusively, so they work side by side while no other run can enter; a
+    launch with another number of processes is kept out too (:func:`_hold_launch`). Raises
+    :class:`RunFolderBusy` at once (no waiting) when the folder is taken.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -189,6 +214,8 @@ def lock_run_folder(run_dir: Path, rank: int = 0, world_size: int = 1) -> Iterat
     if world_size > 1:
         targets.append((folder.lock_file(rank, world_size), fcntl.LOCK_EX))
     try:
+        if world_size > 1:
+            handles.append(_hold_launch(run_dir, world_size))
         for path, mode in targets:
             fh = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the duration
             try:
@@ -210,5 +237,6 @@ def lock_run_folder(run_dir: Path, rank: int = 0, world_size: int = 1) -> Iterat
         yield
     finally:
         for fh in reversed(handles):
-            fcntl.flock(fh, fcntl.LOCK_UN)
-            fh.close()
+            if not fh.name.endswith(".run.lock-launch"):
+                fcntl.flock(fh, fcntl.LOCK_UN)
+            fh.close()  # also drops the record locks of .run.lock-launch
