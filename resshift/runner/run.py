@@ -392,7 +392,8 @@ def render_summary_md(summary: dict[str, Any]) -> str:
         lines.append(f"Protocol: `{summary['protocol_id']}`  ")
     lines.append(f"Images: {summary['n_ok']} ok, {summary['n_failed']} failed  ")
     if summary.get("fingerprint"):
-        lines.append(f"Configuration fingerprint: `{summary['fingerprint'][:16]}`  ")
+        lines.append(f"Run identity fingerprint: `{summary['fingerprint'][:16]}` (identity.json; the folder "
+                     "name carries the configuration's, computed from the config alone)  ")
     timing = summary.get("timing") or {}
     if timing.get("measured") is False:
         lines.append(f"Timing: n/a ({timing.get('reason', 'not measured')}), NFE {summary.get('nfe') or 'n/a'}  ")
