@@ -86,3 +86,20 @@ def test_rows_without_a_time_keep_file_order_and_lose_to_stamped_rows(tmp_path: 
     assert folder.rows("sr")[0]["v"] == 2
     folder.row_store("sr", 0, 1).append({"name": "c", "status": "failed", "error": "x"})
     assert folder.done("sr") == {"a"}
+
+
+def test_a_reader_never_cuts_a_row_in_progress(tmp_path: Path) -> None:
+    """A report reading a live run's rows sees a partial last line (a row being written): it skips it and leaves
+    the file alone; only a writer opening the store cuts it."""
+    from resshift.runfolder import RunFolder
+
+    folder = RunFolder(tmp_path)
+    folder.row_store("sr", 0, 1).append({"name": "a", "status": "ok"})
+    path = folder.records_file("sr", 0, 1)
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write('{"name": "b", "sta')
+    before = path.read_bytes()
+    assert [r["name"] for r in folder.rows("sr")] == ["a"] and folder.done("sr") == {"a"}
+    assert path.read_bytes() == before
+    folder.row_store("sr", 0, 1)  # a writer repairs
+    assert path.read_bytes() == before[: before.rindex(b"\n") + 1]

@@ -176,7 +176,7 @@ class RunFolder:
             raise ValueError(f"rows are merged by image for 'sr' and 'metrics', not {kind!r}")
         merged: dict[str, tuple[int, dict[str, Any]]] = {}
         for path in sorted(self.records_dir.glob(f"{kind}-*.jsonl")):
-            for row in RowStore(path).rows():
+            for row in RowStore(path, writer=False).rows():
                 written = row.get("written_ns", -1)
                 if row["name"] not in merged or written >= merged[row["name"]][0]:
                     merged[row["name"]] = (written, row)

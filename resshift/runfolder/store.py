@@ -25,11 +25,14 @@ from resshift.atomic import write_text
 class RowStore:
     """A JSON Lines file of rows keyed by ``key_field``; the last row for a key wins."""
 
-    def __init__(self, path: str | Path, key_field: str = "name") -> None:
+    def __init__(self, path: str | Path, key_field: str = "name", writer: bool = True) -> None:
+        """``writer=False``: a reader (a report, a resume deciding what to skip) that never changes the file: a
+        partial last line, which may be a live writer's row in progress, is skipped instead of cut."""
         self.path = Path(path)
         self.key_field = key_field
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._repair()
+        if writer:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._repair()
 
     def _repair(self) -> None:
         """Cut a trailing partial line (from a killed writer) so appends start on a fresh line."""
@@ -48,6 +51,8 @@ class RowStore:
             return
         with open(self.path, encoding="utf-8") as fh:
             for lineno, line in enumerate(fh, 1):
+                if not line.endswith("\n"):
+                    return  # a row still being written (a reader does not cut it, see __init__)
                 line = line.strip()
                 if not line:
                     continue
