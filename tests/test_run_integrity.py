@@ -563,6 +563,7 @@ def test_what_cannot_run_is_refused_before_anything_is_written(tmp_path, capsys)
     root = _paired(tmp_path / "set", {"a": 8, "b": 8})
     cases = {"limit=": dict(limit=0), "limit=-1": dict(limit=-1), "unknown metric 'foo'": dict(metrics=["psnr", "foo"]),
              "a plain name": dict(setting={"label": "../../escape"}),
+             "a count >= 0": dict(method="outputs", method_params={"root": str(root / "lr"), "nfe": -5}),
              "inside the dataset folder": dict(run_dir=root / "runs" / "x")}
     for expected, change in cases.items():
         kw = {"run_dir": tmp_path / "run", **change}
@@ -692,3 +693,14 @@ def test_a_launch_with_another_number_of_processes_cannot_enter(tmp_path):
         assert "another number of processes" in attempt(2, 3)
         assert attempt(1, 2) == "ENTERED"
     assert attempt(0, 3) == "ENTERED"  # released
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is available here")
+def test_a_cuda_run_without_a_cuda_device_is_refused_at_once(tmp_path):
+    """device=cuda where no CUDA device is available: refused before the data is read, naming the device."""
+    from resshift.runner.run import RunSpecError
+
+    root = _paired(tmp_path / "set", {"a": 8})
+    with pytest.raises(RunSpecError, match="device 'cuda': no CUDA device"):
+        run(_spec(tmp_path / "run", root, device="cuda"))
+    assert not (tmp_path / "run").exists()

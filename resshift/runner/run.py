@@ -476,8 +476,9 @@ class RunSpecError(ValueError):
 def check_spec(spec: RunSpec) -> None:
     """Check what a run is asked for before anything is read, built or written: ``limit`` at least 1 (or unset),
     batch size at least 1, warm-up not negative, every metric name registered, a label that is a plain name (it
-    becomes part of folder names), and a run folder that is not one of the input folders nor inside one (the
-    outputs written there would land among the inputs). Raises :class:`RunSpecError`."""
+    becomes part of folder names), a run folder that is not one of the input folders nor inside one (the
+    outputs written there would land among the inputs), a CUDA device only where one is available, and a declared
+    NFE (``nfe``, outputs made elsewhere) of at least 0. Raises :class:`RunSpecError`."""
     from resshift.metrics import get_spec
 
     if spec.limit is not None and (isinstance(spec.limit, bool) or not isinstance(spec.limit, int) or spec.limit < 1):
@@ -486,6 +487,12 @@ def check_spec(spec: RunSpec) -> None:
         raise RunSpecError(f"batch size {spec.batch_size}: give at least 1")
     if int(spec.warmup) < 0:
         raise RunSpecError(f"warm-up {spec.warmup}: give 0 or more batches")
+    if str(spec.device).startswith("cuda") and not torch.cuda.is_available():
+        raise RunSpecError(f"device {spec.device!r}: no CUDA device is available to this process (torch "
+                           f"{torch.__version__}, CUDA build {torch.version.cuda or 'none'})")
+    nfe = spec.method_params.get("nfe")
+    if nfe is not None and (isinstance(nfe, bool) or not isinstance(nfe, int) or nfe < 0):
+        raise RunSpecError(f"nfe={nfe!r}: network evaluations per image are a count >= 0")
     unknown = []
     for name in spec.metrics:
         try:
