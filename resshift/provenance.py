@@ -109,15 +109,21 @@ _code_hash: list[str] = []
 
 
 def code_sha256() -> str:
-    """SHA-256 of this package's Python sources (every ``resshift/**/*.py``, by relative path and bytes, in path
-    order), computed once per process: the code that made a run's numbers, whether or not it is a git checkout and
-    whether or not the checkout has uncommitted changes."""
+    """SHA-256 of this package's Python sources (every readable ``resshift/**/*.py`` whose name does not start with a
+    dot, by relative path and bytes, in path order), computed once per process: the code that made a run's numbers,
+    whether or not it is a git checkout and whether or not the checkout has uncommitted changes."""
     with _hash_lock:
         if not _code_hash:
             package = Path(__file__).resolve().parent
             h = hashlib.sha256()
             for path in sorted(package.rglob("*.py")):
-                h.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+                if path.name.startswith(".") or not path.is_file():  # editor lock files, broken links
+                    continue
+                try:
+                    data = path.read_bytes()
+                except OSError:
+                    continue
+                h.update(path.relative_to(package).as_posix().encode() + b"\0" + data + b"\0")
             _code_hash.append(h.hexdigest())
         return _code_hash[0]
 

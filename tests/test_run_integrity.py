@@ -378,6 +378,10 @@ def test_metrics_phase_failure_keeps_earlier_values_and_counts_as_failed(tmp_pat
     assert row["status"] == "failed" and set(row["values"]) == {"psnr"}  # the earlier value is kept
     per_image = pd.read_csv(tmp_path / "run" / "per_image.csv").set_index("name")
     assert per_image.loc["b", "status"] == "failed"
+    from resshift.reports import write_report
+
+    write_report([tmp_path / "run"], tmp_path / "report")  # the unreadable output costs only its own view
+    assert '"unreadable": {"b":' in (tmp_path / "report" / "report.html").read_text()
     sr_b.write_bytes(good)
     repaired = run(_spec(tmp_path / "run", root, metrics=["psnr"]))  # psnr is there: the failure alone re-scores
     assert repaired["n_failed"] == 0 and repaired["metrics"]["psnr"]["n"] == 3
@@ -564,12 +568,12 @@ def test_what_cannot_run_is_refused_before_anything_is_written(tmp_path, capsys)
     cases = {"limit=": dict(limit=0), "limit=-1": dict(limit=-1), "unknown metric 'foo'": dict(metrics=["psnr", "foo"]),
              "a plain name": dict(setting={"label": "../../escape"}),
              "a count >= 0": dict(method="outputs", method_params={"root": str(root / "lr"), "nfe": -5}),
-             "inside the dataset folder": dict(run_dir=root / "runs" / "x")}
+             "of data set 'paired-folder'": dict(run_dir=root / "hr" / "runs" / "x")}
     for expected, change in cases.items():
         kw = {"run_dir": tmp_path / "run", **change}
         with pytest.raises(RunSpecError, match=re.escape(expected)):
             run(_spec(root=root, **kw))
-        assert not (tmp_path / "run").exists() and not (root / "runs").exists()
+        assert not (tmp_path / "run").exists() and not (root / "hr" / "runs" / "x").exists()
     proc = _app(tmp_path, "method=bicubic", "dataset=embedded", "metrics=[psnr,foo]", "run.name=never")
     assert proc.returncode == 2 and "unknown metric 'foo'" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "runs" / "never").exists()
@@ -704,3 +708,47 @@ def test_a_cuda_run_without_a_cuda_device_is_refused_at_once(tmp_path):
     with pytest.raises(RunSpecError, match="device 'cuda': no CUDA device"):
         run(_spec(tmp_path / "run", root, device="cuda"))
     assert not (tmp_path / "run").exists()
+
+
+def test_score_with_gt_and_lr_writes_its_default_run_folder_beside_them(tmp_path, monkeypatch):
+    """`resshift score SR --gt HR --lr LR` from the folder holding all three: the default run folder runs/... is in
+    the GT folder's parent but in none of the input folders, so it is accepted (it was refused as inside the data)."""
+    root = _paired(tmp_path, {"a": 8, "b": 8}, exact=True)
+    (root / "sr").mkdir()
+    for name in ("a", "b"):
+        (root / "sr" / f"{name}.png").write_bytes((root / "hr" / f"{name}.png").read_bytes())
+    monkeypatch.chdir(tmp_path)
+    assert cli_main(["score", "sr", "--gt", "hr", "--lr", "lr", "--metrics", "psnr"]) == 0
+    assert len(list((tmp_path / "runs").glob("sr__paired-folder__*/summary.json"))) == 1
+    assert cli_main(["score", "sr", "--gt", "hr", "--lr", "lr", "--metrics", "psnr", "-o", "sr/inside"]) == 2
+
+
+def test_the_manifest_check_sees_through_links_and_extra_files(tmp_path):
+    """The card-manifest check holds for a copy whose GT folder is a symbolic link to a changed folder, and for an
+    extra image the manifest does not list (it was scored under the protocol's id)."""
+    import yaml
+
+    from resshift.provenance import file_sha256
+    from resshift.runner.run import RunSpecError
+
+    root = _paired(tmp_path / "copy", {"a": 8, "b": 8})
+    card = tmp_path / "toy-protocol.yaml"
+    manifest = {f"{sub}/{n}.png": file_sha256(root / sub / f"{n}.png") for sub in ("lr", "hr") for n in "ab"}
+    card.write_text(yaml.safe_dump({"name": "toy-protocol", "protocol_id": "toy-protocol-x4", "kind": "paired",
+                                    "scale": 4, "layout": {"lr": "lr", "hr": "hr"}, "manifest": manifest}))
+    linked = tmp_path / "linked"
+    (linked).mkdir()
+    (linked / "lr").symlink_to(root / "lr")
+    changed = tmp_path / "changed-hr"
+    changed.mkdir()
+    (changed / "a.png").write_bytes((root / "hr" / "a.png").read_bytes())
+    _paired(tmp_path / "other", {"b": 8}, seed=4)
+    (changed / "b.png").write_bytes((tmp_path / "other" / "hr" / "b.png").read_bytes())
+    (linked / "hr").symlink_to(changed)
+    with pytest.raises(RunSpecError, match=r"changed-hr/b\.png: SHA-256"):
+        run(_spec(tmp_path / "run1", linked, dataset=str(card), metrics=["psnr"]))
+    _paired(tmp_path / "extra", {"c": 8})
+    for sub in ("lr", "hr"):
+        (root / sub / "c.png").write_bytes((tmp_path / "extra" / sub / "c.png").read_bytes())
+    with pytest.raises(RunSpecError, match=r"c\.png: not in the card's manifest"):
+        run(_spec(tmp_path / "run2", root, dataset=str(card), metrics=["psnr"]))

@@ -48,6 +48,21 @@ class _HubImage:
     def describe(self) -> str:
         return f"{self.where}[{self.row}].{self.column}"
 
+    def content_sha256(self) -> str:
+        """SHA-256 of the cell's image bytes (or of the file it names), not decoded: what the run identity records
+        of this input, so data replaced under the same location is told apart (the location alone is not)."""
+        from resshift.provenance import file_sha256
+
+        cell = self.table[self.row][self.column]
+        data = cell.get("bytes") if isinstance(cell, dict) else bytes(cell) if isinstance(cell, (bytes, bytearray)) \
+            else None
+        path = cell.get("path") if isinstance(cell, dict) else cell if isinstance(cell, str) else None
+        if data is not None:
+            return hashlib.sha256(data).hexdigest()
+        if path and Path(path).is_file():
+            return file_sha256(path)
+        return hashlib.sha256(self.describe().encode("utf-8")).hexdigest()
+
     def load(self) -> tuple[torch.Tensor, list[str]]:
         cell = self.table[self.row][self.column]
         path: str | None = None

@@ -178,38 +178,53 @@ class SRDataset:
     def input_digests(self) -> dict[str, dict[str, str]]:
         """What each item's inputs hold: ``{name: {"lr": d, "hr": d}}`` (``hr`` absent without HR), ``d`` the first
         16 hex digits of the file's SHA-256 (:func:`resshift.provenance.file_sha256`, cached per path, size and
-        modification time), or of ``describe()`` for an in-memory source. A file replaced on disk changes its
+        modification time), of an in-memory source's image bytes (``content_sha256()``, Hugging Face cells), or
+        else of its ``describe()``. A file replaced on disk changes its
         digest; part of a run's identity, so rows made from the old file are never mixed with the new one's."""
         from resshift.provenance import file_sha256
 
         def digest(ref: Any) -> str:
             if isinstance(ref, Path):
                 return file_sha256(ref)[:16]
+            if hasattr(ref, "content_sha256"):  # in-memory sources that can hash their bytes (Hugging Face cells)
+                return str(ref.content_sha256())[:16]
             return hashlib.sha256(ref.describe().encode("utf-8")).hexdigest()[:16]
 
         return {it.name: {"lr": digest(it.lr), **({"hr": digest(it.hr)} if it.hr is not None else {})}
                 for it in self._items}
 
     def manifest_mismatches(self) -> list[str]:
-        """The files of this selection that the card's manifest lists under another SHA-256 (``path: why`` lines;
-        empty when the card has no manifest, or for in-memory sources). A copy of a protocol's data whose files
-        differ is not that protocol's data, whatever its folder is called."""
+        """The files of this selection that contradict the card's manifest (``path: why`` lines): listed under another
+        SHA-256, or absent from it on a side (LR or HR folder) the manifest covers. Empty when the card has no
+        manifest, or for in-memory sources. Paths are matched inside the layout's folders, so a folder or files that
+        are symbolic links are checked like copies. A copy of a protocol's data that differs is not that protocol's
+        data, whatever its folder is called."""
         from resshift.provenance import file_sha256
 
         if not self.card.manifest or self.root is None:
             return []
+        root = Path(self.root)
+        sides = {"lr": self.card.layout.lr, "hr": self.card.layout.hr}
+        prefix = {side: "" if folder in (None, ".", "") else folder.strip("/") + "/" for side, folder in sides.items()}
+        covered = {side for side, folder in sides.items() if folder is not None
+                   and any(k.startswith(prefix[side]) for k in self.card.manifest)}
         out = []
         for it in self._items:
-            for ref in (it.lr, it.hr):
-                if not isinstance(ref, Path):
+            for side, ref in (("lr", it.lr), ("hr", it.hr)):
+                if not isinstance(ref, Path) or sides[side] is None:
                     continue
+                base = (root / sides[side]).resolve()
                 try:
-                    rel = ref.resolve().relative_to(Path(self.root).resolve()).as_posix()
+                    rel = ref.relative_to(base).as_posix()
                 except ValueError:
-                    continue
-                want = self.card.manifest.get(rel)
-                if want is not None and file_sha256(ref) != want:
-                    out.append(f"{ref}: SHA-256 {file_sha256(ref)[:16]}... differs from the card's {want[:16]}...")
+                    rel = ref.name
+                want = self.card.manifest.get(prefix[side] + rel)
+                if want is not None:
+                    got = file_sha256(ref)
+                    if got != want:
+                        out.append(f"{ref}: SHA-256 {got[:16]}... differs from the card's {want[:16]}...")
+                elif side in covered:
+                    out.append(f"{ref}: not in the card's manifest ({prefix[side] + rel})")
         return out
 
     def shard(self, rank: int, world: int) -> SRDataset:

@@ -14,6 +14,7 @@ box is chosen on the first run's SR image, the thumbnail made from it, and the v
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ LR_KEY, GT_KEY = "lr", "gt"
 LR_LABEL = "LR (nearest-upsampled)"
 NO_INPUTS = ("LR and GT not shown: the run folders hold no visual record of this image (written before the "
              "SR phase saved LR and GT crops); the box was chosen on the first method's output")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -135,7 +138,12 @@ def write_view_assets(df: pd.DataFrame, out_dir: Path, crop: int = CROP, limit: 
         entry: dict[str, Any] = {"runs": {f"m{i}": str(m) for i, m in enumerate(runs["method"])}, "images": {},
                                  "missing_inputs": 0}
         for name in sorted(names)[:limit]:
-            view = image_view(runs, name, crop)
+            try:
+                view = image_view(runs, name, crop)
+            except (OSError, ValueError) as err:  # an unreadable SR file (a failed image) costs only its own view
+                log.warning("comparison view of %s on %s left out: %s", name, dataset, err)
+                entry.setdefault("unreadable", {})[name] = str(err)
+                continue
             if view is None:
                 continue
             folder = Path("images") / slug(str(dataset)) / slug(name)

@@ -113,7 +113,7 @@ def spec_from_config(cfg: DictConfig, run_dir: Path) -> RunSpec:
         dataset=dataset["name"],
         dataset_params=dict(dataset.get("params") or {}),
         metrics=list(container.get("metrics") or []),
-        seed=int(container.get("seed", 12345)),
+        seed=_seed(container.get("seed", 12345)),
         device=hw.get("device", "cpu"),
         dtype=hw.get("dtype", "fp32"),
         batch_size=int(hw.get("batch_size", 1)),
@@ -126,6 +126,13 @@ def spec_from_config(cfg: DictConfig, run_dir: Path) -> RunSpec:
         world_size=int(os.environ.get("WORLD_SIZE", 1)),
         config=container,
     )
+
+
+def _seed(value: Any) -> int:
+    """``seed=`` as an int; ``ValueError`` naming the setting for anything else (``seed=abc``, ``seed=1.5``)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"seed={value!r}: a seed is an integer")
+    return value
 
 
 def record_skipped(run_dir: Path, spec: RunSpec, reason: str) -> Path:
@@ -155,7 +162,12 @@ def _run_one(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
     """Run (or resume) the configuration ``cfg`` in ``run_dir`` and print its summary; None when the run
     was skipped (data set unavailable, ``skip_unavailable``) or this is not rank 0. Exits with 2 when the
     run cannot start (the folder holds another configuration or is in use)."""
-    spec = spec_from_config(cfg, run_dir)
+    try:
+        spec = spec_from_config(cfg, run_dir)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        _discard_unused(run_dir)
+        sys.exit(2)
     from resshift.data.cards import CardError
     from resshift.data.loader import DatasetError
     from resshift.data.sources import DatasetNotAvailable

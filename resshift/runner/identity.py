@@ -28,6 +28,7 @@ import fcntl
 import hashlib
 import json
 import os
+import random
 import socket
 import time
 from collections.abc import Iterator, Mapping
@@ -181,20 +182,30 @@ def _hold_launch(run_dir: Path, world_size: int):
     """For a rank of a ``torchrun`` launch of ``world_size`` processes: a shared POSIX record lock on byte
     ``world_size`` of ``.run.lock-launch`` (the ranks of one launch share it), after checking that no process holds
     any other byte (a launch of another size working in the folder: its ranks would take other shards of the same
-    images). Two launches of different sizes starting at once both refuse. Returns the open file (the lock lives
+    images; probed for about a second, so the ranks of one launch never refuse each other). Two launches of
+    different sizes starting at once both refuse. Returns the open file (the lock lives
     while it is open); raises :class:`RunFolderBusy`."""
     fh = open(Path(run_dir) / ".run.lock-launch", "a+", encoding="utf-8")  # noqa: SIM115 - held for the duration
     try:
         fcntl.lockf(fh, fcntl.LOCK_SH | fcntl.LOCK_NB, 1, world_size)
-        for start, length in ((1, world_size - 1), (world_size + 1, MAX_WORLD - world_size)):
-            if length > 0:
-                fcntl.lockf(fh, fcntl.LOCK_EX | fcntl.LOCK_NB, length, start)
-                fcntl.lockf(fh, fcntl.LOCK_UN, length, start)
     except (BlockingIOError, PermissionError):
         fh.close()
-        raise RunFolderBusy(f"{run_dir}: a launch with another number of processes is working in this run folder; "
-                            "wait for it to finish") from None
-    return fh
+        raise RunFolderBusy(f"{run_dir}: the launch lock is held exclusively; wait for the other launch") from None
+    # The probe takes the other bytes exclusively for an instant; ranks of this launch probing at the same moment
+    # see each other's probe, a launch of another size holds its byte for its whole run: retry over ~1 s.
+    rng = random.Random(os.getpid())
+    for _ in range(100):
+        try:
+            for start, length in ((1, world_size - 1), (world_size + 1, MAX_WORLD - world_size)):
+                if length > 0:
+                    fcntl.lockf(fh, fcntl.LOCK_EX | fcntl.LOCK_NB, length, start)
+                    fcntl.lockf(fh, fcntl.LOCK_UN, length, start)
+            return fh
+        except (BlockingIOError, PermissionError):
+            time.sleep(0.002 + 0.015 * rng.random())
+    fh.close()
+    raise RunFolderBusy(f"{run_dir}: a launch with another number of processes is working in this run folder; "
+                        "wait for it to finish")
 
 
 @contextmanager

@@ -476,13 +476,15 @@ class RunSpecError(ValueError):
 def check_spec(spec: RunSpec) -> None:
     """Check what a run is asked for before anything is read, built or written: ``limit`` at least 1 (or unset),
     batch size at least 1, warm-up not negative, every metric name registered, a label that is a plain name (it
-    becomes part of folder names), a run folder that is not one of the input folders nor inside one (the
-    outputs written there would land among the inputs), a CUDA device only where one is available, and a declared
+    becomes part of folder names), a run folder that is not the outputs folder of ``resshift score`` nor inside it
+    (the data set's own folders are checked once it is open), a CUDA device only where one is available, and a declared
     NFE (``nfe``, outputs made elsewhere) of at least 0. Raises :class:`RunSpecError`."""
     from resshift.metrics import get_spec
 
     if spec.limit is not None and (isinstance(spec.limit, bool) or not isinstance(spec.limit, int) or spec.limit < 1):
         raise RunSpecError(f"limit={spec.limit!r}: give a number of images >= 1, or leave it unset for all of them")
+    if isinstance(spec.seed, bool) or not isinstance(spec.seed, int):
+        raise RunSpecError(f"seed={spec.seed!r}: a seed is an integer")
     if int(spec.batch_size) < 1:
         raise RunSpecError(f"batch size {spec.batch_size}: give at least 1")
     if int(spec.warmup) < 0:
@@ -505,15 +507,19 @@ def check_spec(spec: RunSpec) -> None:
     if "/" in label or "\\" in label or label in (".", "..") or label != label.strip() or not label:
         raise RunSpecError(f"label {label!r}: a method label is a plain name (no '/', '\\', '.' or '..'), it "
                            "becomes part of run folder names")
-    run_dir = spec.run_dir.expanduser().resolve()
-    inputs = [("dataset", k, v) for k, v in spec.dataset_params.items() if k in ("root", "lr", "hr", "path") and v]
-    inputs += [("method", "root", spec.method_params["root"])] if spec.method_params.get("root") else []
-    for owner, key, value in inputs:
-        folder = Path(str(value)).expanduser().resolve()
+    if spec.method_params.get("root"):  # outputs made elsewhere: their folder
+        _check_outside(spec.run_dir, [Path(str(spec.method_params["root"]))], "the outputs folder (method root)")
+
+
+def _check_outside(run_dir: Path, folders: Sequence[Path], what: str) -> None:
+    """RunSpecError when ``run_dir`` is one of ``folders`` or inside one (a run writing among its inputs)."""
+    run_dir = run_dir.expanduser().resolve()
+    for folder in folders:
+        folder = folder.expanduser().resolve()
         if run_dir == folder or folder in run_dir.parents:
-            raise RunSpecError(f"run folder {run_dir} is {'the' if run_dir == folder else 'inside the'} {owner} "
-                               f"folder {folder} ({owner} {key}): the run would write among its inputs; choose "
-                               "another output folder")
+            raise RunSpecError(f"run folder {run_dir} is {'the' if run_dir == folder else 'inside the'} folder "
+                               f"{folder} of {what}: the run would write among its inputs; choose another output "
+                               "folder")
 
 
 def run(spec: RunSpec) -> dict[str, Any]:
@@ -563,10 +569,15 @@ def _run_locked(spec: RunSpec) -> dict[str, Any]:
     all_names = dataset.names()
     protocol = protocol_id(dataset)
     if spec.select:
-        dataset = dataset.select(image_names(spec.select))
+        try:
+            dataset = dataset.select(image_names(spec.select))
+        except KeyError as err:
+            raise RunSpecError(f"select={list(spec.select)}: {err.args[0] if err.args else err}") from None
     if spec.limit:
         dataset = dataset.select(dataset.names()[: int(spec.limit)])
     selection = dataset
+    _check_outside(spec.run_dir, sorted({ref.parent for it in selection.items for ref in (it.lr, it.hr)
+                                         if isinstance(ref, Path)}), f"data set {spec.dataset!r}'s input files")
     mismatches = selection.manifest_mismatches()
     if mismatches:  # a local copy that differs from the protocol's files is not the protocol's data
         raise RunSpecError(

@@ -133,3 +133,17 @@ def test_cli_verify_reports_a_corrupt_file(tmp_path, capsys):
     card.write_text("name: embedded-copy\nprotocol_id: x\nkind: paired\nscale: 4\nlayout: {lr: lr, hr: hr}\n")
     assert main(["data", "verify", str(card), "--root", str(root)]) == 1
     assert "coffee.png: not a decodable image" in capsys.readouterr().out
+
+
+def test_huggingface_input_digests_follow_the_bytes_not_the_location(tmp_path):
+    """A run's identity records a digest of each input: for a Hugging Face source, of the image bytes, so the same
+    data at another path digests alike and other data at the same path does not."""
+    root = _hub_dir(tmp_path)
+    kw = dict(lr_column="low", hr_column="high", name_column="id")
+    first = open_dataset("hf://someone/tiny-sr", root=root, **kw).input_digests()
+    moved = tmp_path / "moved"
+    root.rename(moved)
+    assert open_dataset("hf://someone/tiny-sr", root=moved, **kw).input_digests() == first
+    other = _hub_dir(tmp_path, bad_size=True)  # other pixels under the same names and columns
+    changed = open_dataset("hf://someone/tiny-sr", root=other, **kw).input_digests()
+    assert set(changed) == set(first) and all(changed[n]["hr"] != first[n]["hr"] for n in first)
