@@ -66,16 +66,12 @@ def spec_for(args: argparse.Namespace):
 
 
 def _score(args: argparse.Namespace) -> int:
-    from resshift.data.cards import CardError
-    from resshift.data.loader import DatasetError
-    from resshift.data.sources import DatasetNotAvailable
-    from resshift.runner.identity import RunFolderBusy, RunIdentityError
-    from resshift.runner.run import RunSpecError, run
+    from resshift.runner.run import REFUSALS, run
 
     try:
         spec = spec_for(args)
         summary = run(spec)
-    except (RunIdentityError, RunFolderBusy, RunSpecError, CardError, DatasetError, DatasetNotAvailable) as err:
+    except REFUSALS as err:
         print(f"error: {err}", file=sys.stderr)  # e.g. the folder holds scores of other files, a missing folder
         return 2
     print(spec.folder.summary_md_file.read_text(encoding="utf-8"))

@@ -33,8 +33,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from resshift.paths import PROJECT_ROOT
 from resshift.runfolder import RunFolder
-from resshift.runner.identity import RunFolderBusy, RunIdentityError, config_fingerprint, image_names
-from resshift.runner.run import RunSpec, run
+from resshift.runner.identity import config_fingerprint, image_names
+from resshift.runner.run import REFUSALS, RunSpec, discard_unused, run
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ def spec_from_config(cfg: DictConfig, run_dir: Path) -> RunSpec:
         dataset=dataset["name"],
         dataset_params=dict(dataset.get("params") or {}),
         metrics=list(container.get("metrics") or []),
-        seed=_seed(container.get("seed", 12345)),
+        seed=container.get("seed", 12345),  # checked, with the other settings, by run.check_spec
         device=hw.get("device", "cpu"),
         dtype=hw.get("dtype", "fp32"),
         batch_size=int(hw.get("batch_size", 1)),
@@ -128,13 +128,6 @@ def spec_from_config(cfg: DictConfig, run_dir: Path) -> RunSpec:
     )
 
 
-def _seed(value: Any) -> int:
-    """``seed=`` as an int; ``ValueError`` naming the setting for anything else (``seed=abc``, ``seed=1.5``)."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"seed={value!r}: a seed is an integer")
-    return value
-
-
 def record_skipped(run_dir: Path, spec: RunSpec, reason: str) -> Path:
     """Write ``<run_dir>/skipped.json`` (method, label, dataset, reason) for a run that could not start."""
     record = {"method": spec.method, "label": spec.setting.get("label"), "dataset": spec.dataset, "reason": reason}
@@ -144,18 +137,10 @@ def record_skipped(run_dir: Path, spec: RunSpec, reason: str) -> Path:
 
 
 def _discard_unused(run_dir: Path) -> None:
-    """Remove a run folder that this refused session made and nothing else uses: it holds nothing but Hydra's
-    records (``.hydra/``, the job's log) and the lock files of this process. Any other content (rows, identity,
-    outputs) keeps it."""
-    import shutil
-
-    log_name = f"{HydraConfig.get().job.name}.log" if HydraConfig.initialized() else None
-    try:
-        entries = list(run_dir.iterdir())
-    except OSError:
-        return
-    if all(e.name in (".hydra", log_name) or e.name.startswith(".run.lock") for e in entries):
-        shutil.rmtree(run_dir, ignore_errors=True)
+    """:func:`resshift.runner.run.discard_unused` for a folder Hydra made for this session: its records (``.hydra/``,
+    the job's log) count as unused too."""
+    log_name = f"{HydraConfig.get().job.name}.log" if HydraConfig.initialized() else ".hydra"
+    discard_unused(run_dir, also=(".hydra", log_name))
 
 
 def _run_one(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
@@ -168,10 +153,7 @@ def _run_one(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
         print(f"error: {err}", file=sys.stderr)
         _discard_unused(run_dir)
         sys.exit(2)
-    from resshift.data.cards import CardError
-    from resshift.data.loader import DatasetError
     from resshift.data.sources import DatasetNotAvailable
-    from resshift.runner.run import RunSpecError
 
     try:
         summary = run(spec)
@@ -182,7 +164,7 @@ def _run_one(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
             sys.exit(2)
         record_skipped(run_dir, spec, str(err))
         return None
-    except (RunIdentityError, RunFolderBusy, RunSpecError, CardError, DatasetError) as err:
+    except REFUSALS as err:
         print(f"error: {err}", file=sys.stderr)
         _discard_unused(run_dir)
         sys.exit(2)

@@ -19,7 +19,6 @@ same run folder skips images whose rows are finished; a killed run loses at most
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -31,9 +30,13 @@ from typing import Any
 
 import torch
 
+from resshift.data.cards import CardError
+from resshift.data.loader import DatasetError
+from resshift.data.sources import DatasetNotAvailable
 from resshift.io import read_image, write_png
 from resshift.runfolder import RunFolder
 from resshift.runfolder.visual import VisualCrops, visual_crops
+from resshift.runner.identity import RunFolderBusy, RunIdentityError
 from resshift.runner.sr_loop import LoadFailure, LRImage, batches, super_resolve
 
 log = logging.getLogger(__name__)
@@ -473,6 +476,26 @@ class RunSpecError(ValueError):
     """A run asked for something that cannot be run: the message names the setting and what is wrong."""
 
 
+#: What :func:`run` raises when a run cannot start (before anything is written to its folder): the entry points
+#: print these as ``error: ...`` with exit code 2.
+NOT_STARTED = (RunSpecError, CardError, DatasetError, DatasetNotAvailable)
+#: Those, and a folder that holds another configuration or code, or is in use.
+REFUSALS = (*NOT_STARTED, RunIdentityError, RunFolderBusy)
+
+
+def discard_unused(run_dir: Path, also: Sequence[str] = ()) -> None:
+    """Remove a run folder a refused session made and nothing else uses: every entry in it is a lock file of the
+    folder (``.run.lock*``) or named in ``also``. Any other content (rows, identity, outputs) keeps it."""
+    import shutil
+
+    try:
+        entries = list(run_dir.iterdir())
+    except OSError:
+        return
+    if all(e.name.startswith(".run.lock") or e.name in also for e in entries):
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
 def check_spec(spec: RunSpec) -> None:
     """Check what a run is asked for before anything is read, built or written: ``limit`` at least 1 (or unset),
     batch size at least 1, warm-up not negative, every metric name registered, a label that is a plain name (it
@@ -531,9 +554,6 @@ def run(spec: RunSpec) -> dict[str, Any]:
         resshift.runner.identity.RunIdentityError: the folder holds results of another configuration.
         resshift.runner.identity.RunFolderBusy: another process works in the folder.
     """
-    from resshift.data.cards import CardError
-    from resshift.data.loader import DatasetError
-    from resshift.data.sources import DatasetNotAvailable
     from resshift.runner.identity import lock_run_folder
 
     check_spec(spec)
@@ -542,12 +562,9 @@ def run(spec: RunSpec) -> dict[str, Any]:
     try:
         with lock_run_folder(spec.run_dir, spec.rank, spec.world_size):
             return _run_locked(spec)
-    except (RunSpecError, CardError, DatasetError, DatasetNotAvailable):
+    except NOT_STARTED:
         if created:  # refused before anything was written: leave no folder behind (only lock files are in it)
-            for lock in spec.run_dir.glob(".run.lock*"):
-                lock.unlink(missing_ok=True)
-            with contextlib.suppress(OSError):
-                spec.run_dir.rmdir()
+            discard_unused(spec.run_dir)
         raise
 
 
