@@ -205,13 +205,17 @@ def run_metrics_phase(spec: RunSpec, dataset: Any, metrics: dict[str, Any],
     store = folder.row_store("metrics", spec.rank, spec.world_size)
     sr_rows = {r["name"]: r for r in folder.rows("sr") if r.get("status") == "ok"}
     have = {r["name"]: r for r in folder.rows("metrics")}
-    wanted = set(metrics)
     shard_names = set(dataset.names())
-    pending = [  # a metric missing, or the last metrics session failed on the image
-        n for n in sorted(sr_rows)
-        if n in shard_names and (not wanted <= set(have.get(n, {}).get("values", {}))
-                                 or have.get(n, {}).get("status", "ok") != "ok")
-    ]
+
+    def failed_before(name: str) -> bool:
+        return have.get(name, {}).get("status", "ok") != "ok"
+
+    def lacks(name: str, metric: str) -> bool:
+        """The image has no value of ``metric``, or the last metrics session failed on it (all are redone)."""
+        return failed_before(name) or metric not in have.get(name, {}).get("values", {})
+
+    pending = [n for n in sorted(sr_rows)
+               if n in shard_names and (failed_before(n) or any(lacks(n, m) for m in metrics))]
     counts = {"done": 0, "skipped": len(shard_names & set(sr_rows)) - len(pending), "failed": 0}
     if not pending or not metrics:
         return counts
@@ -248,10 +252,8 @@ def run_metrics_phase(spec: RunSpec, dataset: Any, metrics: dict[str, Any],
             if metric.spec.mode == "FR" and hr is None:
                 skipped[mname] = "no HR image"
                 continue
-            # only the images that lack this metric (a metric added to a finished run costs only itself); all of
-            # them after a failed metrics session
-            todo = [i for i, n in enumerate(names)
-                    if mname not in have.get(n, {}).get("values", {}) or have.get(n, {}).get("status", "ok") != "ok"]
+            # only the images that lack this metric (a metric added to a finished run costs only itself)
+            todo = [i for i, n in enumerate(names) if lacks(n, mname)]
             if not todo:
                 continue
             ref = {"FR": hr, "LR": lr}.get(metric.spec.mode)  # LR mode: reference = upsampled LR input
