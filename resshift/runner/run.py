@@ -309,17 +309,26 @@ def summarize(spec: RunSpec, metric_specs: dict[str, Any], unavailable: dict[str
 
     The summary's keys are :data:`resshift.runfolder.SUMMARY_FIELDS` (strict JSON, every number finite);
     ``extra`` supplies those this function does not compute (fingerprint, timing, provenance, ...).
+    Metrics the rows hold values of beyond ``metric_specs`` (computed by earlier sessions) are summarised too.
     ``set_values`` and ``set_gaps`` are the set-level metrics' entries and the reasons of those without a
     value (:func:`resshift.runner.set_metrics.set_metric_values`); set-level metrics have no column in
     ``per_image.csv``.
     """
     import pandas as pd
 
+    from resshift.metrics import get_spec, metric_names
+
     folder = spec.folder
     set_specs = {name: s for name, s in metric_specs.items() if getattr(s, "set_level", False)}
     metric_specs = {name: s for name, s in metric_specs.items() if name not in set_specs}
     sr_rows = folder.rows("sr")
     m_rows = {r["name"]: r for r in folder.rows("metrics")}
+    # the metrics earlier sessions of the run computed too (adding a metric extends the run: the summary covers
+    # every metric the rows hold values of)
+    known = set(metric_names())
+    for name in sorted({k for r in m_rows.values() for k in r.get("values", {})} - set(metric_specs) - set(set_specs)):
+        if name in known:
+            metric_specs[name] = get_spec(name)
     table = []
     missing: dict[str, dict[str, int]] = {name: {} for name in metric_specs}
     for r in sr_rows:
@@ -575,7 +584,7 @@ def _run_locked(spec: RunSpec) -> dict[str, Any]:
 
     from resshift.data import open_dataset
     from resshift.methods import build_method
-    from resshift.metrics import build_metrics, get_spec, metric_names
+    from resshift.metrics import build_metrics, get_spec
     from resshift.provenance import collect_provenance, row_provenance
     from resshift.runner.identity import claim, image_names
     from resshift.runner.set_metrics import record_features, set_metric_values
@@ -662,11 +671,7 @@ def _run_locked(spec: RunSpec) -> dict[str, Any]:
         write_spectra_summary(spec.run_dir)
     # Set-level values, once per run, from the features every shard wrote (gathered on rank 0).
     set_values, set_gaps = set_metric_values(spec.folder, set_metrics)
-    # the metrics of this session and those earlier sessions of the run computed (adding a metric extends the run:
-    # the summary covers every metric the rows hold values of)
-    earlier = {k for r in spec.folder.rows("metrics") for k in r.get("values", {})} - set(spec.metrics)
-    known = set(metric_names())
-    specs = {name: get_spec(name) for name in [*spec.metrics, *sorted(earlier & known)]}
+    specs = {name: get_spec(name) for name in spec.metrics}
     extra = {
         "fingerprint": fingerprint,
         "protocol_id": protocol,
