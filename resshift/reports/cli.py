@@ -11,14 +11,19 @@ from pathlib import Path
 INPUT_ERRORS = (FileNotFoundError, ValueError, KeyError)
 
 
+def _input_error(err: Exception) -> int:
+    """Print ``error: ...`` for one of :data:`INPUT_ERRORS` (a KeyError's message without its quotes); exit code 2."""
+    print(f"error: {err.args[0] if isinstance(err, KeyError) and err.args else err}", file=sys.stderr)
+    return 2
+
+
 def _report(args: argparse.Namespace) -> int:
     from resshift.reports import write_report
 
     try:
         out = write_report(args.runs, args.out, title=args.title, view_limit=args.view_limit)
     except INPUT_ERRORS as err:
-        print(f"error: {err.args[0] if isinstance(err, KeyError) and err.args else err}", file=sys.stderr)
-        return 2
+        return _input_error(err)
     print(out)
     print(out.with_name("report.html"))
     return 0
@@ -41,8 +46,7 @@ def _compare(args: argparse.Namespace) -> int:
         result = compare_results(load_results(args.baseline), load_results(args.new), tolerances=tolerances,
                                  max_runtime_ratio=args.max_runtime_ratio or None)
     except INPUT_ERRORS as err:
-        print(f"error: {err.args[0] if isinstance(err, KeyError) and err.args else err}", file=sys.stderr)
-        return 2
+        return _input_error(err)
     print(result.to_markdown())
     print("REGRESSION" if result.failed else "no regression")
     return 1 if result.failed else 0
